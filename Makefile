@@ -1,0 +1,66 @@
+# Every target installs what it needs first: `make test` on a fresh machine works from nothing.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+include toolchain/versions.env
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TOOLS_BIN := $(CURDIR)/.tools/bin
+export PATH := $(TOOLS_BIN):$(CURDIR)/$(BIN):$(PATH)
+
+# pytest arguments, e.g. `make test PYTEST_ARGS="-m unit -x"`.
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "Python 3.11 or newer is needed (found $$($(PYTHON) --version)); set PYTHON=..."; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet "uv==$(UV_VERSION)"
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## Create .venv with the locked dependencies and this project, editable.
+
+.PHONY: tools
+tools: ## Install the pinned toolchain into .tools/bin (cached; a second run does nothing).
+	@toolchain/install.sh
+
+.PHONY: lock
+lock: venv ## Re-resolve requirements.lock from pyproject.toml.
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+
+.PHONY: run
+run: venv tools ## Bring the platform up locally, in the foreground (Ctrl-C stops everything).
+	$(BIN)/devstack up
+
+.PHONY: test
+test: venv tools ## Run every test tier against real PostgreSQL, Kafka, Kubernetes and Prometheus.
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+.PHONY: bench
+bench: venv tools ## Run the benchmarks; figures go to one JSON file whose path is printed.
+	$(BIN)/python bench/run.py $(if $(BENCH),--only $(BENCH))
+
+.PHONY: lint
+lint: venv ## ruff, mypy (strict) and import-linter.
+	$(BIN)/ruff check services operator tests
+	$(BIN)/ruff format --check services operator tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+.PHONY: fmt
+fmt: venv ## Format and auto-fix what ruff can.
+	$(BIN)/ruff format services operator tests
+	$(BIN)/ruff check --fix services operator tests
+
+.PHONY: clean
+clean: ## Remove .venv, .tools and .run (the toolchain cache in ~/.cache/loan-prequal stays).
+	rm -rf $(VENV) .tools .run .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,80 @@
+"""Session-wide fixtures: the real components, started once per test run by the devstack runner.
+
+Each fixture starts its component on first use, on a free loopback port with its own data
+directory under pytest's temporary folder, and stops it when the session ends, also after a
+failure or Ctrl-C. The tier marker of each test comes from its folder (tests/unit → `unit`, …).
+"""
+
+from __future__ import annotations
+
+import signal
+import types
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devstack.kafka import Kafka
+from devstack.kube import ControlPlane
+from devstack.postgres import Postgres
+from devstack.prometheus import Prometheus
+
+TIERS = ("unit", "integration", "k8s", "e2e")
+
+
+def _raise_interrupt(signum: int, frame: types.FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # SIGTERM (CI cancelling, `kill`) tears fixtures down like Ctrl-C does.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(__file__).parent
+    for item in items:
+        tier = item.path.relative_to(root).parts[0]
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in one of tests/{{{','.join(TIERS)}}}")
+        item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
+    """A private PostgreSQL 15 cluster with an empty `prequal` database."""
+    server = Postgres(tmp_path_factory.mktemp("postgres") / "data")
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kafka]:
+    """A single-node KRaft Kafka broker; topics are never auto-created."""
+    broker = Kafka(tmp_path_factory.mktemp("kafka") / "data")
+    try:
+        yield broker.start()
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """etcd, kube-apiserver (RBAC on) and kube-controller-manager; `.kubeconfig` is admin."""
+    plane = ControlPlane(tmp_path_factory.mktemp("kube"))
+    try:
+        yield plane.start()
+    finally:
+        plane.stop()
+
+
+@pytest.fixture(scope="session")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+    """A Prometheus server scraping every second; register targets with `add_target`."""
+    server = Prometheus(tmp_path_factory.mktemp("prometheus") / "data")
+    try:
+        yield server.start()
+    finally:
+        server.stop()

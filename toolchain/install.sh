@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Installs the pinned toolchain (toolchain/versions.env) and links every binary into .tools/bin.
+#
+# Built and downloaded artefacts live in a cache outside the work tree
+# (${PREQUAL_CACHE:-~/.cache/loan-prequal}), keyed by version, so a fresh clone (CI) reuses
+# them; .tools/ only holds links into it. Each step is skipped when its output exists, so a
+# second run does nothing and says so.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=versions.env
+source "$root/toolchain/versions.env"
+cache=${PREQUAL_CACHE:-$HOME/.cache/loan-prequal}
+tools=$root/.tools
+bin=$tools/bin
+mkdir -p "$cache/bin" "$bin"
+export GOMODCACHE=$cache/go/mod GOCACHE=$cache/go/build GOFLAGS=-mod=mod GOTOOLCHAIN=local
+
+did_something=0
+step() { printf '==> %s\n' "$*"; did_something=1; }
+die() { printf 'make tools: %s\n' "$*" >&2; exit 1; }
+# Runs a long command, printing a heartbeat every 30 s and the log tail if it fails.
+run_logged() {
+  local what=$1 log=$cache/logs/$1.log; shift
+  mkdir -p "$cache/logs"
+  local started=$SECONDS
+  "$@" >"$log" 2>&1 &
+  local pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 5
+    if kill -0 "$pid" 2>/dev/null && (( (SECONDS - started) % 30 < 5 )); then
+      printf '    ... %s still running (%ds, log: %s)\n' "$what" $((SECONDS - started)) "$log"
+    fi
+  done
+  if ! wait "$pid"; then
+    tail -n 30 "$log" >&2
+    die "$what failed after $((SECONDS - started))s; full log: $log"
+  fi
+  printf '    %s done in %ds\n' "$what" $((SECONDS - started))
+}
+link() { ln -sfn "$1" "$bin/$2"; }
+
+# --- prerequisites -------------------------------------------------------------------------
+need() { command -v "$1" >/dev/null 2>&1 || die "$1 is missing: $2"; }
+need go "install Go 1.24 or newer (https://go.dev/doc/install or Debian's golang-go)"
+need java "install a Java 17+ runtime (Debian: apt-get install openjdk-17-jre-headless)"
+need mvn "install Maven (Debian: apt-get install maven)"
+java_major=$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1)
+[ "${java_major:-0}" -ge 17 ] || die "Kafka 4 needs Java 17 or newer; found Java ${java_major:-unknown}"
+
+apt_install() {
+  [ "$(id -u)" = 0 ] || die "$1 is missing and installing it needs root: run 'sudo apt-get install -y $*' and retry"
+  step "apt-get install $*"
+  run_logged apt-get-update apt-get update
+  run_logged "apt-get-install-$1" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@"
+}
+
+# --- PostgreSQL and Prometheus from Debian ----------------------------------------------------
+pg_bin=/usr/lib/postgresql/$POSTGRES_MAJOR/bin
+[ -x "$pg_bin/postgres" ] || apt_install "postgresql-$POSTGRES_MAJOR" "postgresql-client-$POSTGRES_MAJOR"
+[ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ] || apt_install prometheus
+for b in postgres initdb pg_ctl psql pg_isready pgbench; do link "$pg_bin/$b" "$b"; done
+link /usr/bin/prometheus prometheus
+link /usr/bin/promtool promtool
+
+# --- Kafka from Maven Central ---------------------------------------------------------------
+kafka_home=$cache/kafka-$KAFKA_SCALA_VERSION-$KAFKA_VERSION
+if [ ! -f "$kafka_home/.complete" ]; then
+  step "Kafka $KAFKA_VERSION (Scala $KAFKA_SCALA_VERSION) from Maven Central"
+  rm -rf "$kafka_home"
+  run_logged kafka-resolve mvn -B -f "$root/toolchain/kafka/pom.xml" \
+    -Dkafka.version="$KAFKA_VERSION" -Dscala.binary.version="$KAFKA_SCALA_VERSION" \
+    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$kafka_home/libs"
+  touch "$kafka_home/.complete"
+fi
+ln -sfn "$kafka_home" "$tools/kafka"
+
+# --- Go-built binaries ----------------------------------------------------------------------
+# go_wrapper DIR MODULE: a throwaway module in the cache that requires what DIR's sources import.
+k8s_ldflags="-s -w"
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  k8s_ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1"
+  k8s_ldflags+=" -X $pkg.gitMinor=$(echo "$K8S_VERSION" | cut -d. -f2)"
+  k8s_ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+done
+
+build_k8s() {
+  local out=$cache/bin/k8s-$K8S_VERSION
+  [ -x "$out/kube-apiserver" ] && [ -x "$out/kube-controller-manager" ] && [ -x "$out/kubectl" ] && return
+  step "kube-apiserver, kube-controller-manager and kubectl $K8S_VERSION from the Go module proxy (several minutes)"
+  local mod=$cache/src/k8s-$K8S_VERSION
+  rm -rf "$mod" && mkdir -p "$mod" && cp "$root/toolchain/k8s/tools.go" "$mod/"
+  run_logged k8s-download go mod download -json "k8s.io/kubernetes@$K8S_VERSION"
+  # k8s.io/kubernetes names its staging modules at v0.0.0 with local replaces; point them at
+  # the published staging releases instead.
+  {
+    printf 'module prequal.dev/toolchain/k8s\n\ngo 1.24.0\n\nrequire k8s.io/kubernetes %s\n\nreplace (\n' "$K8S_VERSION"
+    grep -E '=> \./staging/src/' "$GOMODCACHE/cache/download/k8s.io/kubernetes/@v/$K8S_VERSION.mod" |
+      awk -v v="$K8S_STAGING_VERSION" '{ printf "\t%s => %s %s\n", $1, $1, v }'
+    printf ')\n'
+  } >"$mod/go.mod"
+  (cd "$mod" && run_logged k8s-tidy go mod tidy)
+  mkdir -p "$out.tmp"
+  (cd "$mod" && run_logged k8s-build go build -trimpath -ldflags "$k8s_ldflags" -o "$out.tmp/" \
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kubectl)
+  rm -rf "$out" && mv "$out.tmp" "$out"
+}
+
+build_etcd() {
+  local out=$cache/bin/etcd-$ETCD_VERSION
+  [ -x "$out/etcd" ] && return
+  step "etcd $ETCD_VERSION from the Go module proxy"
+  local mod=$cache/src/etcd-$ETCD_VERSION
+  rm -rf "$mod" && mkdir -p "$mod" && cp "$root/toolchain/etcd/main.go" "$mod/"
+  printf 'module prequal.dev/toolchain/etcd\n\ngo 1.24.0\n\nrequire go.etcd.io/etcd/server/v3 %s\n' "$ETCD_VERSION" >"$mod/go.mod"
+  (cd "$mod" && run_logged etcd-tidy go mod tidy)
+  mkdir -p "$out.tmp"
+  (cd "$mod" && run_logged etcd-build go build -trimpath -ldflags "-s -w" -o "$out.tmp/etcd" .)
+  rm -rf "$out" && mv "$out.tmp" "$out"
+}
+
+# go_install NAME PACKAGE VERSION [LDFLAGS]
+go_install() {
+  local name=$1 pkg=$2 version=$3 ldflags=${4:-"-s -w"}
+  local out=$cache/bin/$name-$version
+  [ -x "$out/$name" ] && return
+  step "$name $version from the Go module proxy"
+  rm -rf "$out.tmp" && mkdir -p "$out.tmp"
+  run_logged "$name-build" env GOBIN="$out.tmp" go install -trimpath -ldflags "$ldflags" "$pkg@$version"
+  rm -rf "$out" && mv "$out.tmp" "$out"
+}
+
+build_k8s
+for b in kube-apiserver kube-controller-manager kubectl; do link "$cache/bin/k8s-$K8S_VERSION/$b" "$b"; done
+build_etcd
+link "$cache/bin/etcd-$ETCD_VERSION/etcd" etcd
+helm_ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+helm_ldflags+=" -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1"
+helm_ldflags+=" -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$(echo "$K8S_VERSION" | cut -d. -f2)"
+helm_ldflags+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1"
+helm_ldflags+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$(echo "$K8S_VERSION" | cut -d. -f2)"
+go_install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" "$helm_ldflags"
+link "$cache/bin/helm-$HELM_VERSION/helm" helm
+go_install kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION" "-s -w -X main.version=$KUBECONFORM_VERSION"
+link "$cache/bin/kubeconform-$KUBECONFORM_VERSION/kubeconform" kubeconform
+
+if [ "$did_something" = 0 ]; then
+  echo "make tools: toolchain up to date in $bin (Kubernetes $K8S_VERSION, etcd $ETCD_VERSION, Kafka $KAFKA_VERSION, Helm $HELM_VERSION); nothing to do"
+else
+  echo "make tools: toolchain ready in $bin"
+fi
