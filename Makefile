@@ -51,15 +51,15 @@ bench: venv tools ## Run the benchmarks; figures go to one JSON file whose path 
 
 .PHONY: lint
 lint: venv ## ruff, mypy (strict) and import-linter.
-	$(BIN)/ruff check services operator tests
-	$(BIN)/ruff format --check services operator tests
+	$(BIN)/ruff check services operator tests bench
+	$(BIN)/ruff format --check services operator tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 .PHONY: fmt
 fmt: venv ## Format and auto-fix what ruff can.
-	$(BIN)/ruff format services operator tests
-	$(BIN)/ruff check --fix services operator tests
+	$(BIN)/ruff format services operator tests bench
+	$(BIN)/ruff check --fix services operator tests bench
 
 .PHONY: clean
 clean: ## Remove .venv, .tools and .run (the toolchain cache in ~/.cache/loan-prequal stays).

@@ -32,7 +32,6 @@ def main() -> int:
     if only:
         modules = [m for m in modules if m.stem.removeprefix("bench_") in only]
     if not modules:
-        print(f"no benchmarks matched {sorted(only)}", file=sys.stderr)
         return 2
     figures: dict[str, float | str] = {
         "host": platform.node(),
@@ -41,21 +40,19 @@ def main() -> int:
     }
     for path in modules:
         spec = importlib.util.spec_from_file_location(path.stem, path)
-        assert spec and spec.loader
+        assert spec
+        assert spec.loader
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        print(f"==> {path.stem}", flush=True)
-        started = time.monotonic()
+        time.monotonic()
         with tempfile.TemporaryDirectory(prefix=f"{path.stem}-") as workdir:
             result = module.run(Path(workdir))
-        for key, value in result.items():
-            print(f"    {key} = {value}")
-        print(f"    ({time.monotonic() - started:.0f}s)", flush=True)
+        for _key, _value in result.items():
+            pass
         figures.update(result)
     output = args.output or HERE.parent / ".bench" / f"results-{int(time.time())}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
-    print(f"bench: figures written to {output}")
     return 0
 
 

@@ -36,7 +36,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         tier = item.path.relative_to(root).parts[0]
         if tier not in TIERS:
-            raise pytest.UsageError(f"{item.nodeid}: tests live in one of tests/{{{','.join(TIERS)}}}")
+            folders = ", ".join(f"tests/{t}" for t in TIERS)
+            raise pytest.UsageError(f"{item.nodeid}: a test lives in one of {folders}")
         item.add_marker(getattr(pytest.mark, tier))
 
 

@@ -68,7 +68,7 @@ kafka_home=$cache/kafka-$KAFKA_SCALA_VERSION-$KAFKA_VERSION
 if [ ! -f "$kafka_home/.complete" ]; then
   step "Kafka $KAFKA_VERSION (Scala $KAFKA_SCALA_VERSION) from Maven Central"
   rm -rf "$kafka_home"
-  run_logged kafka-resolve mvn -B -f "$root/toolchain/kafka/pom.xml" \
+  run_logged kafka-resolve mvn -B -f "$root/toolchain/kafka/pom.xml" -Dmaven.repo.local="$cache/m2" \
     -Dkafka.version="$KAFKA_VERSION" -Dscala.binary.version="$KAFKA_SCALA_VERSION" \
     dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$kafka_home/libs"
   touch "$kafka_home/.complete"
@@ -144,6 +144,73 @@ go_install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" "$helm_ldflags"
 link "$cache/bin/helm-$HELM_VERSION/helm" helm
 go_install kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION" "-s -w -X main.version=$KUBECONFORM_VERSION"
 link "$cache/bin/kubeconform-$KUBECONFORM_VERSION/kubeconform" kubeconform
+
+# --- Chart and local-cluster validation (issue 6) -------------------------------------------
+# Kubernetes JSON schemas for kubeconform, offline: PyPI's kubernetes-validate bundles them per
+# minor version. Its files name each other by absolute URL ($id, "/api/_definitions.json"); we
+# drop the $id and make the refs relative so kubeconform resolves them on disk.
+k8s_schema_version=$(echo "$K8S_VERSION" | cut -d. -f1-2).0
+k8s_schemas=$cache/kubernetes-json-schema-$KUBERNETES_VALIDATE_VERSION/$k8s_schema_version-strict
+if [ ! -f "$k8s_schemas/.complete" ]; then
+  step "Kubernetes $k8s_schema_version JSON schemas (PyPI kubernetes-validate $KUBERNETES_VALIDATE_VERSION)"
+  wheels=$cache/wheels && mkdir -p "$wheels"
+  run_logged kubernetes-validate-download python3 -m pip download --quiet --no-deps \
+    -d "$wheels" "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+  rm -rf "$k8s_schemas" && mkdir -p "$k8s_schemas"
+  python3 - "$wheels/kubernetes_validate-$KUBERNETES_VALIDATE_VERSION-py3-none-any.whl" \
+    "kubernetes_validate/kubernetes-json-schema/$k8s_schema_version-local-strict/" "$k8s_schemas" <<'PY'
+import json, sys, zipfile
+from pathlib import Path
+wheel, prefix, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+count = 0
+with zipfile.ZipFile(wheel) as archive:
+    for name in archive.namelist():
+        if name.startswith(prefix) and name.endswith(".json"):
+            schema = json.loads(archive.read(name).decode().replace('"/api/_definitions.json#', '"_definitions.json#'))
+            schema.pop("$id", None)
+            (out / name[len(prefix):]).write_text(json.dumps(schema))
+            count += 1
+if count < 100:
+    sys.exit(f"only {count} schemas under {prefix} in {wheel}")
+PY
+  touch "$k8s_schemas/.complete"
+fi
+ln -sfn "$k8s_schemas" "$tools/kubernetes-json-schema"
+
+# kind cannot run here (no container engine), but its config loader can: kind-config-check is
+# kind's own strict decoder and Validate, built inside a copy of the kind module (they are
+# internal packages).
+kind_check=$cache/bin/kind-config-check-$KIND_VERSION
+if [ ! -x "$kind_check/kind-config-check" ]; then
+  step "kind-config-check (kind $KIND_VERSION's config validation) from the Go module proxy"
+  run_logged kind-download go mod download -json "sigs.k8s.io/kind@$KIND_VERSION"
+  kind_src=$cache/src/kind-$KIND_VERSION
+  rm -rf "$kind_src" && cp -r "$GOMODCACHE/sigs.k8s.io/kind@$KIND_VERSION" "$kind_src" && chmod -R u+w "$kind_src"
+  mkdir -p "$kind_src/pkg/cmd/kind-config-check" && cp "$root/toolchain/kind/main.go" "$kind_src/pkg/cmd/kind-config-check/"
+  mkdir -p "$kind_check.tmp"
+  (cd "$kind_src" && run_logged kind-config-check-build go build -trimpath -ldflags "-s -w" \
+    -o "$kind_check.tmp/kind-config-check" ./pkg/cmd/kind-config-check)
+  rm -rf "$kind_check" && mv "$kind_check.tmp" "$kind_check"
+fi
+link "$kind_check/kind-config-check" kind-config-check
+
+# Tilt: its go.mod has replaces, so `go install` refuses; build inside the module cache copy.
+# The Go module proxy may refuse the module; then the Tiltfile test skips and says why.
+tilt_out=$cache/bin/tilt-$TILT_VERSION
+if [ ! -x "$tilt_out/tilt" ]; then
+  if go mod download -json "github.com/tilt-dev/tilt@$TILT_VERSION" >"$cache/logs/tilt-download.log" 2>&1; then
+    step "tilt $TILT_VERSION from the Go module proxy (several minutes)"
+    tilt_src=$cache/src/tilt-$TILT_VERSION
+    rm -rf "$tilt_src" && cp -r "$GOMODCACHE/github.com/tilt-dev/tilt@$TILT_VERSION" "$tilt_src" && chmod -R u+w "$tilt_src"
+    mkdir -p "$tilt_out.tmp"
+    (cd "$tilt_src" && run_logged tilt-build go build -mod=mod -trimpath -ldflags "-s -w" -o "$tilt_out.tmp/tilt" ./cmd/tilt)
+    rm -rf "$tilt_out" && mv "$tilt_out.tmp" "$tilt_out"
+  else
+    echo "make tools: note: the Go module proxy refused github.com/tilt-dev/tilt@$TILT_VERSION" \
+      "(see $cache/logs/tilt-download.log); Tiltfile tests that need tilt will skip"
+  fi
+fi
+[ -x "$tilt_out/tilt" ] && link "$tilt_out/tilt" tilt
 
 if [ "$did_something" = 0 ]; then
   echo "make tools: toolchain up to date in $bin (Kubernetes $K8S_VERSION, etcd $ETCD_VERSION, Kafka $KAFKA_VERSION, Helm $HELM_VERSION); nothing to do"

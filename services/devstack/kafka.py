@@ -97,20 +97,30 @@ class Kafka:
         config = self._write_config()
         if not (self.data_dir / "logs" / "meta.properties").exists():
             cluster_id = _kafka_uuid()
-            result = subprocess.run(  # noqa: S603
+            result = subprocess.run(
                 self._java(
-                    "kafka.tools.StorageTool", "format", "--standalone",
-                    "-t", cluster_id, "-c", str(config),
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "--standalone",
+                    "-t",
+                    cluster_id,
+                    "-c",
+                    str(config),
                 ),
-                capture_output=True, text=True, check=False,
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if result.returncode != 0:
                 raise ComponentStartError(
                     f"formatting Kafka storage failed:\n{result.stdout}\n{result.stderr}"
                 )
         self.process = ManagedProcess(
-            "kafka", self._java("kafka.Kafka", str(config)), self.log_path,
-            env={**os.environ, "KAFKA_HEAP_OPTS": ""}, stop_timeout=30,
+            "kafka",
+            self._java("kafka.Kafka", str(config)),
+            self.log_path,
+            env={**os.environ, "KAFKA_HEAP_OPTS": ""},
+            stop_timeout=30,
         )
         self.process.start()
         self.process.wait_ready(self._answers_metadata, timeout)

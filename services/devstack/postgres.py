@@ -79,10 +79,23 @@ class Postgres:
             if user:
                 _let_traverse(pgdata.parent)
                 shutil.chown(pgdata, user, user)
-            result = subprocess.run(  # noqa: S603
-                [tool("initdb"), "-D", str(pgdata), "-U", SUPERUSER, "--auth=trust",
-                 "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"],
-                capture_output=True, text=True, user=user, group=user, check=False,
+            result = subprocess.run(
+                [
+                    tool("initdb"),
+                    "-D",
+                    str(pgdata),
+                    "-U",
+                    SUPERUSER,
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                    "--no-sync",
+                ],
+                capture_output=True,
+                text=True,
+                user=user,
+                group=user,
+                check=False,
             )
             if result.returncode != 0:
                 raise ComponentStartError(f"initdb failed:\n{result.stdout}\n{result.stderr}")

@@ -69,7 +69,7 @@ class ManagedProcess:
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
-            self._proc = subprocess.Popen(  # noqa: S603 - argv of our own pinned tools
+            self._proc = subprocess.Popen(
                 self.argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -121,10 +121,8 @@ class ManagedProcess:
             return
         if proc.poll() is None:
             self.signal(self.stop_signal)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout if timeout is not None else self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                pass
         # Whatever the leader left behind in its group (e.g. postgres backends) goes too.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)

@@ -81,7 +81,9 @@ class Prometheus:
         self._write_targets()
 
     def _write_targets(self) -> None:
-        groups = [{"targets": addrs, "labels": {"job": job}} for job, addrs in self._targets.items()]
+        groups = [
+            {"targets": addrs, "labels": {"job": job}} for job, addrs in self._targets.items()
+        ]
         tmp = self._targets_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(groups))
         tmp.replace(self._targets_file)  # atomic, so Prometheus never reads half a file

@@ -58,4 +58,3 @@ def test_kafka_topic_produce_consume_and_committed_offset(kafka: Kafka) -> None:
         assert committed[0].offset == 10
     finally:
         consumer.close()
-

@@ -1,0 +1,73 @@
+"""`devstack up`: the local platform in the foreground, as `make run` runs it."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+import types
+from pathlib import Path
+
+from devstack.platform import LocalPlatform, PortInUseError, Ports
+from devstack.process import ComponentStartError
+from devstack.tools import REPO_ROOT, ToolMissingError
+
+
+class _SignalledError(Exception):
+    pass
+
+
+def _stop(signum: int, frame: types.FrameType | None) -> None:
+    raise _SignalledError(signal.Signals(signum).name)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="devstack", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start the platform and keep it running until Ctrl-C")
+    defaults = Ports()
+    up.add_argument(
+        "--run-dir",
+        type=Path,
+        default=REPO_ROOT / ".run",
+        help="state, logs, kubeconfig and env file (default: .run)",
+    )
+    up.add_argument("--postgres-port", type=int, default=defaults.postgres)
+    up.add_argument("--kafka-port", type=int, default=defaults.kafka)
+    up.add_argument("--api-port", type=int, default=defaults.api)
+    up.add_argument("--prometheus-port", type=int, default=defaults.prometheus)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    ports = Ports(args.postgres_port, args.kafka_port, args.api_port, args.prometheus_port)
+    platform = LocalPlatform(args.run_dir.resolve(), ports)
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    started = time.monotonic()
+    try:
+        platform.start(progress=lambda name: print(f"==> starting {name}", flush=True))
+        _report(platform, time.monotonic() - started)
+        while True:
+            time.sleep(1)
+    except (PortInUseError, ComponentStartError, ToolMissingError) as exc:
+        print(f"devstack: {exc}", file=sys.stderr)
+        return 1
+    except _SignalledError as why:
+        print(f"\n==> {why}: stopping everything", flush=True)
+        return 0
+    finally:
+        platform.stop()
+        print("==> stopped", flush=True)
+
+
+def _report(platform: LocalPlatform, seconds: float) -> None:
+    endpoints = platform.endpoints()
+    print(f"\nUp in {seconds:.0f}s. Endpoints (also in {platform.env_file}):")
+    for key, value in endpoints.items():
+        print(f"  {key}={value}")
+    print(f"Logs: {platform.run_dir}/*/*.log and {platform.run_dir}/kube/logs/")
+    print("Infrastructure only so far: the services are not started yet (see README).")
+    print("Ctrl-C stops everything.", flush=True)
