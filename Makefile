@@ -17,7 +17,8 @@ PYTEST_ARGS ?=
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements.lock pyproject.toml
+# A new package (its __init__.py) re-runs the editable install so its import path is known.
+$(VENV)/.installed: requirements.lock pyproject.toml $(wildcard services/*/__init__.py operator/*/__init__.py)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 	  { echo "Python 3.11 or newer is needed (found $$($(PYTHON) --version)); set PYTHON=..."; exit 1; }
 	$(PYTHON) -m venv $(VENV)

@@ -1,0 +1,1 @@
+"""credit-service: consumes submitted applications, scores the applicant, publishes a report."""

@@ -1,0 +1,1 @@
+"""decision-service: consumes credit reports and moves each application to its final status."""
