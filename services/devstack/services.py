@@ -1,0 +1,116 @@
+"""The platform's own processes, started from their console scripts as they run in production.
+
+Used by `make run` and by the end-to-end tests, so both exercise the same command lines and
+settings (docs/configuration.md). Each service is a ManagedProcess with its log under
+`log_dir`, ready when its health endpoint answers.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from devstack.net import LOOPBACK, free_port, http_ok
+from devstack.process import ComponentStartError, ManagedProcess
+
+
+def console_script(name: str) -> str:
+    """The installed console script next to this interpreter (the venv's bin/)."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        raise ComponentStartError(f"console script {name} not found: run `make venv`")
+    return found
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """How one service runs: its console script, its port and where it says it is healthy."""
+
+    name: str
+    script: str
+    port_env: str
+    health_path: str
+
+
+API = ServiceSpec("prequal-api", "prequal-api", "API_PORT", "/ready")
+PUBLISHER = ServiceSpec("outbox-publisher", "outbox-publisher", "METRICS_PORT", "/health")
+CREDIT = ServiceSpec("credit-service", "credit-service", "METRICS_PORT", "/health")
+DECISION = ServiceSpec("decision-service", "decision-service", "METRICS_PORT", "/health")
+ALL_SERVICES = (API, PUBLISHER, CREDIT, DECISION)
+
+
+def migrate(env: Mapping[str, str], log_dir: Path) -> None:
+    """`prequalctl db upgrade`, as the Helm hook Job runs it."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        [console_script("prequalctl"), "db", "upgrade"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    (log_dir / "migrate.log").write_text(result.stdout + result.stderr)
+    if result.returncode != 0:
+        raise ComponentStartError(f"prequalctl db upgrade failed:\n{result.stderr[-4000:]}")
+
+
+@dataclass
+class RunningService:
+    spec: ServiceSpec
+    port: int
+    process: ManagedProcess
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+
+@dataclass
+class Services:
+    """Starts services by spec with a shared environment; `instance` tells replicas apart."""
+
+    env: Mapping[str, str]
+    log_dir: Path
+    running: list[RunningService] = field(default_factory=list)
+
+    def start(
+        self,
+        spec: ServiceSpec,
+        *,
+        port: int | None = None,
+        instance: int = 0,
+        extra_env: Mapping[str, str] | None = None,
+        timeout: float = 60,
+    ) -> RunningService:
+        port = port or free_port()
+        env = {**os.environ, **self.env, spec.port_env: str(port), **(extra_env or {})}
+        suffix = f"-{instance}" if instance else ""
+        process = ManagedProcess(
+            f"{spec.name}{suffix}",
+            [console_script(spec.script)],
+            self.log_dir / f"{spec.name}{suffix}.log",
+            env=env,
+            stop_timeout=30,
+        )
+        process.start()
+        service = RunningService(spec, port, process)
+        self.running.append(service)
+        process.wait_ready(lambda: http_ok(f"{service.url}{spec.health_path}"), timeout)
+        return service
+
+    def stop(self, service: RunningService) -> None:
+        service.process.stop()
+        if service in self.running:
+            self.running.remove(service)
+
+    def stop_all(self) -> None:
+        for service in reversed(list(self.running)):
+            self.stop(service)
