@@ -12,6 +12,8 @@ export PATH := $(TOOLS_BIN):$(CURDIR)/$(BIN):$(PATH)
 
 # pytest arguments, e.g. `make test PYTEST_ARGS="-m unit -x"`.
 PYTEST_ARGS ?=
+# Extra arguments for `make run` / `make demo`, e.g. `make run ARGS="--api-port 8080"`.
+ARGS ?=
 
 .PHONY: help
 help: ## List the targets.
@@ -40,7 +42,11 @@ lock: venv ## Re-resolve requirements.lock from pyproject.toml.
 
 .PHONY: run
 run: venv tools ## Bring the platform up locally, in the foreground (Ctrl-C stops everything).
-	$(BIN)/devstack up
+	$(BIN)/devstack up $(ARGS)
+
+.PHONY: demo
+demo: venv ## With `make run` up: submit sample applications and print each final status.
+	$(BIN)/prequalctl demo $(ARGS)
 
 .PHONY: test
 test: venv tools ## Run every test tier against real PostgreSQL, Kafka, Kubernetes and Prometheus.
