@@ -17,7 +17,7 @@ ARGS ?=
 
 .PHONY: help
 help: ## List the targets.
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' Makefile | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
 # A new package (its __init__.py) re-runs the editable install so its import path is known.
 $(VENV)/.installed: requirements.lock pyproject.toml $(wildcard services/*/__init__.py operator/*/__init__.py)
