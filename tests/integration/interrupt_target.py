@@ -1,0 +1,19 @@
+"""Not collected by default (no test_ prefix): test_process_cleanup runs it in a child pytest,
+which it then interrupts."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from devstack.kafka import Kafka
+from devstack.postgres import Postgres
+
+
+def test_hold_components_until_interrupted(postgres: Postgres, kafka: Kafka) -> None:
+    assert postgres.process is not None
+    assert kafka.process is not None
+    pids = f"{postgres.process.pid} {kafka.process.pid}"
+    Path(os.environ["CLEANUP_PIDS_FILE"]).write_text(pids)
+    time.sleep(300)
