@@ -1,0 +1,1 @@
+"""The PostgreSQL schema (SQLAlchemy Core tables), its Alembic migrations and their runner."""

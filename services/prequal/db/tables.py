@@ -1,0 +1,132 @@
+"""Table definitions: the one description of the schema that migrations and queries follow.
+
+Services query with plain SQL through psycopg 3 (async in the API, sync in the consumers); these
+definitions document the columns and let Alembic compare the models with the database.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Date,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP, UUID
+
+metadata = MetaData()
+
+STATUSES = ("PENDING", "PRE_APPROVED", "REJECTED", "MANUAL_REVIEW")
+LOAN_TYPES = ("PERSONAL", "HOME", "AUTO")
+AUDIT_ACTIONS = ("encrypt", "decrypt", "mask")
+# Outbox rows are spread over a fixed number of lanes by application id; one publisher owns a
+# lane at a time, which keeps each application's events in order (docs/submission-path.md).
+OUTBOX_LANES = 64
+
+_NOW = text("now()")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+applications = Table(
+    "applications",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("status", Text, nullable=False, server_default=text("'PENDING'")),
+    Column("pan_ciphertext", LargeBinary, nullable=False),
+    Column("pan_blind_index", LargeBinary, nullable=False),
+    Column("first_name", Text, nullable=False),
+    Column("last_name", Text, nullable=False),
+    Column("date_of_birth", Date, nullable=False),
+    Column("email", Text, nullable=False),
+    Column("phone_number", Text, nullable=False),
+    Column("requested_amount", Numeric(14, 2), nullable=False),
+    Column("monthly_income", Numeric(14, 2), nullable=False),
+    Column("loan_type", Text, nullable=False),
+    Column("credit_score", Integer),
+    Column("decision_reason", Text),
+    Column("max_approved_amount", Numeric(16, 2)),
+    Column("version", Integer, nullable=False, server_default=text("1")),
+    Column("created_at", TIMESTAMP(timezone=True), nullable=False, server_default=_NOW),
+    Column("updated_at", TIMESTAMP(timezone=True), nullable=False, server_default=_NOW),
+    CheckConstraint(_in("status", STATUSES), name="ck_applications_status"),
+    CheckConstraint(_in("loan_type", LOAN_TYPES), name="ck_applications_loan_type"),
+    # The 24-hour duplicate rule looks up recent rows by blind index.
+    Index("ix_applications_pan_recent", "pan_blind_index", "created_at"),
+)
+
+outbox_events = Table(
+    "outbox_events",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("seq", BigInteger, Identity(always=True), nullable=False),
+    Column("aggregate_id", UUID(as_uuid=True), nullable=False),
+    Column("lane", SmallInteger, nullable=False),
+    Column("topic", Text, nullable=False),
+    Column("event_type", Text, nullable=False),
+    Column("payload", JSONB, nullable=False),
+    Column("created_at", TIMESTAMP(timezone=True), nullable=False, server_default=_NOW),
+    Column("published_at", TIMESTAMP(timezone=True)),
+    CheckConstraint(f"lane >= 0 AND lane < {OUTBOX_LANES}", name="ck_outbox_events_lane"),
+    # What the publisher claims: unpublished rows of its lanes, oldest first.
+    Index(
+        "ix_outbox_events_unpublished",
+        "lane",
+        "seq",
+        postgresql_where=text("published_at IS NULL"),
+    ),
+    Index(
+        "ix_outbox_events_published",
+        "published_at",
+        postgresql_where=text("published_at IS NOT NULL"),
+    ),
+)
+
+processed_messages = Table(
+    "processed_messages",
+    metadata,
+    Column("consumer_group", Text, nullable=False),
+    Column("event_id", UUID(as_uuid=True), nullable=False),
+    Column("processed_at", TIMESTAMP(timezone=True), nullable=False, server_default=_NOW),
+    PrimaryKeyConstraint("consumer_group", "event_id", name="pk_processed_messages"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("at", TIMESTAMP(timezone=True), nullable=False, server_default=_NOW),
+    Column("application_id", UUID(as_uuid=True)),
+    Column("action", Text, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("key_id", Text),
+    Column("detail", Text),
+    CheckConstraint(_in("action", AUDIT_ACTIONS), name="ck_audit_log_action"),
+    Index("ix_audit_log_application", "application_id"),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("key", Text, primary_key=True),
+    # Keyed HMAC of the request body: the body holds a PAN, so no bare hash of it is stored.
+    Column("request_hmac", LargeBinary, nullable=False),
+    Column("application_id", UUID(as_uuid=True), nullable=False),
+    Column("status_code", SmallInteger, nullable=False),
+    Column("response", JSONB, nullable=False),
+    Column("created_at", TIMESTAMP(timezone=True), nullable=False, server_default=_NOW),
+    Index("ix_idempotency_keys_created", "created_at"),
+)

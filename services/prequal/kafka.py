@@ -1,0 +1,284 @@
+"""The Kafka adapter: the only module that imports confluent_kafka.
+
+The producer side serves the outbox publisher: an idempotent producer (acks=all, ordered per
+partition, no duplicates from its own retries) that batches with `linger.ms` and reports every
+record through a delivery callback, so nothing flushes per record.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+log = logging.getLogger(__name__)
+
+DeliveryCallback = Callable[[str | None], None]
+"""Called once per record with None on success, else the error text."""
+
+PRODUCER_DEFAULTS: dict[str, Any] = {
+    "enable.idempotence": True,
+    "acks": "all",
+    "linger.ms": 5,
+    "batch.num.messages": 10_000,
+    "batch.size": 1_000_000,
+    "queue.buffering.max.messages": 500_000,
+    "queue.buffering.max.kbytes": 1_048_576,
+    "compression.type": "lz4",
+    # A record not confirmed in this time fails its callback; the row stays in the outbox.
+    "message.timeout.ms": 15_000,
+    "socket.connection.setup.timeout.ms": 5_000,
+    "reconnect.backoff.max.ms": 2_000,
+}
+
+
+class KafkaUnavailableError(RuntimeError):
+    """The cluster did not answer in time."""
+
+
+def _log_error(err: KafkaError) -> None:
+    # librdkafka reports transport trouble here; it recovers by itself, so it is a warning.
+    log.warning("kafka client: %s", err.str())
+
+
+@dataclass
+class EventProducer:
+    """A thin typed face over confluent_kafka.Producer."""
+
+    _producer: Producer
+
+    def produce(
+        self,
+        topic: str,
+        key: bytes,
+        value: bytes,
+        headers: list[tuple[str, str | bytes | None]],
+        on_delivery: DeliveryCallback,
+    ) -> None:
+        def _delivered(err: KafkaError | None, _msg: object) -> None:
+            on_delivery(None if err is None else err.str())
+
+        while True:
+            try:
+                self._producer.produce(
+                    topic, value=value, key=key, headers=headers, on_delivery=_delivered
+                )
+                return
+            except BufferError:
+                # The local queue is full: serve callbacks to make room, then retry.
+                self._producer.poll(0.05)
+
+    def poll(self, timeout: float = 0.0) -> int:
+        return int(self._producer.poll(timeout))
+
+    def flush(self, timeout: float) -> int:
+        """Waits for outstanding records; returns how many are still undelivered."""
+        return int(self._producer.flush(timeout))
+
+    def purge(self) -> None:
+        """Drops records still queued locally (their callbacks report failure)."""
+        self._producer.purge()
+        self._producer.poll(0)
+
+    def pending(self) -> int:
+        return len(self._producer)
+
+    def reachable(self, timeout: float = 2.0) -> bool:
+        try:
+            self._producer.list_topics(timeout=timeout)
+        except KafkaException:
+            return False
+        return True
+
+
+def create_producer(
+    bootstrap_servers: str, client_id: str, overrides: Mapping[str, Any] | None = None
+) -> EventProducer:
+    config = {
+        **PRODUCER_DEFAULTS,
+        "bootstrap.servers": bootstrap_servers,
+        "client.id": client_id,
+        "error_cb": _log_error,
+        **(overrides or {}),
+    }
+    return EventProducer(Producer(config))
+
+
+def create_topics(bootstrap_servers: str, topics: Mapping[str, int], timeout: float = 30.0) -> None:
+    """Creates missing topics (name → partitions); existing ones are left alone.
+
+    For local runs and tests: in Kubernetes the operator owns the topics.
+    """
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    futures = admin.create_topics(
+        [
+            NewTopic(name, num_partitions=parts, replication_factor=1)
+            for name, parts in topics.items()
+        ]
+    )
+    for name, future in futures.items():
+        try:
+            future.result(timeout)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise KafkaUnavailableError(f"could not create topic {name}: {exc}") from exc
+
+
+# --- consumer side (the decision path: credit-service, decision-service, prequalctl dlq) --------
+
+CONSUMER_DEFAULTS: dict[str, Any] = {
+    # Offsets are stored by the runtime only after a record's effects are committed to the
+    # database (or its DLQ copy is confirmed); librdkafka commits stored offsets in the background.
+    "enable.auto.commit": True,
+    "auto.commit.interval.ms": 1_000,
+    "enable.auto.offset.store": False,
+    "auto.offset.reset": "earliest",
+    "partition.assignment.strategy": "cooperative-sticky",
+    "session.timeout.ms": 10_000,
+    "heartbeat.interval.ms": 1_000,
+    "max.poll.interval.ms": 300_000,
+    "fetch.wait.max.ms": 10,
+    "socket.connection.setup.timeout.ms": 5_000,
+    "reconnect.backoff.max.ms": 2_000,
+}
+
+PartitionsCallback = Callable[[list[tuple[str, int]]], None]
+"""Called with (topic, partition) pairs on assignment or revocation."""
+
+
+@dataclass(frozen=True)
+class InboundRecord:
+    """One consumed record, detached from librdkafka's Message."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes | None]]
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key == name:
+                return None if value is None else value.decode("utf-8", "replace")
+        return None
+
+
+class EventConsumer:
+    """A thin typed face over confluent_kafka.Consumer, for the one consumer runtime."""
+
+    def __init__(self, consumer: Consumer) -> None:
+        self._consumer = consumer
+
+    def subscribe(
+        self, topics: list[str], on_assign: PartitionsCallback, on_revoke: PartitionsCallback
+    ) -> None:
+        def _pairs(partitions: list[TopicPartition]) -> list[tuple[str, int]]:
+            return [(tp.topic, tp.partition) for tp in partitions]
+
+        def _assigned(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            on_assign(_pairs(partitions))
+
+        def _revoked(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            on_revoke(_pairs(partitions))
+            self.commit()  # what was stored for the partitions we give away
+
+        self._consumer.subscribe(topics, on_assign=_assigned, on_revoke=_revoked, on_lost=_revoked)
+
+    def consume(self, max_records: int, timeout: float) -> list[InboundRecord]:
+        records: list[InboundRecord] = []
+        for msg in self._consumer.consume(num_messages=max_records, timeout=timeout):
+            err = msg.error()
+            if err is not None:
+                if err.fatal():
+                    raise KafkaException(err)
+                # Partition EOF, transport errors: librdkafka recovers by itself.
+                log.warning("kafka consumer: %s", err.str())
+                continue
+            records.append(
+                InboundRecord(
+                    topic=msg.topic(),
+                    partition=msg.partition(),
+                    offset=msg.offset(),
+                    key=msg.key(),
+                    value=msg.value(),
+                    headers=[
+                        (k, v if isinstance(v, bytes | None) else str(v).encode())
+                        for k, v in (msg.headers() or [])
+                    ],
+                )
+            )
+        return records
+
+    def store_offsets(self, records: list[InboundRecord]) -> None:
+        """Marks records done: the background commit picks up offset + 1 per partition."""
+        if not records:
+            return
+        latest: dict[tuple[str, int], int] = {}
+        for record in records:
+            where = (record.topic, record.partition)
+            latest[where] = max(latest.get(where, -1), record.offset)
+        try:
+            self._consumer.store_offsets(
+                offsets=[TopicPartition(t, p, o + 1) for (t, p), o in latest.items()]
+            )
+        except KafkaException as exc:
+            # The partition was revoked meanwhile: its new owner re-reads from the committed
+            # offset and the inbox turns the repeat into a duplicate.
+            log.warning("could not store offsets: %s", exc)
+
+    def pause(self, partitions: list[tuple[str, int]]) -> None:
+        self._consumer.pause([TopicPartition(t, p) for t, p in partitions])
+
+    def resume(self, partitions: list[tuple[str, int]]) -> None:
+        self._consumer.resume([TopicPartition(t, p) for t, p in partitions])
+
+    def assignment(self) -> list[tuple[str, int]]:
+        return [(tp.topic, tp.partition) for tp in self._consumer.assignment()]
+
+    def lag(self) -> dict[str, int]:
+        """Records not yet consumed, per topic, over this member's partitions (cached figures)."""
+        partitions = self._consumer.assignment()
+        if not partitions:
+            return {}
+        lag: dict[str, int] = {}
+        for tp in self._consumer.position(partitions):
+            _low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            if high < 0:
+                continue
+            behind = high - tp.offset if tp.offset >= 0 else 0
+            lag[tp.topic] = lag.get(tp.topic, 0) + max(behind, 0)
+        return lag
+
+    def commit(self) -> None:
+        """Commits stored offsets now (at shutdown and on revocation); nothing stored is fine."""
+        try:
+            self._consumer.commit(asynchronous=False)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._NO_OFFSET:
+                log.warning("offset commit failed: %s", exc.args[0].str())
+
+    def close(self) -> None:
+        self.commit()
+        self._consumer.close()
+
+
+def create_consumer(
+    bootstrap_servers: str,
+    group_id: str,
+    client_id: str,
+    overrides: Mapping[str, Any] | None = None,
+) -> EventConsumer:
+    config = {
+        **CONSUMER_DEFAULTS,
+        "bootstrap.servers": bootstrap_servers,
+        "group.id": group_id,
+        "client.id": client_id,
+        "error_cb": _log_error,
+        **(overrides or {}),
+    }
+    return EventConsumer(Consumer(config))

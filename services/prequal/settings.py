@@ -1,0 +1,149 @@
+"""Typed settings shared by every process (the contract is docs/configuration.md).
+
+Each process composes its own `Settings` class from these mixins and reads it once through
+`load_settings`, which also honours `SECRETS_DIR`: secrets may be files named after the setting
+in lower case (a mounted Kubernetes Secret), environment variables win over files.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SECRETS_DIR = "/var/run/secrets/prequal"
+KEY_BYTES = 32
+KEY_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+# Values people paste from examples; a key that reads like a word is not a key.
+_PLACEHOLDERS = {"changeme", "change-me", "secret", "example", "xxx", "todo", "replace-me"}
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+class BaseServiceSettings(BaseSettings):
+    """What every process reads: only the log level."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+
+    log_level: LogLevel = "INFO"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+
+class DatabaseSettings(BaseServiceSettings):
+    database_url: SecretStr
+
+    @field_validator("database_url")
+    @classmethod
+    def _libpq_url(cls, value: SecretStr) -> SecretStr:
+        url = value.get_secret_value().strip()
+        if not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError(
+                "DATABASE_URL must be a libpq URL: postgresql://user:pass@host:port/db"
+            )
+        return SecretStr(url)
+
+
+class KafkaSettings(BaseServiceSettings):
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    topic_applications_submitted: str = "loan_applications_submitted"
+    topic_credit_reports: str = "credit_reports_generated"
+
+
+def decode_key(value: str, name: str) -> bytes:
+    """A base64 32-byte key, or a ValueError naming the setting and the fault (never the key)."""
+    text = value.strip()
+    if text.lower() in _PLACEHOLDERS:
+        raise ValueError(f"{name} is a placeholder; generate keys with `prequalctl keys generate`")
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{name} is not valid base64") from None
+    if len(raw) != KEY_BYTES:
+        raise ValueError(f"{name} must decode to {KEY_BYTES} bytes, got {len(raw)}")
+    if len(set(raw)) < 8:
+        raise ValueError(
+            f"{name} has almost no entropy; generate keys with `prequalctl keys generate`"
+        )
+    return raw
+
+
+def parse_keyring(value: str) -> dict[str, bytes]:
+    """`PAN_ENCRYPTION_KEYS`: comma-separated `key_id:base64(32 bytes)` entries."""
+    keyring: dict[str, bytes] = {}
+    for position, raw_entry in enumerate(value.split(","), start=1):
+        entry = raw_entry.strip()
+        if not entry:
+            continue
+        key_id, sep, encoded = entry.partition(":")
+        if not sep:
+            raise ValueError(f"PAN_ENCRYPTION_KEYS entry {position} is not `key_id:base64key`")
+        if not KEY_ID_PATTERN.match(key_id):
+            raise ValueError(
+                f"PAN_ENCRYPTION_KEYS entry {position}: key id must match {KEY_ID_PATTERN.pattern}"
+            )
+        if key_id in keyring:
+            raise ValueError(f"PAN_ENCRYPTION_KEYS names key id {key_id!r} twice")
+        keyring[key_id] = decode_key(encoded, f"PAN_ENCRYPTION_KEYS key {key_id!r}")
+    if not keyring:
+        raise ValueError("PAN_ENCRYPTION_KEYS is empty")
+    return keyring
+
+
+class PanKeySettings(BaseServiceSettings):
+    """The keyring (decryption), the active key id (encryption) and the blind-index key."""
+
+    pan_encryption_keys: SecretStr
+    pan_active_key_id: str
+    pan_blind_index_key: SecretStr
+
+    @field_validator("pan_encryption_keys")
+    @classmethod
+    def _keyring(cls, value: SecretStr) -> SecretStr:
+        parse_keyring(value.get_secret_value())
+        return value
+
+    @field_validator("pan_blind_index_key")
+    @classmethod
+    def _blind_key(cls, value: SecretStr) -> SecretStr:
+        decode_key(value.get_secret_value(), "PAN_BLIND_INDEX_KEY")
+        return value
+
+    @field_validator("pan_active_key_id", mode="before")
+    @classmethod
+    def _strip(cls, value: object) -> object:
+        return value.strip() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _active_key_in_keyring(self) -> PanKeySettings:
+        if self.pan_active_key_id not in self.keyring():
+            raise ValueError(
+                f"PAN_ACTIVE_KEY_ID {self.pan_active_key_id!r} is not in PAN_ENCRYPTION_KEYS"
+            )
+        return self
+
+    def keyring(self) -> dict[str, bytes]:
+        return parse_keyring(self.pan_encryption_keys.get_secret_value())
+
+    def blind_index_key(self) -> bytes:
+        return decode_key(self.pan_blind_index_key.get_secret_value(), "PAN_BLIND_INDEX_KEY")
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load_settings(cls: type[S], **overrides: Any) -> S:
+    """Reads `cls` from the environment and, when it exists, the `SECRETS_DIR` directory."""
+    secrets_dir = Path(os.environ.get("SECRETS_DIR", DEFAULT_SECRETS_DIR))
+    if secrets_dir.is_dir():
+        return cls(_secrets_dir=secrets_dir, **overrides)
+    return cls(**overrides)

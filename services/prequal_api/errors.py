@@ -1,0 +1,105 @@
+"""One error shape for every failure: `{error_code, message, details, request_id}`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import psycopg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
+from starlette.exceptions import HTTPException
+
+from prequal.pan import PanDecryptionError
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        status: int,
+        error_code: str,
+        message: str,
+        details: list[dict[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_code = error_code
+        self.message = message
+        self.details = details or []
+        self.headers = headers or {}
+
+
+def request_id_of(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("request_id", ""))
+
+
+def error_response(request: Request, error: ApiError) -> JSONResponse:
+    body = {
+        "error_code": error.error_code,
+        "message": error.message,
+        "details": error.details,
+        "request_id": request_id_of(request),
+    }
+    return JSONResponse(body, status_code=error.status, headers=error.headers)
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "path", "query", "header")]
+    return ".".join(parts) or "body"
+
+
+def validation_details(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
+    # Only the field and the reason: the input may be a PAN and is never echoed.
+    return [
+        {"field": _field_name(tuple(err.get("loc", ()))), "message": str(err.get("msg", ""))}
+        for err in errors
+    ]
+
+
+def install_error_handlers(app: FastAPI, retry_after_seconds: int) -> None:
+    async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ApiError)
+        return error_response(request, exc)
+
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        details = validation_details(list(exc.errors()))
+        fields = ", ".join(sorted({d["field"] for d in details}))
+        return error_response(
+            request, ApiError(422, "VALIDATION_ERROR", f"invalid fields: {fields}", details)
+        )
+
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
+        return error_response(request, ApiError(exc.status_code, code, str(exc.detail)))
+
+    async def on_database_down(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable: %s", type(exc).__name__)
+        return error_response(
+            request,
+            ApiError(
+                503,
+                "DATABASE_UNAVAILABLE",
+                "the database is unreachable; retry later",
+                headers={"Retry-After": str(retry_after_seconds)},
+            ),
+        )
+
+    async def on_decryption(request: Request, exc: Exception) -> JSONResponse:
+        log.error("stored PAN could not be decrypted: %s", exc)
+        return error_response(
+            request, ApiError(500, "PAN_DECRYPTION_FAILED", "the stored PAN could not be read")
+        )
+
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(HTTPException, on_http)
+    app.add_exception_handler(PoolTimeout, on_database_down)
+    app.add_exception_handler(psycopg.OperationalError, on_database_down)
+    app.add_exception_handler(PanDecryptionError, on_decryption)

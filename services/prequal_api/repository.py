@@ -1,0 +1,160 @@
+"""SQL of the API over psycopg 3 async connections (the adapter layer).
+
+Plain statements keep a request to a handful of round trips; the table shapes are in
+prequal.db.tables.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from psycopg import AsyncConnection
+
+from prequal import audit, outbox
+
+Conn = AsyncConnection[tuple[Any, ...]]
+
+DUPLICATE_WINDOW = "24 hours"
+
+
+@dataclass(frozen=True)
+class NewApplication:
+    id: uuid.UUID
+    pan_ciphertext: bytes
+    pan_blind_index: bytes
+    first_name: str
+    last_name: str
+    date_of_birth: date
+    email: str
+    phone_number: str
+    requested_amount: Decimal
+    monthly_income: Decimal
+    loan_type: str
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    request_hmac: bytes
+    status_code: int
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ApplicationRow:
+    id: uuid.UUID
+    status: str
+    pan_ciphertext: bytes
+    credit_score: int | None
+    decision_reason: str | None
+    max_approved_amount: Decimal | None
+    created_at: datetime
+    updated_at: datetime
+
+
+def advisory_key(digest: bytes) -> int:
+    """A signed 64-bit advisory-lock key from the first bytes of a keyed digest."""
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+async def lock(conn: Conn, key: int) -> None:
+    """Serializes transactions on one key until commit or rollback."""
+    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+
+
+async def recent_application_exists(conn: Conn, blind_index: bytes) -> bool:
+    cur = await conn.execute(
+        "SELECT 1 FROM applications WHERE pan_blind_index = %s "
+        "AND created_at > now() - %s::interval LIMIT 1",
+        (blind_index, DUPLICATE_WINDOW),
+    )
+    return await cur.fetchone() is not None
+
+
+async def insert_application(
+    conn: Conn,
+    app: NewApplication,
+    encrypt_audit: audit.AuditEntry,
+    event: outbox.OutboxRow,
+) -> datetime:
+    """The application, its audit row and its outbox event, in the caller's transaction."""
+    cur = await conn.execute(
+        "INSERT INTO applications (id, pan_ciphertext, pan_blind_index, first_name, last_name, "
+        "date_of_birth, email, phone_number, requested_amount, monthly_income, loan_type) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING created_at",
+        (
+            app.id,
+            app.pan_ciphertext,
+            app.pan_blind_index,
+            app.first_name,
+            app.last_name,
+            app.date_of_birth,
+            app.email,
+            app.phone_number,
+            app.requested_amount,
+            app.monthly_income,
+            app.loan_type,
+        ),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    await conn.execute(audit.INSERT_SQL, encrypt_audit.params())
+    await conn.execute(outbox.INSERT_SQL, event.params())
+    created_at: datetime = row[0]
+    return created_at
+
+
+async def stored_response(conn: Conn, key: str) -> StoredResponse | None:
+    cur = await conn.execute(
+        "SELECT request_hmac, status_code, response FROM idempotency_keys WHERE key = %s", (key,)
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    return StoredResponse(bytes(row[0]), int(row[1]), dict(row[2]))
+
+
+async def store_response(
+    conn: Conn,
+    key: str,
+    *,
+    request_hmac: bytes,
+    application_id: uuid.UUID,
+    status_code: int,
+    body: dict[str, Any],
+) -> None:
+    await conn.execute(
+        "INSERT INTO idempotency_keys (key, request_hmac, application_id, status_code, response) "
+        "VALUES (%s, %s, %s, %s, %s::jsonb)",
+        (key, request_hmac, application_id, status_code, json.dumps(body)),
+    )
+
+
+async def get_application(conn: Conn, application_id: uuid.UUID) -> ApplicationRow | None:
+    cur = await conn.execute(
+        "SELECT id, status, pan_ciphertext, credit_score, decision_reason, max_approved_amount, "
+        "created_at, updated_at FROM applications WHERE id = %s",
+        (application_id,),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    return ApplicationRow(
+        id=row[0],
+        status=row[1],
+        pan_ciphertext=bytes(row[2]),
+        credit_score=row[3],
+        decision_reason=row[4],
+        max_approved_amount=row[5],
+        created_at=row[6],
+        updated_at=row[7],
+    )
+
+
+async def record_audit(conn: Conn, entries: list[audit.AuditEntry]) -> None:
+    async with conn.cursor() as cur:
+        await cur.executemany(audit.INSERT_SQL, [e.params() for e in entries])

@@ -1,0 +1,1 @@
+"""`prequalctl`: the operator's command line for the platform (database, keys, and more)."""

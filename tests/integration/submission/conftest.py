@@ -1,0 +1,134 @@
+"""Fixtures of the submission path: a migrated database, PAN keys, the API and the publisher as
+real processes (console scripts), topics created with the admin client."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from devstack.kafka import Kafka
+from devstack.net import LOOPBACK, free_port, http_ok
+from devstack.postgres import Postgres
+from devstack.process import ManagedProcess
+from prequal.db import migrate
+from prequal.kafka import create_topics
+from prequalctl.keys import generate_keys
+
+BIN = Path(sys.executable).parent
+
+
+def _db_name(request: pytest.FixtureRequest) -> str:
+    return "sub_" + re.sub(r"[^a-z0-9]+", "_", request.module.__name__.split(".")[-1].lower())
+
+
+@pytest.fixture(scope="module")
+def database_url(postgres: Postgres, request: pytest.FixtureRequest) -> str:
+    """A fresh database per test module, migrated to head."""
+    url = postgres.create_database(_db_name(request))
+    migrate.upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="module")
+def pan_keys() -> dict[str, str]:
+    return generate_keys("v1")
+
+
+@pytest.fixture(scope="module")
+def topic(kafka: Kafka) -> str:
+    name = f"submitted-{uuid.uuid4().hex[:8]}"
+    create_topics(kafka.bootstrap, {name: 3})
+    return name
+
+
+def base_env(**settings: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ")}
+    env["SECRETS_DIR"] = "/nonexistent"
+    env.update(settings)
+    return env
+
+
+@dataclass
+class ApiProcess:
+    process: ManagedProcess
+    url: str
+
+    def client(self, timeout: float = 10.0) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=timeout)
+
+
+def start_api(tmp: Path, env: dict[str, str], name: str = "prequal-api") -> ApiProcess:
+    port = free_port()
+    process = ManagedProcess(
+        name,
+        [str(BIN / "prequal-api")],
+        tmp / f"{name}.log",
+        env={**env, "API_HOST": LOOPBACK, "API_PORT": str(port)},
+    )
+    process.start()
+    url = f"http://{LOOPBACK}:{port}"
+    process.wait_ready(lambda: http_ok(f"{url}/health"), timeout=30)
+    return ApiProcess(process, url)
+
+
+@pytest.fixture(scope="module")
+def api_env(database_url: str, pan_keys: dict[str, str], kafka_topic_name: str) -> dict[str, str]:
+    return base_env(
+        DATABASE_URL=database_url, TOPIC_APPLICATIONS_SUBMITTED=kafka_topic_name, **pan_keys
+    )
+
+
+@pytest.fixture(scope="module")
+def kafka_topic_name() -> str:
+    """The topic the API writes into outbox rows; API-only modules need no broker for it."""
+    return "loan_applications_submitted"
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory, api_env: dict[str, str]) -> Iterator[ApiProcess]:
+    proc = start_api(tmp_path_factory.mktemp("api"), api_env)
+    try:
+        yield proc
+    finally:
+        proc.process.stop()
+
+
+@pytest.fixture
+def client(api: ApiProcess) -> Iterator[httpx.Client]:
+    with api.client() as http:
+        yield http
+
+
+_PAN_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def synthetic_pan() -> str:
+    """A random, well-formed PAN that is neither of the documented test PANs."""
+    raw = uuid.uuid4().int
+    letters = "".join(_PAN_LETTERS[(raw >> (5 * i)) % 26] for i in range(6))
+    digits = f"{(raw >> 40) % 10000:04d}"
+    return letters[:5] + digits + letters[5]
+
+
+def application(**overrides: object) -> dict[str, object]:
+    body: dict[str, object] = {
+        "pan_number": synthetic_pan(),
+        "first_name": "Asha",
+        "last_name": "Rao",
+        "date_of_birth": "1990-04-12",
+        "email": "asha.rao@example.com",
+        "phone_number": "9876543210",
+        "requested_amount": 500000,
+        "monthly_income": 85000,
+        "loan_type": "PERSONAL",
+    }
+    body.update(overrides)
+    return body
