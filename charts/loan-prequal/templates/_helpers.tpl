@@ -1,0 +1,168 @@
+{{/*
+Expand the name of the chart.
+*/}}
+{{- define "loan-prequal.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+A default fully qualified app name, truncated so that "-<component>" suffixes still fit in 63
+characters. When the release name already contains the chart name it is used as is.
+*/}}
+{{- define "loan-prequal.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 50 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 50 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 50 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Chart name and version, as used by the helm.sh/chart label.
+*/}}
+{{- define "loan-prequal.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Selector labels of the release (every component).
+*/}}
+{{- define "loan-prequal.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "loan-prequal.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+Common labels of the release.
+*/}}
+{{- define "loan-prequal.labels" -}}
+helm.sh/chart: {{ include "loan-prequal.chart" . }}
+{{ include "loan-prequal.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: loan-prequal
+{{- end }}
+
+{{/*
+Selector labels of one component: (dict "ctx" $ "component" "api").
+*/}}
+{{- define "loan-prequal.componentSelectorLabels" -}}
+{{ include "loan-prequal.selectorLabels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/*
+Labels of one component: (dict "ctx" $ "component" "api").
+*/}}
+{{- define "loan-prequal.componentLabels" -}}
+{{ include "loan-prequal.labels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/*
+The ServiceAccount the workloads run as.
+*/}}
+{{- define "loan-prequal.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "loan-prequal.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+The image reference: a digest wins over a tag; the tag defaults to the appVersion.
+*/}}
+{{- define "loan-prequal.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Names the operator derives from the LoanPipeline (docs/configuration.md).
+*/}}
+{{- define "loan-prequal.pipelineName" -}}
+{{- include "loan-prequal.fullname" . }}
+{{- end }}
+{{- define "loan-prequal.pipelineConfigMap" -}}
+{{- include "loan-prequal.pipelineName" . }}-pipeline
+{{- end }}
+{{- define "loan-prequal.panKeySecret" -}}
+{{- default (printf "%s-pan-keys" (include "loan-prequal.fullname" .)) .Values.pipeline.encryption.keySecretName }}
+{{- end }}
+
+{{/*
+Environment every process shares: the database URL from its Secret, the log level, and the
+pipeline ConfigMap the operator writes (topics, bootstrap servers, decision policy).
+*/}}
+{{- define "loan-prequal.commonEnv" -}}
+- name: DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.database.secretName }}
+      key: url
+- name: LOG_LEVEL
+  value: {{ .Values.logLevel | quote }}
+{{- end }}
+{{- define "loan-prequal.pipelineEnvFrom" -}}
+- configMapRef:
+    name: {{ include "loan-prequal.pipelineConfigMap" . }}
+{{- end }}
+
+{{/*
+The PAN key Secret as SECRETS_DIR (one file per setting: pan_encryption_keys, ...).
+*/}}
+{{- define "loan-prequal.panKeysVolume" -}}
+- name: pan-keys
+  secret:
+    secretName: {{ include "loan-prequal.panKeySecret" . }}
+    defaultMode: 0440
+{{- end }}
+{{- define "loan-prequal.panKeysMount" -}}
+- name: pan-keys
+  mountPath: /var/run/secrets/prequal
+  readOnly: true
+{{- end }}
+
+{{/*
+A writable /tmp: the root filesystem is read-only.
+*/}}
+{{- define "loan-prequal.tmpVolume" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: 64Mi
+{{- end }}
+{{- define "loan-prequal.tmpMount" -}}
+- name: tmp
+  mountPath: /tmp
+{{- end }}
+
+{{/*
+Scheduling fields of a pod, from a component's values.
+*/}}
+{{- define "loan-prequal.scheduling" -}}
+{{- with .nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
