@@ -1,0 +1,206 @@
+"""The one module that talks to Kafka (confluent_kafka's AdminClient).
+
+Every call is bounded by a timeout and turns the client's many failure shapes into two
+exceptions: `KafkaUnreachable` (retry later, with backoff) and `KafkaRequestFailed` (the broker
+answered no). librdkafka's own connection chatter goes to the `loan_operator.librdkafka` logger
+at DEBUG, so an unreachable broker is reported once per attempt by the caller, not every
+reconnect by the library.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Mapping
+from concurrent.futures import Future
+from typing import Any
+
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+    OffsetSpec,
+    ResourceType,
+)
+
+from loan_operator.scaling import PartitionOffsets
+from loan_operator.topics import ObservedTopic, TopicSpec
+
+_UNREACHABLE = {
+    KafkaError._TRANSPORT,
+    KafkaError._TIMED_OUT,
+    KafkaError._ALL_BROKERS_DOWN,
+    KafkaError._RESOLVE,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError.NETWORK_EXCEPTION,
+}
+_NO_OFFSET = -1001
+
+
+class KafkaUnreachable(Exception):  # noqa: N818 - a state, not a bug
+    """No broker answered within the timeout."""
+
+
+class KafkaRequestFailed(Exception):  # noqa: N818 - a state, not a bug
+    """A broker answered and refused the request."""
+
+
+class TopicMissing(KafkaRequestFailed):
+    pass
+
+
+class _LibrdkafkaLog(logging.LoggerAdapter[logging.Logger]):
+    """librdkafka logs through a Python logger; everything it says is DEBUG for us."""
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        super().log(logging.DEBUG, msg, *args, **kwargs)
+
+
+def _translate(exc: BaseException) -> Exception:
+    if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
+        error: KafkaError = exc.args[0]
+        if error.code() in _UNREACHABLE:
+            return KafkaUnreachable(error.str())
+        if error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+            return TopicMissing(error.str())
+        return KafkaRequestFailed(error.str())
+    if isinstance(exc, TimeoutError):
+        return KafkaUnreachable("timed out")
+    return KafkaRequestFailed(str(exc))
+
+
+def _result(future: Future[Any], timeout: float) -> Any:
+    try:
+        return future.result(timeout)
+    except Exception as exc:
+        raise _translate(exc) from exc
+
+
+class KafkaAdmin:
+    """Admin operations against one cluster (one bootstrap list)."""
+
+    def __init__(self, bootstrap: str, timeout: float = 5.0) -> None:
+        self.bootstrap = bootstrap
+        self.timeout = timeout
+        timeout_ms = int(timeout * 1000)
+        self._client = AdminClient(
+            {
+                "bootstrap.servers": bootstrap,
+                "client.id": "loan-operator",
+                "socket.timeout.ms": timeout_ms,
+                "socket.connection.setup.timeout.ms": timeout_ms,
+                "reconnect.backoff.max.ms": 10_000,
+                "logger": _LibrdkafkaLog(logging.getLogger("loan_operator.librdkafka"), {}),  # type: ignore[dict-item]
+            }
+        )
+
+    def observe_topics(self, names: Iterable[str]) -> dict[str, ObservedTopic]:
+        """Partitions, replication factor and config of each named topic that exists."""
+        try:
+            metadata = self._client.list_topics(timeout=self.timeout)
+        except Exception as exc:
+            raise _translate(exc) from exc
+        present = [n for n in names if n in metadata.topics and metadata.topics[n].error is None]
+        if not present:
+            return {}
+        resources = [ConfigResource(ResourceType.TOPIC, n) for n in present]
+        futures = self._client.describe_configs(resources, request_timeout=self.timeout)
+        observed = {}
+        for resource, future in futures.items():
+            entries = _result(future, self.timeout)
+            topic = metadata.topics[resource.name]
+            partitions = topic.partitions
+            replication = len(next(iter(partitions.values())).replicas) if partitions else 0
+            observed[resource.name] = ObservedTopic(
+                resource.name,
+                len(partitions),
+                replication,
+                {k: str(v.value) for k, v in entries.items() if v.value is not None},
+            )
+        return observed
+
+    def create_topic(self, topic: TopicSpec) -> None:
+        new = NewTopic(
+            topic.name,
+            num_partitions=topic.partitions,
+            replication_factor=topic.replication_factor,
+            config=dict(topic.config),
+        )
+        futures = self._client.create_topics([new], request_timeout=self.timeout)
+        _result(futures[topic.name], self.timeout)
+
+    def raise_partitions(self, name: str, total: int) -> None:
+        futures = self._client.create_partitions(
+            [NewPartitions(name, total)], request_timeout=self.timeout
+        )
+        _result(futures[name], self.timeout)
+
+    def alter_config(self, name: str, values: Mapping[str, str]) -> None:
+        entries = [
+            ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
+            for k, v in values.items()
+        ]
+        resource = ConfigResource(ResourceType.TOPIC, name, incremental_configs=entries)
+        futures = self._client.incremental_alter_configs([resource], request_timeout=self.timeout)
+        for future in futures.values():
+            _result(future, self.timeout)
+
+    def delete_topics(self, names: Iterable[str]) -> list[str]:
+        """Deletes the topics that exist; returns their names."""
+        try:
+            metadata = self._client.list_topics(timeout=self.timeout)
+        except Exception as exc:
+            raise _translate(exc) from exc
+        present = [n for n in names if n in metadata.topics]
+        if present:
+            futures = self._client.delete_topics(present, request_timeout=self.timeout)
+            for future in futures.values():
+                _result(future, self.timeout)
+        return present
+
+    def partition_offsets(self, topic: str, group: str) -> list[PartitionOffsets]:
+        """Low and high watermarks and the group's committed offset, per partition."""
+        try:
+            metadata = self._client.list_topics(topic, timeout=self.timeout)
+        except Exception as exc:
+            raise _translate(exc) from exc
+        described = metadata.topics.get(topic)
+        if described is None or described.error is not None or not described.partitions:
+            raise TopicMissing(f"topic {topic} does not exist")
+        tps = [TopicPartition(topic, p) for p in sorted(described.partitions)]
+        lows = self._offsets(tps, OffsetSpec.earliest())  # type: ignore[no-untyped-call]
+        highs = self._offsets(tps, OffsetSpec.latest())  # type: ignore[no-untyped-call]
+        request = [ConsumerGroupTopicPartitions(group, tps)]
+        futures = self._client.list_consumer_group_offsets(request, request_timeout=self.timeout)
+        committed: dict[int, int | None] = {}
+        for tp in _result(futures[group], self.timeout).topic_partitions:
+            committed[tp.partition] = None if tp.offset < 0 else tp.offset
+        return [
+            PartitionOffsets(
+                tp.partition, lows[tp.partition], highs[tp.partition], committed.get(tp.partition)
+            )
+            for tp in tps
+        ]
+
+    def _offsets(self, tps: list[TopicPartition], spec: OffsetSpec) -> dict[int, int]:
+        futures = self._client.list_offsets(dict.fromkeys(tps, spec), request_timeout=self.timeout)
+        return {tp.partition: _result(f, self.timeout).offset for tp, f in futures.items()}
+
+
+class KafkaAdmins:
+    """One AdminClient per bootstrap list, shared by the pipelines that name it."""
+
+    def __init__(self, timeout: float = 5.0) -> None:
+        self.timeout = timeout
+        self._clients: dict[str, KafkaAdmin] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, bootstrap: str) -> KafkaAdmin:
+        with self._lock:
+            if bootstrap not in self._clients:
+                self._clients[bootstrap] = KafkaAdmin(bootstrap, self.timeout)
+            return self._clients[bootstrap]

@@ -1,0 +1,21 @@
+"""The operator's settings, from the environment (see docs/configuration.md)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
+    metrics_port: int = Field(default=9104, validation_alias="METRICS_PORT")
+    metrics_host: str = Field(default="127.0.0.1", validation_alias="METRICS_HOST")
+    log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
+    resync_seconds: float = Field(default=60.0, gt=0, validation_alias="OPERATOR_RESYNC_SECONDS")
+    kafka_timeout_seconds: float = Field(
+        default=5.0, gt=0, validation_alias="OPERATOR_KAFKA_TIMEOUT_SECONDS"
+    )
+    max_backoff_seconds: float = Field(
+        default=60.0, gt=0, validation_alias="OPERATOR_MAX_BACKOFF_SECONDS"
+    )
