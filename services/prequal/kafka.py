@@ -12,7 +12,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic
 
 log = logging.getLogger(__name__)
@@ -190,8 +197,16 @@ class EventConsumer:
         self._consumer.subscribe(topics, on_assign=_assigned, on_revoke=_revoked, on_lost=_revoked)
 
     def consume(self, max_records: int, timeout: float) -> list[InboundRecord]:
+        """Waits up to `timeout` for one record, then takes what else is already fetched.
+
+        (librdkafka's batch consume waits for the whole batch or the timeout: at low rates that
+        would add the timeout to every record's latency.)
+        """
+        messages = self._consumer.consume(num_messages=1, timeout=timeout)
+        if messages and max_records > 1:
+            messages += self._consumer.consume(num_messages=max_records - 1, timeout=0)
         records: list[InboundRecord] = []
-        for msg in self._consumer.consume(num_messages=max_records, timeout=timeout):
+        for msg in messages:
             err = msg.error()
             if err is not None:
                 if err.fatal():
@@ -199,19 +214,7 @@ class EventConsumer:
                 # Partition EOF, transport errors: librdkafka recovers by itself.
                 log.warning("kafka consumer: %s", err.str())
                 continue
-            records.append(
-                InboundRecord(
-                    topic=msg.topic(),
-                    partition=msg.partition(),
-                    offset=msg.offset(),
-                    key=msg.key(),
-                    value=msg.value(),
-                    headers=[
-                        (k, v if isinstance(v, bytes | None) else str(v).encode())
-                        for k, v in (msg.headers() or [])
-                    ],
-                )
-            )
+            records.append(_inbound(msg))
         return records
 
     def store_offsets(self, records: list[InboundRecord]) -> None:
@@ -282,3 +285,15 @@ def create_consumer(
         **(overrides or {}),
     }
     return EventConsumer(Consumer(config))
+
+
+def _inbound(msg: Message) -> InboundRecord:
+    topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+    assert topic is not None
+    assert partition is not None
+    assert offset is not None
+    headers: list[tuple[str, bytes | None]] = []
+    raw = msg.headers() or []
+    for name, value in raw.items() if isinstance(raw, dict) else raw:
+        headers.append((name, value.encode() if isinstance(value, str) else value))
+    return InboundRecord(topic, partition, offset, msg.key(), msg.value(), headers)
