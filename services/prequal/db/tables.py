@@ -81,10 +81,9 @@ outbox_events = Table(
     Column("created_at", TIMESTAMP(timezone=True), nullable=False, server_default=_NOW),
     Column("published_at", TIMESTAMP(timezone=True)),
     CheckConstraint(f"lane >= 0 AND lane < {OUTBOX_LANES}", name="ck_outbox_events_lane"),
-    # What the publisher claims: unpublished rows of its lanes, oldest first.
+    # What the publisher claims: unpublished rows, oldest first (filtered by its lanes).
     Index(
         "ix_outbox_events_unpublished",
-        "lane",
         "seq",
         postgresql_where=text("published_at IS NULL"),
     ),

@@ -132,3 +132,37 @@ def application(**overrides: object) -> dict[str, object]:
     }
     body.update(overrides)
     return body
+
+
+@dataclass
+class PublisherProcess:
+    process: ManagedProcess
+    metrics_url: str
+
+
+def start_publisher(
+    tmp: Path, env: dict[str, str], name: str = "outbox-publisher", **settings: str
+) -> PublisherProcess:
+    port = free_port()
+    process = ManagedProcess(
+        name,
+        [str(BIN / "outbox-publisher")],
+        tmp / f"{name}.log",
+        env={**env, "METRICS_PORT": str(port), **settings},
+    )
+    process.start()
+    url = f"http://{LOOPBACK}:{port}"
+    process.wait_ready(lambda: http_ok(f"{url}/health"), timeout=30)
+    return PublisherProcess(process, f"{url}/metrics")
+
+
+@pytest.fixture(scope="module")
+def publisher_env(database_url: str, kafka: Kafka, topic: str) -> dict[str, str]:
+    return base_env(
+        DATABASE_URL=database_url,
+        KAFKA_BOOTSTRAP_SERVERS=kafka.bootstrap,
+        TOPIC_APPLICATIONS_SUBMITTED=topic,
+        OUTBOX_POLL_INTERVAL_SECONDS="0.5",
+        OUTBOX_BACKOFF_MAX_SECONDS="2",
+        OUTBOX_REBALANCE_INTERVAL_SECONDS="0.5",
+    )

@@ -63,7 +63,7 @@ def upgrade() -> None:
         """
     )
     op.execute(
-        "CREATE INDEX ix_outbox_events_unpublished ON outbox_events (lane, seq) "
+        "CREATE INDEX ix_outbox_events_unpublished ON outbox_events (seq) "
         "WHERE published_at IS NULL"
     )
     op.execute(

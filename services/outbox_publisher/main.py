@@ -1,0 +1,98 @@
+"""`outbox-publisher`: the composition root; runs until SIGTERM, then finishes its batch."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import types
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from pydantic import ValidationError
+
+from outbox_publisher import store
+from outbox_publisher.publisher import Publisher, PublisherMetrics
+from outbox_publisher.settings import PublisherSettings
+from prequal.kafka import create_producer
+from prequal.logging import configure_logging
+from prequal.metrics import serve_metrics
+from prequal.settings import load_settings
+
+log = logging.getLogger("outbox_publisher")
+
+
+class BacklogCollector(Collector):
+    """Outbox backlog and the age of its oldest row, queried when Prometheus scrapes."""
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            with psycopg.connect(self.database_url, connect_timeout=2, autocommit=True) as conn:
+                rows, age = store.backlog(conn)
+        except psycopg.Error:
+            return  # no figure beats a wrong one; the database being down shows elsewhere
+        yield GaugeMetricFamily("prequal_outbox_backlog", "Unpublished outbox rows", value=rows)
+        yield GaugeMetricFamily(
+            "prequal_outbox_oldest_unpublished_age_seconds",
+            "Age of the oldest unpublished outbox row",
+            value=age,
+        )
+
+
+def build(settings: PublisherSettings) -> tuple[Publisher, CollectorRegistry]:
+    registry = CollectorRegistry()
+    registry.register(BacklogCollector(settings.database_url.get_secret_value()))
+    url = settings.database_url.get_secret_value()
+
+    def connect() -> psycopg.Connection[Any]:
+        return psycopg.connect(url, connect_timeout=5, application_name=settings.service_name)
+
+    producer = create_producer(settings.kafka_bootstrap_servers, settings.service_name)
+    publisher = Publisher(settings, connect, producer, PublisherMetrics(registry))
+    return publisher, registry
+
+
+def main() -> int:
+    configure_logging("outbox-publisher")
+    try:
+        settings = load_settings(PublisherSettings)
+    except ValidationError as exc:
+        log.error("invalid settings: %s", exc)
+        return 2
+    logging.getLogger().setLevel(settings.log_level)
+    publisher, registry = build(settings)
+
+    def on_signal(signum: int, _frame: types.FrameType | None) -> None:
+        log.info("signal %d: finishing the current batch", signum)
+        publisher.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server = serve_metrics(
+        settings.metrics_host,
+        settings.metrics_port,
+        healthy=lambda: not publisher.stopping.is_set(),
+        registry=registry,
+    )
+    log.info(
+        "publishing to %s; metrics on http://%s:%d/metrics",
+        settings.kafka_bootstrap_servers,
+        settings.metrics_host,
+        settings.metrics_port,
+    )
+    try:
+        publisher.run()
+    finally:
+        server.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""The outbox publisher as a real process between real PostgreSQL and real Kafka."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from devstack.kafka import Kafka
+from prequal import outbox, pan
+from prequal.events import APPLICATION_SUBMITTED, ApplicationSubmitted
+from prequal.kafka import create_topics
+from prequal.settings import parse_keyring
+from tests.integration.submission.conftest import (
+    PublisherProcess,
+    application,
+    base_env,
+    start_api,
+    start_publisher,
+    synthetic_pan,
+)
+from tests.integration.submission.kafka_reader import read_records
+
+
+def _wait_for(condition: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def _insert_events(
+    database_url: str, topic: str, apps: list[uuid.UUID], per_app: int
+) -> list[uuid.UUID]:
+    """Outbox rows as the API writes them; payload `n` numbers each application's events."""
+    rows = [
+        outbox.OutboxRow.new(
+            topic, APPLICATION_SUBMITTED, app, json.dumps({"n": n, "app": str(app)})
+        )
+        for n in range(per_app)
+        for app in apps
+    ]
+    with psycopg.connect(database_url) as conn, conn.cursor() as cur:
+        cur.executemany(outbox.INSERT_SQL, [r.params() for r in rows])
+    return [r.id for r in rows]
+
+
+def _unpublished(database_url: str) -> int:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM outbox_events WHERE published_at IS NULL"
+        ).fetchone()
+    return int(row[0]) if row else -1
+
+
+@pytest.fixture
+def fresh_topic(kafka: Kafka) -> str:
+    name = f"pub-{uuid.uuid4().hex[:8]}"
+    create_topics(kafka.bootstrap, {name: 3})
+    return name
+
+
+@pytest.fixture
+def publisher(tmp_path: Path, publisher_env: dict[str, str]) -> Iterator[PublisherProcess]:
+    proc = start_publisher(tmp_path, publisher_env)
+    try:
+        yield proc
+    finally:
+        proc.process.stop()
+
+
+def test_submitted_applications_arrive_keyed_with_cloudevents_headers_and_encrypted_pan(
+    tmp_path: Path,
+    *,
+    kafka: Kafka,
+    topic: str,
+    database_url: str,
+    pan_keys: dict[str, str],
+    publisher: PublisherProcess,
+) -> None:
+    api = start_api(
+        tmp_path,
+        base_env(DATABASE_URL=database_url, TOPIC_APPLICATIONS_SUBMITTED=topic, **pan_keys),
+    )
+    try:
+        pans = [synthetic_pan() for _ in range(5)]
+        with api.client() as http:
+            ids = [
+                http.post("/applications", json=application(pan_number=p)).json()["application_id"]
+                for p in pans
+            ]
+    finally:
+        api.process.stop()
+    records = read_records(kafka.bootstrap, topic, until=5, timeout=30)
+    assert sorted(r.key for r in records) == sorted(ids)
+    keyring = pan.Keyring(parse_keyring(pan_keys["PAN_ENCRYPTION_KEYS"]), "v1")
+    with psycopg.connect(database_url) as conn:
+        event_ids: dict[str, str] = dict(
+            conn.execute(
+                "SELECT aggregate_id::text, id::text FROM outbox_events "
+                "WHERE published_at IS NOT NULL"
+            ).fetchall()
+        )
+    for record in records:
+        assert record.headers["ce_specversion"] == "1.0"
+        assert record.headers["ce_type"] == "loan.application.submitted.v1"
+        assert record.headers["ce_source"] == "/prequal/api"
+        assert record.headers["content-type"] == "application/json"
+        assert record.headers["ce_id"] == event_ids[record.key]
+        assert record.headers["ce_time"].endswith("Z")
+        payload = ApplicationSubmitted.model_validate_json(record.value)
+        assert str(payload.application_id) == record.key
+        plain = keyring.decrypt(pan.from_transport(payload.pan_encrypted), payload.application_id)
+        assert plain == pans[ids.index(record.key)]
+        assert plain.encode() not in record.value
+    metrics = httpx.get(publisher.metrics_url).text
+    assert f'prequal_outbox_published_records_total{{topic="{topic}"}} 5.0' in metrics
+    assert "prequal_outbox_backlog 0.0" in metrics
+    assert "prequal_outbox_oldest_unpublished_age_seconds" in metrics
+
+
+def test_events_of_one_application_keep_their_order_with_two_publishers(
+    tmp_path: Path, kafka: Kafka, database_url: str, publisher_env: dict[str, str], fresh_topic: str
+) -> None:
+    first = start_publisher(tmp_path, publisher_env, "publisher-a", OUTBOX_BATCH_SIZE="50")
+    second = start_publisher(tmp_path, publisher_env, "publisher-b", OUTBOX_BATCH_SIZE="50")
+    try:
+        _wait_for(
+            lambda: (
+                "prequal_outbox_lanes_owned 32.0" in httpx.get(second.metrics_url).text
+                and "prequal_outbox_lanes_owned 32.0" in httpx.get(first.metrics_url).text
+            ),
+            20,
+            "the two publishers to split the 64 lanes",
+        )
+        apps = [uuid.uuid4() for _ in range(40)]
+        _insert_events(database_url, fresh_topic, apps, per_app=25)
+        records = read_records(kafka.bootstrap, fresh_topic, until=1000, timeout=60)
+    finally:
+        first.process.stop()
+        second.process.stop()
+    sequences: dict[str, list[int]] = defaultdict(list)
+    for record in records:
+        sequences[record.key].append(json.loads(record.value)["n"])
+    assert len(records) == 1000
+    assert sequences == {str(app): list(range(25)) for app in apps}
+
+
+def test_kafka_down_keeps_the_backlog_in_postgres_and_drains_after_restart(
+    tmp_path: Path, kafka: Kafka, database_url: str, publisher_env: dict[str, str], fresh_topic: str
+) -> None:
+    env = {**publisher_env}
+    proc = start_publisher(tmp_path, env, OUTBOX_DELIVERY_TIMEOUT_SECONDS="3")
+    kafka.stop()
+    try:
+        ids = _insert_events(database_url, fresh_topic, [uuid.uuid4() for _ in range(50)], 2)
+        time.sleep(8)  # at least one failed batch and a backoff
+        assert proc.process.alive()
+        assert _unpublished(database_url) == 100
+        metrics = httpx.get(proc.metrics_url).text
+        assert "prequal_outbox_circuit_open 1.0" in metrics
+    finally:
+        kafka.start()
+    try:
+        records = read_records(kafka.bootstrap, fresh_topic, until=100, timeout=90, settle=1)
+        _wait_for(lambda: _unpublished(database_url) == 0, 30, "the outbox to be marked published")
+    finally:
+        proc.process.stop()
+    assert {r.headers["ce_id"] for r in records} == {str(i) for i in ids}
+
+
+def test_publisher_killed_mid_batch_loses_nothing_and_resends_with_the_same_ce_id(
+    tmp_path: Path, kafka: Kafka, database_url: str, publisher_env: dict[str, str], fresh_topic: str
+) -> None:
+    ids = _insert_events(database_url, fresh_topic, [uuid.uuid4() for _ in range(300)], 4)
+    # Flushing per record makes a batch slow enough to be caught with records in flight.
+    slow = {"OUTBOX_BATCH_SIZE": "200", "OUTBOX_FLUSH_PER_RECORD": "true"}
+    victim = start_publisher(tmp_path, publisher_env, "victim", **slow)
+
+    def published() -> int:
+        return len(ids) - _unpublished(database_url)
+
+    _wait_for(lambda: published() >= 200, 60, "the first batch to be marked")
+    time.sleep(0.3)  # well into the next batch: some of its records are already in Kafka
+    victim.process.kill()
+    assert published() < len(ids)
+    survivor = start_publisher(tmp_path, publisher_env, "survivor")
+    try:
+        _wait_for(lambda: _unpublished(database_url) == 0, 60, "the survivor to drain the outbox")
+        records = read_records(kafka.bootstrap, fresh_topic, until=len(ids), timeout=60, settle=2)
+    finally:
+        survivor.process.stop()
+    by_id: dict[str, set[bytes]] = defaultdict(set)
+    for record in records:
+        by_id[record.headers["ce_id"]].add(record.value)
+    assert set(by_id) == {str(i) for i in ids}
+    assert len(records) > len(ids), "the killed batch's delivered records were sent again"
+    assert all(len(values) == 1 for values in by_id.values())
+
+
+def test_sigterm_stops_the_publisher_cleanly(tmp_path: Path, publisher_env: dict[str, str]) -> None:
+    proc = start_publisher(tmp_path, publisher_env, "graceful")
+    proc.process.stop(timeout=15)
+    assert not proc.process.alive()
+    assert proc.process._proc is not None
+    assert proc.process._proc.returncode == 0
+    log = proc.process.log_path.read_text()
+    assert '"message": "stopped;' in log
+    for line in log.splitlines():
+        json.loads(line)  # every log line is JSON
