@@ -1,0 +1,62 @@
+"""prequal-api while PostgreSQL is down: 503 with Retry-After, not ready, still alive; then back."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from devstack.postgres import Postgres
+from tests.integration.submission.conftest import ApiProcess, application, base_env
+
+
+def test_api_answers_503_while_postgres_is_down_and_recovers_after_restart(
+    api: ApiProcess, client: httpx.Client, postgres: Postgres
+) -> None:
+    assert client.post("/applications", json=application()).status_code == 202
+    postgres.stop()
+    try:
+        down = client.post("/applications", json=application())
+        assert down.status_code == 503
+        assert down.headers["retry-after"] == "5"
+        assert down.json()["error_code"] == "DATABASE_UNAVAILABLE"
+        assert set(down.json()) == {"error_code", "message", "details", "request_id"}
+        assert client.get("/ready").status_code == 503
+        assert (
+            client.get("/applications/00000000-0000-0000-0000-000000000000/status").status_code
+            == 503
+        )
+        assert client.get("/health").status_code == 200
+        assert api.process.alive()
+    finally:
+        postgres.start()
+
+    deadline = time.monotonic() + 30
+    codes: list[int] = []
+    while time.monotonic() < deadline:
+        codes.append(client.post("/applications", json=application()).status_code)
+        if codes[-1] == 202:
+            break
+        time.sleep(0.5)
+    assert codes[-1] == 202, f"no recovery after restart: {codes}"
+    assert client.get("/ready").status_code == 200
+    assert api.process.alive()
+
+
+def test_api_refuses_to_start_on_an_unmigrated_database(
+    postgres: Postgres, pan_keys: dict[str, str]
+) -> None:
+    url = postgres.create_database("sub_unmigrated")
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "prequal-api")],
+        env=base_env(DATABASE_URL=url, API_PORT="1", **pan_keys),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "prequalctl db upgrade" in result.stdout
