@@ -1,0 +1,320 @@
+"""Fixtures of the decision path: a migrated database, fresh topics per test, PAN keys, and the
+consumer runtime running in a thread against the real PostgreSQL and Kafka."""
+
+from __future__ import annotations
+
+import base64
+import gc
+import json
+import os
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import pytest
+from prometheus_client import CollectorRegistry
+
+from credit_service.handler import CreditHandler, CreditMetrics, decrypt_only
+from decision_service.handler import DecisionHandler, DecisionMetrics
+from decision_service.rules import DecisionPolicy
+from devstack.kafka import Kafka
+from devstack.postgres import Postgres
+from prequal import dlq, events
+from prequal.consumer import (
+    ConsumerMetrics,
+    ConsumerRuntime,
+    DeadLetterWriter,
+    Handler,
+    RetryPolicy,
+)
+from prequal.db import migrate
+from prequal.kafka import InboundRecord, create_consumer, create_producer, create_topics
+from prequal.pan import Keyring, blind_index, to_transport
+
+GROUP_CREDIT = "credit-service"
+GROUP_DECISION = "decision-service"
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
+    """Polls until `condition()` is truthy; fails the test with a message on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"condition not met within {timeout:.0f}s")
+
+
+@pytest.fixture(scope="module")
+def database_url(postgres: Postgres, request: pytest.FixtureRequest) -> str:
+    name = "dp_" + re.sub(r"[^a-z0-9]+", "_", request.module.__name__.split(".")[-1].lower())
+    url = postgres.create_database(name)
+    migrate.upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="module")
+def keyring() -> Keyring:
+    return Keyring({"v1": os.urandom(32), "v2": os.urandom(32)}, active_key_id="v2")
+
+
+@dataclass(frozen=True)
+class Topics:
+    submitted: str
+    reports: str
+
+
+@pytest.fixture
+def topics(kafka: Kafka) -> Topics:
+    suffix = uuid.uuid4().hex[:8]
+    names = Topics(f"submitted-{suffix}", f"reports-{suffix}")
+    create_topics(
+        kafka.bootstrap,
+        {
+            names.submitted: 3,
+            names.reports: 3,
+            dlq.dlq_topic(names.submitted): 1,
+            dlq.dlq_topic(names.reports): 1,
+        },
+    )
+    return names
+
+
+def synthetic_pan() -> str:
+    raw = uuid.uuid4().int
+    letters = "".join("ABCDEFGHIJKLMNOPQRSTUVWXYZ"[(raw >> (5 * i)) % 26] for i in range(6))
+    return letters[:5] + f"{(raw >> 40) % 10000:04d}" + letters[5]
+
+
+@dataclass(frozen=True)
+class Application:
+    id: uuid.UUID
+    pan: str
+    monthly_income: Decimal
+    requested_amount: Decimal
+    loan_type: str
+
+
+def insert_application(
+    database_url: str,
+    keyring: Keyring,
+    *,
+    pan: str | None = None,
+    monthly_income: Decimal = Decimal(85_000),
+    requested_amount: Decimal = Decimal(500_000),
+    loan_type: str = "PERSONAL",
+) -> Application:
+    """A PENDING application row, as the API writes it."""
+    app = Application(
+        uuid.uuid4(), pan or synthetic_pan(), monthly_income, requested_amount, loan_type
+    )
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "INSERT INTO applications (id, pan_ciphertext, pan_blind_index, first_name, "
+            "last_name, date_of_birth, email, phone_number, requested_amount, monthly_income, "
+            "loan_type) VALUES (%s, %s, %s, 'Asha', 'Rao', '1990-04-12', 'asha@example.com', "
+            "'9876543210', %s, %s, %s)",
+            (
+                app.id,
+                keyring.encrypt(app.pan, app.id),
+                blind_index(app.pan, os.urandom(32)),
+                requested_amount,
+                monthly_income,
+                loan_type,
+            ),
+        )
+    return app
+
+
+def submitted_payload(app: Application, keyring: Keyring) -> dict[str, Any]:
+    return {
+        "application_id": str(app.id),
+        "pan_encrypted": to_transport(keyring.encrypt(app.pan, app.id)),
+        "monthly_income": str(app.monthly_income),
+        "requested_amount": str(app.requested_amount),
+        "loan_type": app.loan_type,
+        "submitted_at": datetime.now(UTC).isoformat(),
+    }
+
+
+def report_payload(app: Application, score: int) -> dict[str, Any]:
+    return {
+        "application_id": str(app.id),
+        "credit_score": score,
+        "monthly_income": str(app.monthly_income),
+        "requested_amount": str(app.requested_amount),
+        "loan_type": app.loan_type,
+        "generated_at": datetime.now(UTC).isoformat(),
+    }
+
+
+class Producer:
+    """Writes records as the outbox publisher does (binary CloudEvents), or broken on purpose."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._producer = create_producer(bootstrap, "decision-path-tests")
+
+    def send(
+        self,
+        topic: str,
+        key: str | bytes,
+        value: bytes,
+        headers: list[tuple[str, str | bytes | None]],
+    ) -> None:
+        errors: list[str] = []
+        self._producer.produce(
+            topic,
+            key.encode() if isinstance(key, str) else key,
+            value,
+            headers,
+            lambda err: errors.append(err) if err else None,
+        )
+        assert self._producer.flush(30) == 0
+        assert not errors, errors
+
+    def event(
+        self,
+        topic: str,
+        event_type: str,
+        payload: dict[str, Any] | bytes,
+        *,
+        key: str,
+        event_id: uuid.UUID | None = None,
+    ) -> uuid.UUID:
+        event_id = event_id or uuid.uuid4()
+        value = payload if isinstance(payload, bytes) else _json(payload)
+        self.send(topic, key, value, events.binary_headers(event_id, event_type, datetime.now(UTC)))
+        return event_id
+
+
+def _json(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload).encode()
+
+
+@pytest.fixture
+def producer(kafka: Kafka) -> Iterator[Producer]:
+    made = Producer(kafka.bootstrap)
+    yield made
+    del made
+    gc.collect()
+
+
+@dataclass
+class RunningConsumer:
+    runtime: ConsumerRuntime[Any]
+    registry: CollectorRegistry
+    thread: threading.Thread
+    errors: list[BaseException] = field(default_factory=list)
+
+    def sample(self, name: str, **labels: str) -> float:
+        value = self.registry.get_sample_value(name, labels)
+        return value or 0.0
+
+    def stop(self, timeout: float = 30) -> None:
+        self.runtime.stop()
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the consumer did not stop in time"
+        assert not self.errors, self.errors
+
+
+class ConsumerFactory:
+    """Starts runtimes in threads; everything started is stopped at the end of the test."""
+
+    def __init__(self, bootstrap: str, database_url: str) -> None:
+        self.bootstrap = bootstrap
+        self.database_url = database_url
+        self.started: list[RunningConsumer] = []
+
+    def start(
+        self,
+        topic: str,
+        group: str,
+        handler: Handler[Any],
+        *,
+        retry: RetryPolicy | None = None,
+        database_url: str | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> RunningConsumer:
+        registry = registry or CollectorRegistry()
+        url = database_url or self.database_url
+        runtime: ConsumerRuntime[Any] = ConsumerRuntime(
+            topic=topic,
+            group=group,
+            consumer=create_consumer(self.bootstrap, group, f"{group}-test"),
+            handler=handler,
+            dead_letters=DeadLetterWriter(create_producer(self.bootstrap, f"{group}-dlq-test")),
+            connect=lambda: psycopg.connect(url, autocommit=True, connect_timeout=3),
+            metrics=ConsumerMetrics(registry),
+            retry=retry or RetryPolicy(max_attempts=3, initial_backoff=0.05, max_backoff=0.2),
+            outage_backoff=RetryPolicy(initial_backoff=0.2, max_backoff=1.0),
+            lag_interval=0.5,
+        )
+        running = RunningConsumer(runtime, registry, threading.Thread(target=lambda: None))
+
+        def _run() -> None:
+            try:
+                runtime.run()
+            except BaseException as exc:  # noqa: BLE001 - surfaced by stop()
+                running.errors.append(exc)
+
+        running.thread = threading.Thread(target=_run, name=f"consumer-{group}", daemon=True)
+        running.thread.start()
+        self.started.append(running)
+        return running
+
+    def credit(self, topics: Topics, keyring: Keyring, **kwargs: Any) -> RunningConsumer:
+        """credit-service's handler; its metrics and the runtime's share one registry."""
+        registry = CollectorRegistry()
+        handler = CreditHandler(decrypt_only(keyring.keys), topics.reports, CreditMetrics(registry))
+        return self.start(topics.submitted, GROUP_CREDIT, handler, registry=registry, **kwargs)
+
+    def decision(
+        self, topics: Topics, policy: DecisionPolicy | None = None, **kwargs: Any
+    ) -> RunningConsumer:
+        registry = CollectorRegistry()
+        handler = DecisionHandler(policy or DecisionPolicy(), DecisionMetrics(registry))
+        return self.start(topics.reports, GROUP_DECISION, handler, registry=registry, **kwargs)
+
+
+@pytest.fixture
+def consumers(kafka: Kafka, database_url: str) -> Iterator[ConsumerFactory]:
+    factory = ConsumerFactory(kafka.bootstrap, database_url)
+    try:
+        yield factory
+    finally:
+        for running in factory.started:
+            running.runtime.stop()
+        for running in factory.started:
+            running.thread.join(30)
+        factory.started.clear()
+        gc.collect()  # librdkafka clients go now, not when Kafka is already gone
+
+
+def read_all(bootstrap: str, topic: str, expect: int, timeout: float = 30) -> list[InboundRecord]:
+    """Every record of `topic` from the start, once at least `expect` are there."""
+    consumer = create_consumer(
+        bootstrap, f"reader-{uuid.uuid4().hex[:8]}", "reader", {"enable.auto.commit": False}
+    )
+    consumer.subscribe([topic], on_assign=lambda _p: None, on_revoke=lambda _p: None)
+    records: list[InboundRecord] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(records) < expect and time.monotonic() < deadline:
+            records.extend(consumer.consume(100, 0.5))
+        # Anything more that is already there.
+        records.extend(consumer.consume(100, 1.0))
+    finally:
+        consumer.close()
+    return records
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
