@@ -1,0 +1,290 @@
+"""The charts render, pass `helm lint --strict` and validate strictly, offline, for every CI
+scenario; and what they render keeps the platform's contracts (DESIGN.md "Kubernetes",
+docs/configuration.md)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from devstack.tools import tool
+
+from .conftest import (
+    ANY_ADDRESS,
+    CHART_NAMES,
+    CHARTS,
+    LOANPIPELINE_CRD,
+    POD_TMP,
+    by_kind,
+    ci_values,
+    documents,
+    helm,
+    pod_specs,
+    render,
+    run,
+)
+
+SCENARIOS = [(chart, values) for chart in CHART_NAMES for values in ci_values(chart)]
+SCENARIO_IDS = [f"{chart}:{values.name}" for chart, values in SCENARIOS]
+Validate = Callable[[str], list[dict[str, Any]]]
+
+
+def test_every_chart_has_ci_scenarios() -> None:
+    for chart in CHART_NAMES:
+        assert len(ci_values(chart)) >= 3, chart
+
+
+@pytest.mark.parametrize(("chart", "values"), SCENARIOS, ids=SCENARIO_IDS)
+def test_lint_strict_passes(chart: str, values: Path) -> None:
+    linted = helm("lint", "--strict", str(CHARTS / chart), "-f", str(values))
+    assert linted.returncode == 0, linted.stdout + linted.stderr
+    assert "0 chart(s) failed" in linted.stdout
+
+
+@pytest.mark.parametrize(("chart", "values"), SCENARIOS, ids=SCENARIO_IDS)
+def test_rendering_is_valid_against_kubernetes_and_crd_schemas(
+    chart: str, values: Path, kubeconform: Validate
+) -> None:
+    text = render(chart, "-f", str(values))
+    if not LOANPIPELINE_CRD.exists():
+        # Validated by test_loanpipeline_is_valid_against_the_crd once the CRD exists.
+        text = yaml.safe_dump_all(d for d in documents(text) if d["kind"] != "LoanPipeline")
+    results = kubeconform(text)
+    assert results, "kubeconform saw no resources"
+    invalid = [
+        (r["kind"], r["name"], r.get("msg")) for r in results if r["status"] != "statusValid"
+    ]
+    assert invalid == []
+
+
+def test_kubeconform_refuses_unknown_fields_in_our_and_crd_kinds(kubeconform: Validate) -> None:
+    """The validation above can fail: a typo in a core kind or a CRD kind is caught."""
+    docs = documents(render("loan-prequal", "--set", "serviceMonitor.enabled=true"))
+    deployment = by_kind(docs, "Deployment")[0]
+    deployment["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "Always"
+    monitor = by_kind(docs, "ServiceMonitor")[0]
+    monitor["spec"]["endpoints"][0]["intervall"] = "5s"
+    results = {r["kind"]: r for r in kubeconform(yaml.safe_dump_all([deployment, monitor]))}
+    assert {kind: r["status"] for kind, r in results.items()} == {
+        "Deployment": "statusInvalid",
+        "ServiceMonitor": "statusInvalid",
+    }
+    assert "imagePullPolicyy" in results["Deployment"]["msg"]
+    assert "intervall" in results["ServiceMonitor"]["msg"]
+
+
+def test_loanpipeline_is_valid_against_the_crd(
+    loanpipeline_crd: Path, kubeconform: Validate
+) -> None:
+    for values in ci_values("loan-prequal"):
+        pipelines = by_kind(documents(render("loan-prequal", "-f", str(values))), "LoanPipeline")
+        assert len(pipelines) == 1
+        [result] = kubeconform(yaml.safe_dump(pipelines[0]))
+        assert result["status"] == "statusValid", (values.name, result.get("msg"))
+
+
+@pytest.mark.parametrize(("chart", "values"), SCENARIOS, ids=SCENARIO_IDS)
+def test_every_pod_is_non_root_read_only_and_unprivileged(chart: str, values: Path) -> None:
+    specs = pod_specs(documents(render(chart, "-f", str(values))))
+    assert specs
+    for name, spec in specs:
+        pod = spec["securityContext"]
+        assert pod["runAsNonRoot"] is True, name
+        assert pod["runAsUser"] != 0, name
+        assert pod["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        for container in spec["containers"]:
+            security = container["securityContext"]
+            assert security["readOnlyRootFilesystem"] is True, name
+            assert security["allowPrivilegeEscalation"] is False, name
+            assert security["capabilities"]["drop"] == ["ALL"], name
+            assert "add" not in security["capabilities"], name
+            assert container["resources"]["requests"], name
+            assert container["resources"]["limits"]["memory"], name
+
+
+def test_long_running_containers_have_probes_on_their_health_endpoints() -> None:
+    expected = {
+        "rel-loan-prequal-api": ("/health", "/ready"),
+        "rel-loan-operator": ("/healthz", "/health"),
+    }
+    for chart in CHART_NAMES:
+        for deployment in by_kind(documents(render(chart)), "Deployment"):
+            name = deployment["metadata"]["name"]
+            [container] = deployment["spec"]["template"]["spec"]["containers"]
+            liveness = container["livenessProbe"]["httpGet"]["path"]
+            readiness = container["readinessProbe"]["httpGet"]["path"]
+            assert (liveness, readiness) == expected.get(name, ("/health", "/health")), name
+
+
+def _deployments(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in by_kind(docs, "Deployment")}
+
+
+def test_consumers_leave_replicas_to_the_operator_when_it_scales_them() -> None:
+    docs = documents(render("loan-prequal"))
+    deployments = _deployments(docs)
+    [pipeline] = by_kind(docs, "LoanPipeline")
+    scaled = {c["deployment"]: c for c in pipeline["spec"]["consumers"]}
+    assert set(scaled) == {"rel-loan-prequal-credit", "rel-loan-prequal-decision"}
+    for name, consumer in scaled.items():
+        assert "replicas" not in deployments[name]["spec"], name
+        assert consumer["minReplicas"] <= consumer["maxReplicas"]
+    assert scaled["rel-loan-prequal-credit"]["topic"] == "loan_applications_submitted"
+    assert scaled["rel-loan-prequal-decision"]["topic"] == "credit_reports_generated"
+    assert deployments["rel-loan-prequal-api"]["spec"]["replicas"] == 2
+
+    fixed = documents(
+        render("loan-prequal", "-f", str(CHARTS / "loan-prequal/ci/fixed-replicas-values.yaml"))
+    )
+    assert _deployments(fixed)["rel-loan-prequal-credit"]["spec"]["replicas"] == 2
+    assert "rel-loan-prequal-decision" not in _deployments(fixed)
+    assert by_kind(fixed, "LoanPipeline")[0]["spec"]["consumers"] == []
+
+
+def _env(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+def test_processes_get_the_configuration_contract() -> None:
+    """docs/configuration.md: commands, ports, DATABASE_URL from the Secret's `url`, the
+    operator's `<pipeline>-pipeline` ConfigMap, the PAN key Secret as SECRETS_DIR."""
+    docs = documents(render("loan-prequal", "--set", "database.secretName=retail-db"))
+    deployments = _deployments(docs)
+    expected = {
+        "api": ("prequal-api", None, True),
+        "publisher": ("outbox-publisher", "9101", False),
+        "credit": ("credit-service", "9102", True),
+        "decision": ("decision-service", "9103", False),
+    }
+    for component, (command, metrics_port, has_keys) in expected.items():
+        spec = deployments[f"rel-loan-prequal-{component}"]["spec"]["template"]["spec"]
+        [container] = spec["containers"]
+        env = _env(container)
+        assert container["command"] == [command]
+        assert env["DATABASE_URL"] == {"secretKeyRef": {"name": "retail-db", "key": "url"}}
+        assert env.get("METRICS_PORT") == metrics_port
+        if metrics_port:
+            assert env["METRICS_HOST"] == ANY_ADDRESS, component
+        assert container["envFrom"] == [{"configMapRef": {"name": "rel-loan-prequal-pipeline"}}]
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        assert ("/var/run/secrets/prequal" in mounts) is has_keys, component
+        assert mounts[POD_TMP] == "tmp"
+        if has_keys:
+            volume = next(v for v in spec["volumes"] if v["name"] == "pan-keys")
+            assert volume["secret"]["secretName"] == "rel-loan-prequal-pan-keys"
+    for component in ("credit", "decision"):
+        container = deployments[f"rel-loan-prequal-{component}"]["spec"]["template"]["spec"][
+            "containers"
+        ][0]
+        assert _env(container)["CONSUMER_GROUP"] == f"{component}-service"
+    api_env = _env(deployments["rel-loan-prequal-api"]["spec"]["template"]["spec"]["containers"][0])
+    assert (api_env["API_HOST"], api_env["API_PORT"]) == (ANY_ADDRESS, "8000")
+    [pipeline] = by_kind(docs, "LoanPipeline")
+    assert pipeline["metadata"]["name"] == "rel-loan-prequal"
+    assert pipeline["spec"]["database"] == {"secretName": "retail-db"}
+    assert pipeline["spec"]["encryption"]["keySecretName"] == "rel-loan-prequal-pan-keys"
+
+
+def test_migrations_run_as_a_hook_before_install_and_upgrade() -> None:
+    [job] = by_kind(documents(render("loan-prequal")), "Job")
+    annotations = job["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert "before-hook-creation" in annotations["helm.sh/hook-delete-policy"]
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["prequalctl", "db", "upgrade"]
+    assert _env(container)["DATABASE_URL"]["secretKeyRef"]["key"] == "url"
+    disabled = documents(render("loan-prequal", "--set", "migrations.enabled=false"))
+    assert by_kind(disabled, "Job") == []
+
+
+def _policies(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {
+        p["metadata"]["name"].removeprefix("rel-loan-prequal-"): p["spec"]
+        for p in by_kind(docs, "NetworkPolicy")
+    }
+
+
+def test_network_policies_deny_by_default_and_allow_only_the_real_flows() -> None:
+    docs = documents(render("loan-prequal"))
+    policies = _policies(docs)
+    deny = policies["default-deny"]
+    assert deny["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "loan-prequal",
+        "app.kubernetes.io/instance": "rel",
+    }
+    assert sorted(deny["policyTypes"]) == ["Egress", "Ingress"]
+    assert "ingress" not in deny
+    assert "egress" not in deny
+    # Every pod the chart renders is covered by the deny policy.
+    for doc in [*by_kind(docs, "Deployment"), *by_kind(docs, "Job")]:
+        labels = doc["spec"]["template"]["metadata"]["labels"]
+        assert deny["podSelector"]["matchLabels"].items() <= labels.items(), doc["metadata"]["name"]
+
+    def egress_ports(name: str) -> set[int]:
+        return {p["port"] for rule in policies[name]["egress"] for p in rule["ports"]}
+
+    assert egress_ports("api") == {5432}
+    assert egress_ports("publisher") == {5432, 9092}
+    assert egress_ports("credit") == egress_ports("decision") == {5432, 9092}
+    assert egress_ports("migrations") == {5432}
+    assert egress_ports("dns") == {53}
+    api_from = policies["api"]["ingress"][0]["from"]
+    assert {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}
+    } in api_from
+    for worker in ("publisher", "credit", "decision"):
+        [rule] = policies[worker]["ingress"]
+        assert rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    assert (
+        _policies(documents(render("loan-prequal", "--set", "networkPolicy.enabled=false"))) == {}
+    )
+
+
+ALERTS_FILE = CHARTS / "loan-prequal/files/alerts.rules.yaml"
+
+
+def test_alert_rules_pass_promtool_and_cover_the_required_alerts() -> None:
+    checked = run(tool("promtool"), "check", "rules", str(ALERTS_FILE))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    rules = [r for g in yaml.safe_load(ALERTS_FILE.read_text())["groups"] for r in g["rules"]]
+    exprs = {r["alert"]: (r["expr"], r.get("for")) for r in rules}
+    assert "> 0.05" in exprs["PrequalApiHighErrorRate"][0]
+    assert exprs["PrequalApiHighErrorRate"][1] == "5m"
+    assert "0.95" in exprs["PrequalApiHighLatency"][0]
+    assert "> 0.5" in exprs["PrequalApiHighLatency"][0]
+    assert "> 1000" in exprs["PrequalConsumerLagHigh"][0]
+    assert exprs["PrequalConsumerLagHigh"][1] == "10m"
+    assert "dlq_records_total" in exprs["PrequalDeadLetterGrowth"][0]
+    assert "outbox_oldest_unpublished_age_seconds" in exprs["PrequalOutboxStale"][0]
+    assert "> 60" in exprs["PrequalOutboxStale"][0]
+    assert "up{" in exprs["PrequalServiceDown"][0]
+
+
+def test_prometheus_rule_wraps_the_alert_file_unchanged() -> None:
+    docs = documents(render("loan-prequal", "--set", "prometheusRule.enabled=true"))
+    [rule] = by_kind(docs, "PrometheusRule")
+    assert rule["spec"]["groups"] == yaml.safe_load(ALERTS_FILE.read_text())["groups"]
+    # Prometheus' own templates survive helm untouched.
+    assert "{{ $labels.group }}" in json.dumps(rule)
+
+
+def test_dashboards_ship_as_sidecar_configmaps_with_queries_on_every_panel() -> None:
+    files = sorted((CHARTS / "loan-prequal/files/dashboards").glob("*.json"))
+    assert [f.stem for f in files] == ["api", "business", "database", "kafka"]
+    maps = {
+        c["metadata"]["name"]: c for c in by_kind(documents(render("loan-prequal")), "ConfigMap")
+    }
+    for path in files:
+        configmap = maps[f"rel-loan-prequal-dashboard-{path.stem}"]
+        assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+        dashboard = json.loads(configmap["data"][path.name])
+        assert dashboard == json.loads(path.read_text())
+        assert dashboard["panels"]
+        for panel in dashboard["panels"]:
+            assert panel["targets"], panel["title"]
+            assert all(t["expr"] for t in panel["targets"]), panel["title"]
