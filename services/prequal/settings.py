@@ -29,7 +29,10 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 class BaseServiceSettings(BaseSettings):
     """What every process reads: only the log level."""
 
-    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+    # Errors name the setting but never echo its value: it may be a key or a password.
+    model_config = SettingsConfigDict(
+        extra="ignore", case_sensitive=False, hide_input_in_errors=True
+    )
 
     log_level: LogLevel = "INFO"
 

@@ -1,0 +1,81 @@
+"""The application request model and `prequalctl`'s parser and key generation."""
+
+from __future__ import annotations
+
+import os
+import stat
+from datetime import date
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from prequal_api.schemas import ApplicationRequest, age_on
+from prequalctl.main import build_parser, main
+
+BODY = {
+    "pan_number": " abcde1234f ",
+    "first_name": " Asha ",
+    "last_name": "Rao",
+    "date_of_birth": "1990-04-12",
+    "email": "asha@example.com",
+    "phone_number": "9876543210",
+    "requested_amount": "500000",
+    "monthly_income": "85000",
+}
+
+
+def test_request_normalizes_pan_and_names_and_defaults_the_loan_type() -> None:
+    request = ApplicationRequest.model_validate(BODY)
+    assert request.pan_number == "ABCDE1234F"
+    assert request.first_name == "Asha"
+    assert request.loan_type == "PERSONAL"
+
+
+def test_request_errors_do_not_carry_the_pan() -> None:
+    with pytest.raises(ValidationError) as caught:
+        ApplicationRequest.model_validate({**BODY, "pan_number": "ABCDE12345"})
+    errors = caught.value.errors(include_input=False)
+    assert [e["loc"] for e in errors] == [("pan_number",)]
+
+
+def test_age_counts_completed_years() -> None:
+    assert age_on(date(2000, 6, 15), date(2018, 6, 14)) == 17
+    assert age_on(date(2000, 6, 15), date(2018, 6, 15)) == 18
+
+
+def test_keys_generate_prints_env_assignments_of_fresh_keys(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["keys", "generate", "--key-id", "v2"]) == 0
+    first = capsys.readouterr().out
+    assert main(["keys", "generate", "--key-id", "v2"]) == 0
+    second = capsys.readouterr().out
+    names = [line.split("=", 1)[0] for line in first.splitlines()]
+    assert names == ["PAN_ENCRYPTION_KEYS", "PAN_ACTIVE_KEY_ID", "PAN_BLIND_INDEX_KEY"]
+    assert "PAN_ACTIVE_KEY_ID=v2" in first
+    assert first != second
+
+
+def test_keys_generate_can_write_secret_files_readable_only_by_the_owner(tmp_path: Path) -> None:
+    target = tmp_path / "keys"
+    assert main(["keys", "generate", "--output-dir", str(target)]) == 0
+    files = sorted(p.name for p in target.iterdir())
+    assert files == ["pan_active_key_id", "pan_blind_index_key", "pan_encryption_keys"]
+    for path in target.iterdir():
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_an_invalid_key_id_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["keys", "generate", "--key-id", "bad id"]) == 2
+    assert "key id must match" in capsys.readouterr().err
+
+
+def test_help_lists_the_command_groups(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert "db" in out
+    assert "keys" in out
+    assert main(["db"]) == 2  # a noun without a verb prints its help

@@ -1,0 +1,86 @@
+"""Settings: keys from env or mounted Secret files; malformed keys rejected with a clear message."""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from prequal.settings import PanKeySettings, load_settings
+from prequalctl.keys import generate_keys
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    for name in ("PAN_ENCRYPTION_KEYS", "PAN_ACTIVE_KEY_ID", "PAN_BLIND_INDEX_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SECRETS_DIR", str(tmp_path / "absent"))
+    return monkeypatch
+
+
+def test_generated_keys_load_from_the_environment(clean_env: pytest.MonkeyPatch) -> None:
+    for name, value in generate_keys("v3").items():
+        clean_env.setenv(name, value)
+    settings = load_settings(PanKeySettings)
+    assert settings.pan_active_key_id == "v3"
+    assert list(settings.keyring()) == ["v3"]
+    assert len(settings.blind_index_key()) == 32
+
+
+def test_keys_load_from_files_in_secrets_dir(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    for name, value in generate_keys("v1").items():
+        (secrets / name.lower()).write_text(value)
+    clean_env.setenv("SECRETS_DIR", str(secrets))
+    assert load_settings(PanKeySettings).pan_active_key_id == "v1"
+
+
+def test_a_keyring_with_rotated_keys_loads(clean_env: pytest.MonkeyPatch) -> None:
+    ring = f"v1:{_b64(os.urandom(32))},v2:{_b64(os.urandom(32))}"
+    clean_env.setenv("PAN_ENCRYPTION_KEYS", ring)
+    clean_env.setenv("PAN_ACTIVE_KEY_ID", "v2")
+    clean_env.setenv("PAN_BLIND_INDEX_KEY", _b64(os.urandom(32)))
+    assert sorted(load_settings(PanKeySettings).keyring()) == ["v1", "v2"]
+
+
+SHORT = _b64(os.urandom(16))
+
+
+@pytest.mark.parametrize(
+    ("keys", "active", "index", "message"),
+    [
+        (f"v1:{SHORT}", "v1", None, "must decode to 32 bytes, got 16"),
+        ("v1:not*base64", "v1", None, "not valid base64"),
+        ("v1changeme", "v1", None, "not `key_id:base64key`"),
+        ("v1:changeme", "v1", None, "placeholder"),
+        (f"v 1:{_b64(os.urandom(32))}", "v 1", None, "key id must match"),
+        (None, "v9", None, "PAN_ACTIVE_KEY_ID 'v9' is not in PAN_ENCRYPTION_KEYS"),
+        (None, "v1", _b64(bytes(32)), "almost no entropy"),
+        (None, "v1", SHORT, "PAN_BLIND_INDEX_KEY must decode to 32 bytes"),
+    ],
+)
+def test_malformed_keys_are_rejected_naming_the_setting_but_not_the_key(
+    clean_env: pytest.MonkeyPatch,
+    keys: str | None,
+    active: str,
+    index: str | None,
+    message: str,
+) -> None:
+    valid = generate_keys("v1")
+    clean_env.setenv("PAN_ENCRYPTION_KEYS", keys or valid["PAN_ENCRYPTION_KEYS"])
+    clean_env.setenv("PAN_ACTIVE_KEY_ID", active)
+    clean_env.setenv("PAN_BLIND_INDEX_KEY", index or valid["PAN_BLIND_INDEX_KEY"])
+    with pytest.raises(ValidationError) as caught:
+        load_settings(PanKeySettings)
+    text = str(caught.value)
+    assert message in text
+    assert SHORT not in text
+    assert valid["PAN_BLIND_INDEX_KEY"] not in text
