@@ -318,3 +318,27 @@ def read_all(bootstrap: str, topic: str, expect: int, timeout: float = 30) -> li
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
+
+@dataclass
+class World:
+    """What a decision-path test works with, in one fixture."""
+
+    database_url: str
+    keyring: Keyring
+    topics: Topics
+    producer: Producer
+    consumers: ConsumerFactory
+    bootstrap: str
+
+
+@pytest.fixture
+def world(  # noqa: PLR0917 - composes the fixtures once for every test
+    database_url: str,
+    keyring: Keyring,
+    topics: Topics,
+    producer: Producer,
+    consumers: ConsumerFactory,
+    kafka: Kafka,
+) -> World:
+    return World(database_url, keyring, topics, producer, consumers, kafka.bootstrap)

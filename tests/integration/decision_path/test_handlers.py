@@ -11,13 +11,10 @@ import psycopg
 from credit_service.handler import report_id
 from decision_service.rules import DecisionPolicy
 from prequal import events
-from prequal.pan import Keyring
 
 from .conftest import (
     GROUP_CREDIT,
-    ConsumerFactory,
-    Producer,
-    Topics,
+    World,
     insert_application,
     report_payload,
     submitted_payload,
@@ -46,12 +43,10 @@ def _application(database_url: str, application_id: uuid.UUID) -> tuple[object, 
 
 
 def test_credit_service_writes_one_report_and_one_audited_decryption_per_event(
-    database_url: str,
-    keyring: Keyring,
-    topics: Topics,
-    producer: Producer,
-    consumers: ConsumerFactory,
+    world: World,
 ) -> None:
+    database_url, keyring, topics = world.database_url, world.keyring, world.topics
+    producer, consumers = world.producer, world.consumers
     app = insert_application(database_url, keyring, pan="ABCDE1234F")
     credit = consumers.credit(topics, keyring)
     event_id = producer.event(
@@ -118,13 +113,9 @@ def test_credit_service_writes_one_report_and_one_audited_decryption_per_event(
     )
 
 
-def test_decision_service_moves_pending_to_final_with_reason_and_version(
-    database_url: str,
-    keyring: Keyring,
-    topics: Topics,
-    producer: Producer,
-    consumers: ConsumerFactory,
-) -> None:
+def test_decision_service_moves_pending_to_final_with_reason_and_version(world: World) -> None:
+    database_url, keyring, topics = world.database_url, world.keyring, world.topics
+    producer, consumers = world.producer, world.consumers
     approved = insert_application(
         database_url, keyring, monthly_income=Decimal(85_000), requested_amount=Decimal(500_000)
     )
@@ -164,13 +155,9 @@ def test_decision_service_moves_pending_to_final_with_reason_and_version(
         assert decision.sample("applications_decided_total", status=status) == 1
 
 
-def test_configured_minimum_score_decides(
-    database_url: str,
-    keyring: Keyring,
-    topics: Topics,
-    producer: Producer,
-    consumers: ConsumerFactory,
-) -> None:
+def test_configured_minimum_score_decides(world: World) -> None:
+    database_url, keyring, topics = world.database_url, world.keyring, world.topics
+    producer, consumers = world.producer, world.consumers
     app = insert_application(database_url, keyring)
     consumers.decision(topics, DecisionPolicy(min_credit_score=750, term_months=12))
     producer.event(
@@ -182,13 +169,9 @@ def test_configured_minimum_score_decides(
     assert "below the minimum of 750" in str(reason)
 
 
-def test_an_optimistic_lock_conflict_is_resolved_by_reading_again(
-    database_url: str,
-    keyring: Keyring,
-    topics: Topics,
-    producer: Producer,
-    consumers: ConsumerFactory,
-) -> None:
+def test_an_optimistic_lock_conflict_is_resolved_by_reading_again(world: World) -> None:
+    database_url, keyring, topics = world.database_url, world.keyring, world.topics
+    producer, consumers = world.producer, world.consumers
     app = insert_application(database_url, keyring)
     decision = consumers.decision(topics)
     with psycopg.connect(database_url) as writer:
@@ -232,13 +215,9 @@ def test_an_optimistic_lock_conflict_is_resolved_by_reading_again(
     )
 
 
-def test_a_final_application_is_never_changed_again(
-    database_url: str,
-    keyring: Keyring,
-    topics: Topics,
-    producer: Producer,
-    consumers: ConsumerFactory,
-) -> None:
+def test_a_final_application_is_never_changed_again(world: World) -> None:
+    database_url, keyring, topics = world.database_url, world.keyring, world.topics
+    producer, consumers = world.producer, world.consumers
     app = insert_application(database_url, keyring)
     with psycopg.connect(database_url) as conn:
         conn.execute(
