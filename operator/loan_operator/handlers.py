@@ -25,6 +25,12 @@ def register(registry: kopf.OperatorRegistry, supervisor: Supervisor) -> None:
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
 
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # KUBECONFIG (or ~/.kube/config) when present, else the pod's ServiceAccount.
+        info: kopf.ConnectionInfo | None = kopf.login_via_client(**kwargs)
+        return info
+
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
     def pipeline_event(type: str | None, body: kopf.Body, **_: Any) -> None:
         supervisor.observe(type, body)

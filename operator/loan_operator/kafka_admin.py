@@ -53,6 +53,10 @@ class TopicMissing(KafkaRequestFailed):
     pass
 
 
+class TopicExists(KafkaRequestFailed):
+    pass
+
+
 class _LibrdkafkaLog(logging.LoggerAdapter[logging.Logger]):
     """librdkafka logs through a Python logger; everything it says is DEBUG for us."""
 
@@ -67,6 +71,8 @@ def _translate(exc: BaseException) -> Exception:
             return KafkaUnreachable(error.str())
         if error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
             return TopicMissing(error.str())
+        if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+            return TopicExists(error.str())
         return KafkaRequestFailed(error.str())
     if isinstance(exc, TimeoutError):
         return KafkaUnreachable("timed out")
@@ -131,7 +137,10 @@ class KafkaAdmin:
             config=dict(topic.config),
         )
         futures = self._client.create_topics([new], request_timeout=self.timeout)
-        _result(futures[topic.name], self.timeout)
+        try:
+            _result(futures[topic.name], self.timeout)
+        except TopicExists:
+            pass  # created a moment ago and not yet in the metadata we read: adopt it
 
     def raise_partitions(self, name: str, total: int) -> None:
         futures = self._client.create_partitions(
