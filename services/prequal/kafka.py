@@ -8,11 +8,13 @@ record through a delivery callback, so nothing flushes per record.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import (
+    OFFSET_BEGINNING,
     Consumer,
     KafkaError,
     KafkaException,
@@ -297,3 +299,50 @@ def _inbound(msg: Message) -> InboundRecord:
     for name, value in raw.items() if isinstance(raw, dict) else raw:
         headers.append((name, value.encode() if isinstance(value, str) else value))
     return InboundRecord(topic, partition, offset, msg.key(), msg.value(), headers)
+
+
+def read_topic(bootstrap_servers: str, topic: str, timeout: float = 15.0) -> list[InboundRecord]:
+    """Every record of a topic, from the start to its end now, without joining a group.
+
+    For tools (`prequalctl dlq`): it commits nothing, so reading never moves anyone's offsets.
+    """
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": "prequalctl-reader",
+            "enable.auto.commit": False,
+            "enable.partition.eof": False,
+            "error_cb": _log_error,
+        }
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout)
+        described = metadata.topics.get(topic)
+        if described is None or described.error is not None:
+            raise KafkaUnavailableError(f"topic {topic} does not exist or cannot be described")
+        ends: dict[int, int] = {}
+        for partition in described.partitions:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=timeout
+            )
+            if high > low:
+                ends[partition] = high
+        if not ends:
+            return []
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        records: list[InboundRecord] = []
+        done: set[int] = set()
+        deadline = time.monotonic() + timeout
+        while len(done) < len(ends) and time.monotonic() < deadline:
+            for msg in consumer.consume(num_messages=500, timeout=0.5):
+                if msg.error() is not None:
+                    continue
+                record = _inbound(msg)
+                records.append(record)
+                if record.offset >= ends[record.partition] - 1:
+                    done.add(record.partition)
+        if len(done) < len(ends):
+            raise KafkaUnavailableError(f"could not read {topic} to its end in {timeout:.0f}s")
+        return sorted(records, key=lambda r: (r.partition, r.offset))
+    finally:
+        consumer.close()

@@ -10,9 +10,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from prequalctl import db, keys
+from prequalctl import db, dlq, keys
 
-COMMAND_GROUPS = (db, keys)
+COMMAND_GROUPS = (db, keys, dlq)
 
 
 def build_parser() -> argparse.ArgumentParser:
