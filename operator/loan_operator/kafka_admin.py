@@ -9,6 +9,7 @@ reconnect by the library.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Iterable, Mapping
@@ -137,10 +138,9 @@ class KafkaAdmin:
             config=dict(topic.config),
         )
         futures = self._client.create_topics([new], request_timeout=self.timeout)
-        try:
+        # Created a moment ago and not yet in the metadata we read: adopt it.
+        with contextlib.suppress(TopicExists):
             _result(futures[topic.name], self.timeout)
-        except TopicExists:
-            pass  # created a moment ago and not yet in the metadata we read: adopt it
 
     def raise_partitions(self, name: str, total: int) -> None:
         futures = self._client.create_partitions(

@@ -1,0 +1,120 @@
+"""Key Secrets generated once and never overwritten, rotation by appending, the database Secret
+checked, the services' ConfigMap written, and what is garbage-collected with the pipeline."""
+
+from __future__ import annotations
+
+import base64
+
+from kubernetes import client
+
+from devstack.kafka import Kafka
+from tests.k8s.operator.conftest import OperatorProcess, Pipelines, pipeline_body, wait_for
+
+
+def keyring(secret: dict[str, str]) -> dict[str, str]:
+    return dict(item.split(":", 1) for item in secret["pan_encryption_keys"].split(","))
+
+
+def test_key_secret_is_generated_with_the_contract_keys_and_a_configmap_is_written(
+    operator: OperatorProcess, pipelines: Pipelines, kafka: Kafka
+) -> None:
+    pipelines.create_db_secret("retail-db")
+    pipelines.create(pipeline_body("retail", kafka.bootstrap, f"{pipelines.namespace}."))
+    pipelines.wait_condition("retail", "SecretsReady", "True")
+
+    keys = wait_for(lambda: pipelines.secret("retail-pan-keys"), 10, "the key Secret")
+    assert set(keys) == {"pan_encryption_keys", "pan_active_key_id", "pan_blind_index_key"}
+    assert keys["pan_active_key_id"] == "v1"
+    assert len(base64.b64decode(keyring(keys)["v1"])) == 32
+    assert len(base64.b64decode(keys["pan_blind_index_key"])) == 32
+    assert pipelines.config_map("retail-pipeline") == {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
+        "TOPIC_APPLICATIONS_SUBMITTED": f"{pipelines.namespace}.loan_applications_submitted",
+        "TOPIC_CREDIT_REPORTS": f"{pipelines.namespace}.credit_reports_generated",
+        "DECISION_MIN_CREDIT_SCORE": "650",
+        "DECISION_TERM_MONTHS": "48",
+    }
+    # No key material in the operator's log.
+    assert keyring(keys)["v1"] not in operator.log()
+    assert keys["pan_blind_index_key"] not in operator.log()
+
+
+def test_existing_key_secret_is_never_overwritten_and_rotation_appends(
+    operator: OperatorProcess, pipelines: Pipelines, kafka: Kafka
+) -> None:
+    mine = {
+        "pan_encryption_keys": "v1:" + base64.b64encode(b"k" * 32).decode(),
+        "pan_active_key_id": "v1",
+        "pan_blind_index_key": base64.b64encode(b"b" * 32).decode(),
+    }
+    pipelines.core.create_namespaced_secret(
+        pipelines.namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="retail-pan-keys"),
+            data={k: base64.b64encode(v.encode()).decode() for k, v in mine.items()},
+        ),
+    )
+    pipelines.create_db_secret("retail-db")
+    body = pipeline_body("retail", kafka.bootstrap, f"{pipelines.namespace}.")
+    pipelines.create(body)
+    pipelines.wait_condition("retail", "SecretsReady", "True")
+    pipelines.wait_condition("retail", "TopicsReady", "True")  # a second pass has happened
+    assert pipelines.secret("retail-pan-keys") == mine
+
+    pipelines.patch_spec(
+        "retail", {"encryption": {"keySecretName": "retail-pan-keys", "keyVersion": 2}}
+    )
+    rotated = wait_for(
+        lambda: (s := pipelines.secret("retail-pan-keys")) and s["pan_active_key_id"] == "v2" and s,
+        20,
+        "key v2 to become active",
+    )
+    ring = keyring(rotated)
+    assert list(ring) == ["v1", "v2"]
+    assert ring["v1"] == keyring(mine)["v1"]
+    assert len(base64.b64decode(ring["v2"])) == 32
+    assert rotated["pan_blind_index_key"] == mine["pan_blind_index_key"]
+    assert pipelines.events("KeyRotated")
+
+
+def test_missing_database_secret_is_reported_until_it_exists(
+    operator: OperatorProcess, pipelines: Pipelines, kafka: Kafka
+) -> None:
+    pipelines.create(pipeline_body("retail", kafka.bootstrap, f"{pipelines.namespace}."))
+    missing = pipelines.wait_condition("retail", "SecretsReady", "False", "DatabaseSecretMissing")
+    assert "retail-db" in missing["message"]
+    assert pipelines.wait_condition("retail", "Ready", "False")["reason"] == "DatabaseSecretMissing"
+
+    pipelines.create_db_secret("retail-db")
+    pipelines.wait_condition("retail", "SecretsReady", "True", timeout=30)
+    ready = pipelines.wait_condition("retail", "Ready", "True")
+    assert ready["lastTransitionTime"] >= missing["lastTransitionTime"]
+
+
+def test_deletion_collects_the_configmap_and_retain_keeps_the_key_secret(
+    operator: OperatorProcess, pipelines: Pipelines, kafka: Kafka
+) -> None:
+    pipelines.create_db_secret("retail-db")
+    pipelines.create(pipeline_body("retail", kafka.bootstrap, f"{pipelines.namespace}."))
+    pipelines.wait_condition("retail", "SecretsReady", "True")
+    keys = pipelines.secret("retail-pan-keys")
+
+    pipelines.delete("retail")
+    wait_for(lambda: pipelines.config_map("retail-pipeline") is None, 60, "the ConfigMap's GC")
+    assert pipelines.secret("retail-pan-keys") == keys
+
+
+def test_delete_policy_garbage_collects_the_key_secret_too(
+    operator: OperatorProcess, pipelines: Pipelines, kafka: Kafka
+) -> None:
+    pipelines.create_db_secret("retail-db")
+    body = pipeline_body(
+        "retail", kafka.bootstrap, f"{pipelines.namespace}.", deletionPolicy="Delete"
+    )
+    pipelines.create(body)
+    pipelines.wait_condition("retail", "SecretsReady", "True")
+    assert pipelines.secret("retail-pan-keys")
+
+    pipelines.delete("retail")
+    wait_for(lambda: pipelines.secret("retail-pan-keys") is None, 60, "the key Secret's GC")
+    wait_for(lambda: pipelines.config_map("retail-pipeline") is None, 60, "the ConfigMap's GC")
