@@ -1,0 +1,145 @@
+"""The whole platform as processes: the API, the outbox publisher, credit-service and
+decision-service started from their console scripts (devstack.services) against the session's
+PostgreSQL and Kafka. No operator runs here, so the topics are created with the admin client.
+Keys are generated for the run."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from devstack.kafka import Kafka
+from devstack.postgres import Postgres
+from devstack.services import API, CREDIT, DECISION, PUBLISHER, RunningService, Services, migrate
+from prequal.dlq import dlq_topic
+from prequal.kafka import create_topics
+from prequalctl.keys import generate_keys
+
+FINAL = {"PRE_APPROVED", "REJECTED", "MANUAL_REVIEW"}
+
+
+def synthetic_pan() -> str:
+    """A random, well-formed PAN that is neither of the documented test PANs."""
+    raw = uuid.uuid4().int
+    letters = "".join("ABCDEFGHIJKLMNOPQRSTUVWXYZ"[(raw >> (5 * i)) % 26] for i in range(6))
+    return letters[:5] + f"{(raw >> 40) % 10000:04d}" + letters[5]
+
+
+def application(**overrides: object) -> dict[str, object]:
+    body: dict[str, object] = {
+        "pan_number": synthetic_pan(),
+        "first_name": "Asha",
+        "last_name": "Rao",
+        "date_of_birth": "1990-04-12",
+        "email": "asha.rao@example.com",
+        "phone_number": "9876543210",
+        "requested_amount": 500000,
+        "monthly_income": 85000,
+        "loan_type": "PERSONAL",
+    }
+    body.update(overrides)
+    return body
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 60.0, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"condition not met within {timeout:.0f}s")
+
+
+def metric(service: RunningService, name: str, **labels: str) -> float:
+    """One sample from a service's /metrics (0 when absent)."""
+    text = httpx.get(f"{service.url}/metrics", timeout=5).text
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    pattern = re.compile(rf"^{re.escape(name)}(\{{(?P<labels>[^}}]*)\}})? (?P<value>\S+)$", re.M)
+    total = 0.0
+    for match in pattern.finditer(text):
+        got = ",".join(sorted((match.group("labels") or "").split(",")))
+        if not labels or got == ",".join(sorted(wanted.split(","))):
+            total += float(match.group("value"))
+    return total
+
+
+@dataclass
+class Platform:
+    services: Services
+    env: dict[str, str]
+    database_url: str
+    bootstrap: str
+    log_dir: Path
+    by_name: dict[str, RunningService] = field(default_factory=dict)
+    pans: list[str] = field(default_factory=list)
+
+    @property
+    def api(self) -> RunningService:
+        return self.by_name[API.name]
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.api.url, timeout=10)
+
+    def submit(self, http: httpx.Client, **overrides: object) -> httpx.Response:
+        body = application(**overrides)
+        self.pans.append(str(body["pan_number"]))
+        return http.post("/applications", json=body)
+
+    def final_status(self, http: httpx.Client, application_id: str, timeout: float = 60) -> Any:
+        def done() -> Any:
+            body = http.get(f"/applications/{application_id}/status").json()
+            return body if body["status"] in FINAL else None
+
+        return wait_until(done, timeout)
+
+    def restart(self, name: str, *, kill: bool) -> RunningService:
+        running = self.by_name[name]
+        if kill:
+            running.process.kill()
+            self.services.running.remove(running)
+        else:
+            self.services.stop(running)
+        fresh = self.services.start(running.spec, instance=int(time.time()) % 1000 + 1)
+        self.by_name[name] = fresh
+        return fresh
+
+
+@pytest.fixture(scope="module")
+def platform(
+    postgres: Postgres, kafka: Kafka, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Platform]:
+    run = uuid.uuid4().hex[:8]
+    database_url = postgres.create_database(f"e2e_{run}")
+    submitted, reports = f"e2e-{run}-loan_applications_submitted", f"e2e-{run}-credit_reports"
+    create_topics(
+        kafka.bootstrap,
+        {submitted: 3, reports: 3, dlq_topic(submitted): 1, dlq_topic(reports): 1},
+    )
+    env = {
+        "DATABASE_URL": database_url,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
+        "TOPIC_APPLICATIONS_SUBMITTED": submitted,
+        "TOPIC_CREDIT_REPORTS": reports,
+        "SECRETS_DIR": "/nonexistent",
+        "LOG_LEVEL": "INFO",
+        **generate_keys("v1"),
+    }
+    log_dir = tmp_path_factory.mktemp("e2e-logs")
+    migrate(env, log_dir)
+    services = Services(env, log_dir)
+    platform = Platform(services, env, database_url, kafka.bootstrap, log_dir)
+    try:
+        for spec in (API, PUBLISHER, CREDIT, DECISION):
+            platform.by_name[spec.name] = services.start(spec)
+        yield platform
+    finally:
+        services.stop_all()

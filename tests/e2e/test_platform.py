@@ -1,0 +1,200 @@
+"""The dev log's six scenarios through HTTP, a SIGKILL mid-stream, and no PAN in any log line."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from decimal import Decimal
+
+import psycopg
+
+from devstack.services import CREDIT, DECISION
+from prequal.kafka import create_producer, read_topic
+
+from .conftest import FINAL, Platform, application, metric, wait_until
+
+
+def test_scenarios_1_to_3_pre_approved_rejected_and_manual_review(platform: Platform) -> None:
+    with platform.client() as http:
+        approved = platform.submit(
+            http, pan_number="ABCDE1234F", monthly_income=85000, requested_amount=500000
+        )
+        rejected = platform.submit(http, pan_number="FGHIJ5678K", monthly_income=85000)
+        review = platform.submit(
+            http, loan_type="HOME", monthly_income=40000, requested_amount=5_000_000
+        )
+        assert [r.status_code for r in (approved, rejected, review)] == [202, 202, 202]
+        assert approved.json()["status"] == "PENDING"
+
+        body = platform.final_status(http, approved.json()["application_id"])
+        assert body["status"] == "PRE_APPROVED"
+        assert body["credit_score"] == 790
+        assert Decimal(str(body["max_approved_amount"])) == Decimal(85000 * 48)
+        assert "790" in body["decision_reason"]
+        assert body["pan_masked"] == "XXXXX1234F"
+
+        body = platform.final_status(http, rejected.json()["application_id"])
+        assert body["status"] == "REJECTED"
+        assert body["credit_score"] == 610
+        assert "below the minimum of 650" in body["decision_reason"]
+        assert body["max_approved_amount"] is None
+
+        body = platform.final_status(http, review.json()["application_id"])
+        assert body["status"] == "MANUAL_REVIEW"
+        assert 655 <= body["credit_score"] <= 665  # 650 + HOME 10 ± 5
+        assert "review" in body["decision_reason"]
+
+
+def test_scenario_4_the_same_pan_within_24_hours_is_a_409(platform: Platform) -> None:
+    with platform.client() as http:
+        first = platform.submit(http)
+        again = http.post("/applications", json={**_body_of(platform), "first_name": "Other"})
+    assert first.status_code == 202
+    assert again.status_code == 409
+    assert again.json()["error_code"]
+
+
+def _body_of(platform: Platform) -> dict[str, object]:
+    return application(pan_number=platform.pans[-1])
+
+
+def test_scenario_5_an_injected_duplicate_event_is_processed_once(platform: Platform) -> None:
+    credit = platform.by_name[CREDIT.name]
+    topic = platform.env["TOPIC_APPLICATIONS_SUBMITTED"]
+    with platform.client() as http:
+        accepted = platform.submit(http)
+        application_id = accepted.json()["application_id"]
+        first = platform.final_status(http, application_id)
+    duplicates_before = metric(
+        credit, "consumer_records_total", topic=topic, group="credit-service", outcome="duplicate"
+    )
+    (original,) = [
+        r for r in read_topic(platform.bootstrap, topic) if r.key == application_id.encode()
+    ]
+    producer = create_producer(platform.bootstrap, "e2e-injector")
+    producer.produce(
+        topic, original.key or b"", original.value or b"", original.headers, lambda _e: None
+    )
+    assert producer.flush(30) == 0
+
+    wait_until(
+        lambda: (
+            metric(
+                credit,
+                "consumer_records_total",
+                topic=topic,
+                group="credit-service",
+                outcome="duplicate",
+            )
+            > duplicates_before
+        )
+    )
+    time.sleep(1)  # a second report, had there been one, would reach the decision by now
+    with psycopg.connect(platform.database_url) as conn:
+        decrypts = conn.execute(
+            "SELECT count(*) FROM audit_log WHERE application_id = %s AND action = 'decrypt' "
+            "AND actor = 'credit-service'",
+            (application_id,),
+        ).fetchone()
+        reports = conn.execute(
+            "SELECT count(*) FROM outbox_events WHERE aggregate_id = %s "
+            "AND event_type = 'credit.report.generated.v1'",
+            (application_id,),
+        ).fetchone()
+        version = conn.execute(
+            "SELECT version FROM applications WHERE id = %s", (application_id,)
+        ).fetchone()
+    assert decrypts == (1,)
+    assert reports == (1,)
+    assert version == (2,)
+    with platform.client() as http:
+        assert http.get(f"/applications/{application_id}/status").json() == first
+
+
+def test_scenario_6_an_optimistic_lock_conflict_is_resolved_by_retry(platform: Platform) -> None:
+    decision = platform.by_name[DECISION.name]
+    conflicts_before = metric(decision, "decision_version_conflicts_total")
+    with platform.client() as http:
+        for _attempt in range(5):
+            with psycopg.connect(platform.database_url) as writer:
+                application_id = platform.submit(http).json()["application_id"]
+                row = writer.execute(
+                    "SELECT status FROM applications WHERE id = %s FOR UPDATE", (application_id,)
+                ).fetchone()
+                if row != ("PENDING",):
+                    continue  # the pipeline beat us to it; try another application
+                # A concurrent writer changes the version while the decision is under way.
+                writer.execute(
+                    "UPDATE applications SET version = version + 1 WHERE id = %s",
+                    (application_id,),
+                )
+                with psycopg.connect(platform.database_url, autocommit=True) as observer:
+                    wait_until(
+                        lambda observer=observer: (
+                            observer.execute(
+                                "SELECT count(*) FROM pg_stat_activity "
+                                "WHERE wait_event_type = 'Lock' "
+                                "AND query LIKE 'UPDATE applications SET status%%'"
+                            ).fetchone()
+                            == (1,)
+                        ),
+                        timeout=30,
+                    )
+                writer.commit()
+            break
+        else:
+            raise AssertionError("the pipeline always finished before the row could be locked")
+        body = platform.final_status(http, application_id)
+    assert body["status"] == "PRE_APPROVED"
+    assert metric(decision, "decision_version_conflicts_total") == conflicts_before + 1
+    with psycopg.connect(platform.database_url) as conn:
+        assert conn.execute(
+            "SELECT version FROM applications WHERE id = %s", (application_id,)
+        ).fetchone() == (3,)
+
+
+def test_consumers_killed_mid_stream_still_decide_every_application_once(
+    platform: Platform,
+) -> None:
+    count = 150
+    with platform.client() as http, concurrent.futures.ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(platform.submit, http) for _ in range(count)]
+        time.sleep(0.3)
+        platform.restart(CREDIT.name, kill=True)
+        time.sleep(0.3)
+        platform.restart(DECISION.name, kill=True)
+        responses = [f.result() for f in futures]
+    ids = [r.json()["application_id"] for r in responses]
+    assert all(r.status_code == 202 for r in responses)
+
+    def all_final() -> bool:
+        with psycopg.connect(platform.database_url) as conn:
+            rows = conn.execute(
+                "SELECT status, version FROM applications WHERE id = ANY(%s)", (ids,)
+            ).fetchall()
+        return len(rows) == count and all(status in FINAL for status, _v in rows)
+
+    wait_until(all_final, timeout=120)
+    with psycopg.connect(platform.database_url) as conn:
+        versions = conn.execute(
+            "SELECT version, count(*) FROM applications WHERE id = ANY(%s) GROUP BY version",
+            (ids,),
+        ).fetchall()
+        reports = conn.execute(
+            "SELECT count(*), count(DISTINCT aggregate_id) FROM outbox_events "
+            "WHERE aggregate_id = ANY(%s) AND event_type = 'credit.report.generated.v1'",
+            (ids,),
+        ).fetchone()
+    assert versions == [(2, count)]  # one update each: PENDING → final, never twice
+    assert reports == (count, count)
+
+
+def test_no_pan_in_any_log_line(platform: Platform) -> None:
+    """Runs last in this module: every PAN submitted above, searched in every service's log."""
+    assert len(platform.pans) > 100
+    logs = sorted(platform.log_dir.glob("*.log"))
+    assert {p.name.split("-")[0] for p in logs} >= {"prequal", "outbox", "credit", "decision"}
+    text = "\n".join(p.read_text(errors="replace") for p in logs)
+    assert "decided" in text  # the logs were written, and this is where they are
+    leaked = [pan for pan in set(platform.pans) if pan in text]
+    assert leaked == []
