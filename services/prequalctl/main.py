@@ -10,9 +10,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from prequalctl import db, dlq, keys
+from prequalctl import db, demo, dlq, keys
 
-COMMAND_GROUPS = (db, keys, dlq)
+COMMAND_GROUPS = (db, keys, dlq, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,155 @@
+"""`prequalctl demo`: submit the dev log's sample applications and the test PANs, print outcomes.
+
+Against a running platform (`make run`): the API URL comes from `--api-url`, else `API_URL`,
+else `.run/env`, else http://127.0.0.1:8000. The dev log's second sample PAN is replaced by a
+random well-formed one generated here (only the two documented test PANs are ever written
+down). A second run within 24 hours meets the duplicate rule: those rows show `409`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import string
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+DEFAULT_API_URL = "http://127.0.0.1:8000"
+FINAL = {"PRE_APPROVED", "REJECTED", "MANUAL_REVIEW"}
+
+
+def register(commands: Any) -> None:
+    demo = commands.add_parser(
+        "demo",
+        help="Submit sample applications to a running platform and print their final status",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.add_argument("--api-url", help="base URL of prequal-api")
+    demo.add_argument("--env-file", type=Path, default=Path(".run/env"))
+    demo.add_argument("--timeout", type=float, default=30.0, help="seconds to wait per answer")
+    demo.set_defaults(handler=_demo)
+
+
+def api_url(explicit: str | None, env_file: Path) -> str:
+    if explicit:
+        return explicit.rstrip("/")
+    if os.environ.get("API_URL"):
+        return os.environ["API_URL"].rstrip("/")
+    if env_file.is_file():
+        for line in env_file.read_text().splitlines():
+            name, sep, value = line.partition("=")
+            if sep and name.strip() == "API_URL" and value.strip():
+                return value.strip().strip("'\"").rstrip("/")
+    return DEFAULT_API_URL
+
+
+def random_pan() -> str:
+    letters = string.ascii_uppercase
+    return (
+        "".join(secrets.choice(letters) for _ in range(5))
+        + "".join(secrets.choice(string.digits) for _ in range(4))
+        + secrets.choice(letters)
+    )
+
+
+def sample_applications() -> list[tuple[str, dict[str, Any]]]:
+    """(label, request body): the dev log's two samples (with income and loan type, which the
+    dev log's API never asked for) and an applicant with the second test PAN."""
+    return [
+        (
+            "dev log sample 1 (test PAN ABCDE1234F)",
+            {
+                "pan_number": "ABCDE1234F",
+                "first_name": "Rajesh",
+                "last_name": "Kumar",
+                "date_of_birth": "1985-06-15",
+                "email": "rajesh.kumar@example.com",
+                "phone_number": "9876543210",
+                "requested_amount": 500000,
+                "monthly_income": 85000,
+                "loan_type": "PERSONAL",
+            },
+        ),
+        (
+            "dev log sample 2 (random PAN)",
+            {
+                "pan_number": random_pan(),
+                "first_name": "Priya",
+                "last_name": "Sharma",
+                "date_of_birth": "1990-03-20",
+                "email": "priya.sharma@example.com",
+                "phone_number": "9123456789",
+                "requested_amount": 7500000,
+                "monthly_income": 60000,
+                "loan_type": "HOME",
+            },
+        ),
+        (
+            "test PAN FGHIJ5678K",
+            {
+                "pan_number": "FGHIJ5678K",
+                "first_name": "Test",
+                "last_name": "Applicant",
+                "date_of_birth": "1992-01-01",
+                "email": "test.applicant@example.com",
+                "phone_number": "9000000001",
+                "requested_amount": 300000,
+                "monthly_income": 50000,
+                "loan_type": "AUTO",
+            },
+        ),
+    ]
+
+
+def _outcome(http: httpx.Client, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+    answer = http.post("/applications", json=body)
+    if answer.status_code != 202:
+        error = (
+            answer.json()
+            if answer.headers.get("content-type", "").startswith("application/json")
+            else {}
+        )
+        return {"http": answer.status_code, "status": error.get("error_code", "ERROR")}
+    application_id = answer.json()["application_id"]
+    deadline = time.monotonic() + timeout
+    status: dict[str, Any] = {"status": "PENDING"}
+    while time.monotonic() < deadline:
+        status = http.get(f"/applications/{application_id}/status").json()
+        if status["status"] in FINAL:
+            break
+        time.sleep(0.2)
+    return {"http": 202, **status}
+
+
+def _demo(args: argparse.Namespace) -> int:
+    url = api_url(args.api_url, args.env_file)
+    print(f"submitting to {url}")
+    rows: list[tuple[str, ...]] = []
+    try:
+        with httpx.Client(base_url=url, timeout=args.timeout) as http:
+            for label, body in sample_applications():
+                result = _outcome(http, body, args.timeout)
+                rows.append(
+                    (
+                        label,
+                        str(result.get("pan_masked") or "-"),
+                        str(result["http"]),
+                        str(result["status"]),
+                        str(result.get("credit_score") or "-"),
+                        str(result.get("decision_reason") or ""),
+                    )
+                )
+    except httpx.HTTPError as exc:
+        print(f"error: cannot reach the API at {url}: {exc} (is `make run` up?)")
+        return 1
+    header = ("APPLICATION", "PAN", "HTTP", "STATUS", "SCORE", "REASON")
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header[:-1])]
+    for row in (header, *rows):
+        print("  ".join(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1])
+    pending = [r for r in rows if r[3] == "PENDING"]
+    return 1 if pending else 0
