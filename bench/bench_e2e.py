@@ -1,0 +1,281 @@
+"""End to end: applications from `POST` to final status through all four processes.
+
+Everything runs co-located as in `make run`: durable PostgreSQL (fsync on), Kafka, and the API,
+outbox publisher, credit-service and decision-service from their console scripts. Two runs on
+one platform:
+
+- throughput: 10,000 applications posted as fast as 32 connections allow; `e2e_apps_per_s` is
+  10,000 over the time from the first POST to the last final status;
+- latency: applications at a fixed 300/s (open loop) for 10 s; `e2e_p50/p95/p99_ms` are the
+  times from each `202` to its final status (the decision's `updated_at`).
+
+Per-stage medians of the latency run come from the rows' own timestamps (API commit, publisher
+confirmation, credit commit, publisher again, decision commit) and say where the time goes.
+The load generator is a minimal keep-alive HTTP/1.1 client so it takes little of the 2 cores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psutil
+import psycopg
+
+from devstack.kafka import Kafka
+from devstack.postgres import Postgres
+from devstack.services import API, CREDIT, DECISION, PUBLISHER, Services, migrate
+from prequal.dlq import dlq_topic
+from prequal.kafka import create_topics
+from prequalctl.keys import generate_keys
+
+THROUGHPUT_APPS = 10_000
+LATENCY_RATE = 300
+LATENCY_SECONDS = 10
+CONNECTIONS = 32
+PARTITIONS = 3
+
+
+def _body() -> bytes:
+    raw = uuid.uuid4().int
+    letters = "".join("ABCDEFGHIJKLMNOPQRSTUVWXYZ"[(raw >> (5 * i)) % 26] for i in range(6))
+    pan = letters[:5] + f"{(raw >> 40) % 10000:04d}" + letters[5]
+    return json.dumps(
+        {
+            "pan_number": pan,
+            "first_name": "Bench",
+            "last_name": "Applicant",
+            "date_of_birth": "1990-04-12",
+            "email": "bench@example.com",
+            "phone_number": "9876543210",
+            "requested_amount": 500000,
+            "monthly_income": 85000,
+            "loan_type": ("PERSONAL", "HOME", "AUTO")[raw % 3],
+        }
+    ).encode()
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection that POSTs and reads the JSON answer."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, body: bytes) -> tuple[int, dict[str, Any]]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        self.writer.write(
+            b"POST /applications HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        status_line = await self.reader.readline()
+        length = 0
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            name, _, value = line.decode().partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+        payload = await self.reader.readexactly(length)
+        return int(status_line.split()[1]), json.loads(payload)
+
+
+async def _post_all(
+    url: tuple[str, int], count: int, rate: float | None
+) -> list[tuple[str, float]]:
+    """(application id, wall time of its 202) for `count` POSTs, paced at `rate` if given."""
+    bodies = [_body() for _ in range(count)]
+    accepted: list[tuple[str, float]] = []
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(count):
+        queue.put_nowait(i)
+    start = time.monotonic()
+
+    async def worker() -> None:
+        conn = Connection(*url)
+        while not queue.empty():
+            i = queue.get_nowait()
+            if rate is not None:
+                delay = start + i / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            status, answer = await conn.post(bodies[i])
+            if status == 202:
+                accepted.append((answer["application_id"], time.time()))
+
+    await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
+    return accepted
+
+
+def _wait_final(url: str, ids: list[str], timeout: float) -> dict[str, float]:
+    """application id → wall time of its decision, once all are final."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "SELECT count(*) FROM applications WHERE id = ANY(%s::uuid[]) "
+                "AND status = 'PENDING'",
+                (ids,),
+            ).fetchone()
+            if row == (0,):
+                break
+            time.sleep(0.2)
+        rows = conn.execute(
+            "SELECT id::text, extract(epoch FROM updated_at)::float8 FROM applications "
+            "WHERE id = ANY(%s::uuid[]) AND status <> 'PENDING'",
+            (ids,),
+        ).fetchall()
+    return {str(i): float(t) for i, t in rows}
+
+
+def _stages(url: str, ids: list[str]) -> dict[str, float]:
+    """Median milliseconds of each hop, from the rows' own timestamps."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            """
+            SELECT extract(epoch FROM s.published_at - a.created_at),
+                   extract(epoch FROM r.created_at - s.published_at),
+                   extract(epoch FROM r.published_at - r.created_at),
+                   extract(epoch FROM a.updated_at - r.published_at)
+            FROM applications a
+            JOIN outbox_events s ON s.aggregate_id = a.id
+                 AND s.event_type = 'loan.application.submitted.v1'
+            JOIN outbox_events r ON r.aggregate_id = a.id
+                 AND r.event_type = 'credit.report.generated.v1'
+            WHERE a.id = ANY(%s::uuid[]) AND s.published_at IS NOT NULL
+                  AND r.published_at IS NOT NULL
+            """,
+            (ids,),
+        ).fetchall()
+    names = (
+        "stage_publish_submitted_ms",
+        "stage_kafka_and_credit_ms",
+        "stage_publish_report_ms",
+        "stage_kafka_and_decision_ms",
+    )
+    if not rows:
+        return {}
+    return {
+        f"e2e_{name}": round(statistics.median(float(r[i]) for r in rows) * 1000, 1)
+        for i, name in enumerate(names)
+    }
+
+
+class PeakRss:
+    """Peak resident memory of several processes (and their children), sampled every 100 ms."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.processes = {name: psutil.Process(pid) for name, pid in pids.items()}
+        self.peaks = dict.fromkeys(pids, 0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            for name, process in self.processes.items():
+                try:
+                    self.peaks[name] = max(self.peaks[name], process.memory_info().rss)
+                except psutil.Error:
+                    continue
+            self._stop.wait(0.1)
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        return {name: round(peak / 2**20, 1) for name, peak in self.peaks.items()}
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _latencies(accepted: list[tuple[str, float]], final: dict[str, float]) -> list[float]:
+    return [(final[i] - at) * 1000 for i, at in accepted if i in final]
+
+
+def run(workdir: Path) -> dict[str, float]:
+    postgres = Postgres(workdir / "postgres" / "data", durable=True).start()
+    kafka = Kafka(workdir / "kafka" / "data", log_level="WARN").start()
+    services: Services | None = None
+    try:
+        url = postgres.create_database("bench_e2e")
+        submitted, reports = "loan_applications_submitted", "credit_reports_generated"
+        create_topics(
+            kafka.bootstrap,
+            {
+                submitted: PARTITIONS,
+                reports: PARTITIONS,
+                dlq_topic(submitted): 1,
+                dlq_topic(reports): 1,
+            },
+        )
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "SECRETS_DIR": "/nonexistent",
+            "DATABASE_URL": url,
+            "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
+            "LOG_LEVEL": "WARNING",
+            **generate_keys("v1"),
+        }
+        migrate(env, workdir / "logs")
+        services = Services(env, workdir / "logs")
+        running = {spec.name: services.start(spec) for spec in (API, PUBLISHER, CREDIT, DECISION)}
+        pids = {name: r.process.pid for name, r in running.items() if r.process.pid}
+        rss = PeakRss(
+            {
+                "api": pids[API.name],
+                "publisher": pids[PUBLISHER.name],
+                "credit": pids[CREDIT.name],
+                "decision": pids[DECISION.name],
+            }
+        )
+        api = ("127.0.0.1", running[API.name].port)
+
+        # Warm-up: connections, caches, consumer group assignment.
+        asyncio.run(_post_all(api, 200, None))
+        time.sleep(2)
+
+        started = time.time()
+        accepted = asyncio.run(_post_all(api, THROUGHPUT_APPS, None))
+        posted = time.time()
+        final = _wait_final(url, [i for i, _ in accepted], timeout=600)
+        finished = max(final.values()) if final else time.time()
+        burst = _latencies(accepted, final)
+
+        time.sleep(2)
+        paced = asyncio.run(_post_all(api, LATENCY_RATE * LATENCY_SECONDS, LATENCY_RATE))
+        paced_final = _wait_final(url, [i for i, _ in paced], timeout=300)
+        latencies = _latencies(paced, paced_final)
+        stages = _stages(url, [i for i, _ in paced])
+        peaks = rss.stop()
+    finally:
+        if services is not None:
+            services.stop_all()
+        kafka.stop()
+        postgres.stop()
+    return {
+        "e2e_apps": float(len(final)),
+        "e2e_apps_per_s": round(len(final) / (finished - started), 1),
+        "e2e_post_per_s": round(len(accepted) / (posted - started), 1),
+        "e2e_burst_p99_ms": round(_percentile(burst, 0.99), 1),
+        "e2e_rate_per_s": float(LATENCY_RATE),
+        "e2e_p50_ms": round(_percentile(latencies, 0.50), 1),
+        "e2e_p95_ms": round(_percentile(latencies, 0.95), 1),
+        "e2e_p99_ms": round(_percentile(latencies, 0.99), 1),
+        **stages,
+        **{f"{name}_peak_rss_mb": peak for name, peak in peaks.items()},
+    }
