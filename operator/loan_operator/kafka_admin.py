@@ -12,11 +12,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future
 from typing import Any
 
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -39,7 +40,18 @@ _UNREACHABLE = {
     KafkaError.REQUEST_TIMED_OUT,
     KafkaError.NETWORK_EXCEPTION,
 }
-_NO_OFFSET = -1001
+
+
+_COORDINATOR_MOVING = {
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+}
+
+
+def _code(exc: KafkaException) -> int | None:
+    error = exc.args[0] if exc.args else None
+    return int(error.code()) if isinstance(error, KafkaError) else None
 
 
 class KafkaUnreachable(Exception):  # noqa: N818 - a state, not a bug
@@ -94,16 +106,17 @@ class KafkaAdmin:
         self.bootstrap = bootstrap
         self.timeout = timeout
         timeout_ms = int(timeout * 1000)
-        self._client = AdminClient(
-            {
-                "bootstrap.servers": bootstrap,
-                "client.id": "loan-operator",
-                "socket.timeout.ms": timeout_ms,
-                "socket.connection.setup.timeout.ms": timeout_ms,
-                "reconnect.backoff.max.ms": 10_000,
-                "logger": _LibrdkafkaLog(logging.getLogger("loan_operator.librdkafka"), {}),  # type: ignore[dict-item]
-            }
-        )
+        self._config: dict[str, Any] = {
+            "bootstrap.servers": bootstrap,
+            "client.id": "loan-operator",
+            "socket.timeout.ms": timeout_ms,
+            "socket.connection.setup.timeout.ms": timeout_ms,
+            "reconnect.backoff.max.ms": 10_000,
+            "logger": _LibrdkafkaLog(logging.getLogger("loan_operator.librdkafka"), {}),
+        }
+        self._client = AdminClient(self._config)
+        self._consumers: dict[str, Consumer] = {}
+        self._lock = threading.Lock()
 
     def observe_topics(self, names: Iterable[str]) -> dict[str, ObservedTopic]:
         """Partitions, replication factor and config of each named topic that exists."""
@@ -183,17 +196,43 @@ class KafkaAdmin:
         tps = [TopicPartition(topic, p) for p in sorted(described.partitions)]
         lows = self._offsets(tps, OffsetSpec.earliest())  # type: ignore[no-untyped-call]
         highs = self._offsets(tps, OffsetSpec.latest())  # type: ignore[no-untyped-call]
-        request = [ConsumerGroupTopicPartitions(group, tps)]
-        futures = self._client.list_consumer_group_offsets(request, request_timeout=self.timeout)
-        committed: dict[int, int | None] = {}
-        for tp in _result(futures[group], self.timeout).topic_partitions:
-            committed[tp.partition] = None if tp.offset < 0 else tp.offset
+        committed = self._committed(group, tps)
         return [
             PartitionOffsets(
                 tp.partition, lows[tp.partition], highs[tp.partition], committed.get(tp.partition)
             )
             for tp in tps
         ]
+
+    def _committed(self, group: str, tps: list[TopicPartition]) -> dict[int, int | None]:
+        """The group's committed offsets, read through a Consumer that never joins the group.
+
+        Not AdminClient.list_consumer_group_offsets: for a group the broker has not seen yet it
+        can crash the process (confluent-kafka-python #1982, librdkafka NOT_COORDINATOR path).
+        """
+        with self._lock:
+            consumer = self._consumers.get(group)
+            if consumer is None:
+                consumer = Consumer(
+                    {**self._config, "group.id": group, "enable.auto.commit": False}
+                )
+                self._consumers[group] = consumer
+            deadline = time.monotonic() + self.timeout
+            while True:
+                try:
+                    answered = consumer.committed(
+                        [TopicPartition(tp.topic, tp.partition) for tp in tps],
+                        timeout=self.timeout,
+                    )
+                    break
+                except KafkaException as exc:
+                    # The group coordinator is still being found or loaded: a moment, not a fault.
+                    if _code(exc) not in _COORDINATOR_MOVING or time.monotonic() > deadline:
+                        raise _translate(exc) from exc
+                    time.sleep(0.2)
+                except Exception as exc:
+                    raise _translate(exc) from exc
+        return {tp.partition: None if tp.offset < 0 else tp.offset for tp in answered}
 
     def _offsets(self, tps: list[TopicPartition], spec: OffsetSpec) -> dict[int, int]:
         futures = self._client.list_offsets(dict.fromkeys(tps, spec), request_timeout=self.timeout)

@@ -332,7 +332,7 @@ class Pipelines:
 
     def replicas(self, deployment: str) -> int:
         scale = self.apps.read_namespaced_deployment_scale(deployment, self.namespace)
-        return int(scale.spec.replicas)
+        return int(scale.spec.replicas or 0)  # 0 is omitted on the wire
 
     def events(self, reason: str | None = None) -> list[Any]:
         items = self.core.list_namespaced_event(self.namespace).items
@@ -342,3 +342,12 @@ class Pipelines:
 @pytest.fixture
 def pipelines(api: client.ApiClient, namespace: str) -> Pipelines:
     return Pipelines(api, namespace)
+
+
+@pytest.fixture(autouse=True)
+def _operator_survives(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Whatever a test does to it, the operator process must still be running afterwards."""
+    yield
+    if "operator" in request.fixturenames:
+        proc: OperatorProcess = request.getfixturevalue("operator")
+        assert proc.alive(), f"loan-operator died:\n{proc.log_tail()}"
