@@ -48,10 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _stop)
     started = time.monotonic()
     try:
-        platform.start(progress=lambda name: print(f"==> starting {name}", flush=True))
+        platform.start(progress=lambda line: print(f"==> {line}", flush=True))
         _report(platform, time.monotonic() - started)
         while True:
             time.sleep(1)
+            platform.tick()
     except (PortInUseError, ComponentStartError, ToolMissingError) as exc:
         print(f"devstack: {exc}", file=sys.stderr)
         return 1
@@ -68,6 +69,6 @@ def _report(platform: LocalPlatform, seconds: float) -> None:
     print(f"\nUp in {seconds:.0f}s. Endpoints (also in {platform.env_file}):")
     for key, value in endpoints.items():
         print(f"  {key}={value}")
-    print(f"Logs: {platform.run_dir}/*/*.log and {platform.run_dir}/kube/logs/")
-    print("Infrastructure only so far: the services are not started yet (see README).")
+    print(f"Logs: {platform.log_dir}/, {platform.run_dir}/*/*.log, {platform.run_dir}/kube/logs/")
+    print("Try: make demo    kubectl --kubeconfig .run/kubeconfig get lp -A")
     print("Ctrl-C stops everything.", flush=True)

@@ -1,28 +1,50 @@
 """The whole local platform in one object: what `make run` starts, in order.
 
-Components come up one after another (each waits until it really answers) and go down in
+Infrastructure first (PostgreSQL, Kafka, the Kubernetes control plane, Prometheus), then the
+operator reconciling the sample LoanPipeline (topics, key Secret, ConfigMap), then the
+migrations and the services configured from what the operator wrote. Components go down in
 reverse. `.run/env` lists every endpoint as shell assignments for scripts and `make demo`.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kubernetes import client, config
+
+from devstack import pipeline
 from devstack.kafka import Kafka
 from devstack.kube import ControlPlane
-from devstack.net import LOOPBACK, port_is_free
+from devstack.kubelet import LocalKubelet, ManagedDeployment
+from devstack.net import LOOPBACK, free_port, http_ok, port_is_free
 from devstack.postgres import Postgres
+from devstack.process import ManagedProcess
 from devstack.prometheus import Prometheus
+from devstack.services import (
+    API,
+    CREDIT,
+    DECISION,
+    PUBLISHER,
+    RunningService,
+    Services,
+    console_script,
+    migrate,
+)
+from devstack.tools import REPO_ROOT
+
+ALERT_RULES = REPO_ROOT / "charts" / "loan-prequal" / "files" / "alerts.rules.yaml"
+CONSUMER_SPECS = {"credit-service": CREDIT, "decision-service": DECISION}
 
 
 class PortInUseError(RuntimeError):
     pass
 
 
-# Called with the name of each component as it starts.
+# Called with a line of progress as each component starts.
 ProgressFn = Callable[[str], None]
 
 
@@ -42,6 +64,11 @@ class LocalPlatform:
     kafka: Kafka | None = None
     control_plane: ControlPlane | None = None
     prometheus: Prometheus | None = None
+    operator: ManagedProcess | None = None
+    operator_metrics_port: int = 0
+    services: Services | None = None
+    kubelet: LocalKubelet | None = None
+    api_client: client.ApiClient | None = None
 
     def check_ports(self) -> None:
         flags = {
@@ -59,27 +86,6 @@ class LocalPlatform:
         if busy:
             raise PortInUseError("\n".join(busy))
 
-    def start(self, progress: ProgressFn) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.check_ports()
-        progress("PostgreSQL")
-        self.postgres = Postgres(
-            self.run_dir / "postgres" / "data", port=self.ports.postgres, durable=True
-        ).start()
-        progress("Kafka")
-        self.kafka = Kafka(self.run_dir / "kafka" / "data", port=self.ports.kafka).start()
-        progress("Kubernetes control plane")
-        self.control_plane = ControlPlane(self.run_dir / "kube").start()
-        shutil.copyfile(self.control_plane.kubeconfig, self.kubeconfig)
-        self.kubeconfig.chmod(0o600)
-        progress("Prometheus")
-        self.prometheus = Prometheus(
-            self.run_dir / "prometheus" / "data",
-            port=self.ports.prometheus,
-            scrape_interval="5s",
-        ).start()
-        self.env_file.write_text("".join(f"{k}={v}\n" for k, v in self.endpoints().items()))
-
     @property
     def kubeconfig(self) -> Path:
         return self.run_dir / "kubeconfig"
@@ -87,6 +93,118 @@ class LocalPlatform:
     @property
     def env_file(self) -> Path:
         return self.run_dir / "env"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.run_dir / "logs"
+
+    def start(self, progress: ProgressFn) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.check_ports()
+        self._start_infrastructure(progress)
+        env = self._start_pipeline(progress)
+        self._start_services(env, progress)
+        self.env_file.write_text("".join(f"{k}={v}\n" for k, v in self.endpoints().items()))
+
+    def _start_infrastructure(self, progress: ProgressFn) -> None:
+        progress("starting PostgreSQL")
+        self.postgres = Postgres(
+            self.run_dir / "postgres" / "data", port=self.ports.postgres, durable=True
+        ).start()
+        progress("starting Kafka")
+        self.kafka = Kafka(self.run_dir / "kafka" / "data", port=self.ports.kafka).start()
+        progress(
+            "starting Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager)"
+        )
+        self.control_plane = ControlPlane(self.run_dir / "kube").start()
+        shutil.copyfile(self.control_plane.kubeconfig, self.kubeconfig)
+        self.kubeconfig.chmod(0o600)
+        self.api_client = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            str(self.kubeconfig)
+        )
+        progress("starting Prometheus")
+        self.prometheus = Prometheus(
+            self.run_dir / "prometheus" / "data",
+            port=self.ports.prometheus,
+            scrape_interval="5s",
+            rule_files=[ALERT_RULES] if ALERT_RULES.exists() else [],
+        ).start()
+
+    def _start_pipeline(self, progress: ProgressFn) -> dict[str, str]:
+        assert self.postgres
+        assert self.kafka
+        assert self.api_client
+        assert self.prometheus
+        sample = pipeline.load_sample(self.kafka.bootstrap)
+        where = f"{sample.namespace}/{sample.name}"
+        progress(f"applying LoanPipeline {where} and its prerequisites (CRD, Secret, Deployments)")
+        pipeline.apply_prerequisites(self.api_client, sample, self.postgres.url)
+        progress("starting loan-operator")
+        self.operator_metrics_port = free_port()
+        liveness_port = free_port()
+        self.operator = ManagedProcess(
+            "loan-operator",
+            [
+                console_script("loan-operator"),
+                "--namespace",
+                sample.namespace,
+                "--liveness",
+                f"http://{LOOPBACK}:{liveness_port}/healthz",
+            ],
+            self.log_dir / "loan-operator.log",
+            env={
+                **os.environ,
+                "KUBECONFIG": str(self.kubeconfig),
+                "METRICS_PORT": str(self.operator_metrics_port),
+            },
+        )
+        self.operator.start()
+        self.operator.wait_ready(
+            lambda: http_ok(f"http://{LOOPBACK}:{liveness_port}/healthz"), timeout=60
+        )
+        self.prometheus.add_target("loan-operator", f"{LOOPBACK}:{self.operator_metrics_port}")
+        progress(f"waiting for LoanPipeline {sample.namespace}/{sample.name} to be Ready")
+        pipeline.apply_pipeline(self.api_client, sample)
+        pipeline.wait_ready(self.api_client, sample, timeout=120)
+        env = pipeline.service_environment(self.api_client, sample)
+        env["DATABASE_URL"] = self.postgres.url
+        self._consumers = sample
+        return env
+
+    def _start_services(self, env: dict[str, str], progress: ProgressFn) -> None:
+        assert self.api_client
+        assert self.prometheus
+        progress("migrating the database (prequalctl db upgrade)")
+        migrate(env, self.log_dir)
+        self.services = Services(env, self.log_dir)
+        progress("starting prequal-api")
+        api = self.services.start(API, port=self.ports.api, extra_env={"API_HOST": LOOPBACK})
+        self.prometheus.add_target("prequal-api", f"{LOOPBACK}:{api.port}")
+        progress("starting outbox-publisher")
+        publisher = self.services.start(PUBLISHER)
+        self.prometheus.add_target("outbox-publisher", f"{LOOPBACK}:{publisher.port}")
+
+        prometheus = self.prometheus
+
+        def scrape(deployment: ManagedDeployment, service: RunningService) -> None:
+            prometheus.add_target(deployment.spec.name, f"{LOOPBACK}:{service.port}")
+
+        self.kubelet = LocalKubelet(self.api_client, self.services, on_start=scrape)
+        for consumer in self._consumers.consumers:
+            spec = CONSUMER_SPECS[consumer["name"]]
+            self.kubelet.manage(
+                self._consumers.namespace,
+                consumer["deployment"],
+                spec,
+                {"CONSUMER_GROUP": consumer["consumerGroup"]},
+            )
+        progress("starting the consumers, as many as the operator scales their Deployments to")
+        self.kubelet.sync()
+
+    def tick(self) -> None:
+        """Called every second or so from the main thread while the platform runs."""
+        if self.kubelet:
+            self.kubelet.sync()
 
     def endpoints(self) -> dict[str, str]:
         assert self.postgres
@@ -98,9 +216,18 @@ class LocalPlatform:
             "KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap,
             "KUBECONFIG": str(self.kubeconfig.resolve()),
             "PROMETHEUS_URL": self.prometheus.url,
+            "OPERATOR_METRICS_URL": f"http://{LOOPBACK}:{self.operator_metrics_port}/metrics",
         }
 
     def stop(self) -> None:
+        if self.kubelet:
+            self.kubelet.stop()
+        if self.services:
+            self.services.stop_all()
+        if self.operator:
+            self.operator.stop()
         for component in (self.prometheus, self.control_plane, self.kafka, self.postgres):
             if component is not None:
                 component.stop()
+        if self.api_client:
+            self.api_client.close()  # type: ignore[no-untyped-call]
