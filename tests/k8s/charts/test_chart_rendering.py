@@ -165,7 +165,8 @@ def test_processes_get_the_configuration_contract() -> None:
         spec = deployments[f"rel-loan-prequal-{component}"]["spec"]["template"]["spec"]
         [container] = spec["containers"]
         env = _env(container)
-        assert container["command"] == [command]
+        assert container["args"] == [command]
+        assert "command" not in container  # the image entrypoint (dev: reloader) runs it
         assert env["DATABASE_URL"] == {"secretKeyRef": {"name": "retail-db", "key": "url"}}
         assert env.get("METRICS_PORT") == metrics_port
         if metrics_port:
