@@ -1,0 +1,81 @@
+"""The CRD itself refuses invalid specs with its CEL messages; kubectl shows the columns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kubernetes.client import ApiException
+
+from devstack.kube import ControlPlane
+from tests.k8s.operator.conftest import Pipelines, kubectl, pipeline_body
+
+CONSUMER = {
+    "name": "c",
+    "deployment": "c",
+    "topic": "loan_applications_submitted",
+    "consumerGroup": "c",
+}
+
+
+def refused(pipelines: Pipelines, body: dict[str, Any]) -> str:
+    with pytest.raises(ApiException) as error:
+        pipelines.create(body)
+    assert error.value.status == 422
+    return str(error.value.body)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            {"consumers": [{**CONSUMER, "minReplicas": 5, "maxReplicas": 2}]},
+            "minReplicas must be less than or equal to maxReplicas",
+        ),
+        ({"consumers": [{**CONSUMER, "lagThreshold": 0}]}, "lagThreshold must be greater than 0"),
+        (
+            {"kafka": {"bootstrapServers": "k:9092", "partitions": 0}},
+            "partitions must be at least 1",
+        ),
+        ({"consumers": [{**CONSUMER, "topic": "other"}]}, "Unsupported value"),
+    ],
+)
+def test_invalid_spec_is_rejected_with_the_rule_message(
+    crd: None, pipelines: Pipelines, spec: dict[str, Any], message: str
+) -> None:
+    body = pipeline_body("bad", "k:9092", "p.")
+    body["spec"].update(spec)
+    assert message in refused(pipelines, body)
+
+
+def test_topic_prefix_is_immutable(crd: None, pipelines: Pipelines) -> None:
+    pipelines.create(pipeline_body("retail", "k:9092", "retail."))
+    with pytest.raises(ApiException) as error:
+        pipelines.patch_spec("retail", {"kafka": {"topicPrefix": "other."}})
+    assert error.value.status == 422
+    assert "topicPrefix is immutable" in str(error.value.body)
+
+
+def test_defaults_are_applied_by_the_api_server(crd: None, pipelines: Pipelines) -> None:
+    body = pipeline_body("retail", "k:9092", "retail.", consumers=[CONSUMER])
+    del body["spec"]["kafka"]["dlq"]
+    stored = pipelines.create(body)["spec"]
+    assert stored["deletionPolicy"] == "Retain"
+    assert stored["kafka"]["dlq"] == {"partitions": 1}
+    assert stored["encryption"]["keyVersion"] == 1
+    assert stored["decisionPolicy"] == {"minCreditScore": 650, "termMonths": 48}
+    consumer = stored["consumers"][0]
+    assert (consumer["minReplicas"], consumer["maxReplicas"], consumer["lagThreshold"]) == (
+        1,
+        6,
+        100,
+    )
+    assert consumer["offsetResetPolicy"] == "earliest"
+
+
+def test_kubectl_get_lp_shows_the_printer_columns(
+    control_plane: ControlPlane, crd: None, pipelines: Pipelines
+) -> None:
+    pipelines.create(pipeline_body("retail", "k:9092", "retail."))
+    header = kubectl(control_plane, "get", "lp", "-n", pipelines.namespace).splitlines()[0].split()
+    assert header == ["NAME", "READY", "TOPICS", "LAG", "REPLICAS", "AGE"]
