@@ -16,7 +16,8 @@ from prometheus_client.registry import Collector
 from pydantic import ValidationError
 
 from outbox_publisher import store
-from outbox_publisher.publisher import Publisher, PublisherMetrics
+from outbox_publisher.metrics import PublisherMetrics
+from outbox_publisher.publisher import Publisher
 from outbox_publisher.settings import PublisherSettings
 from prequal.kafka import create_producer
 from prequal.logging import configure_logging

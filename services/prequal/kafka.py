@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,6 +80,31 @@ class EventProducer:
             except BufferError:
                 # The local queue is full: serve callbacks to make room, then retry.
                 self._producer.poll(0.05)
+
+    def produce_batch(
+        self,
+        records: Iterable[tuple[str, bytes, bytes, list[tuple[str, str | bytes | None]]]],
+        on_delivery: DeliveryCallback,
+    ) -> int:
+        """Produces (topic, key, value, headers) records sharing one callback; returns the count.
+
+        One callback object for the whole batch keeps the per-record cost at the C call.
+        """
+
+        def _delivered(err: KafkaError | None, _msg: object) -> None:
+            on_delivery(None if err is None else err.str())
+
+        produce = self._producer.produce
+        count = 0
+        for topic, key, value, headers in records:
+            while True:
+                try:
+                    produce(topic, value=value, key=key, headers=headers, on_delivery=_delivered)
+                    break
+                except BufferError:
+                    self._producer.poll(0.05)
+            count += 1
+        return count
 
     def poll(self, timeout: float = 0.0) -> int:
         return int(self._producer.poll(timeout))

@@ -71,7 +71,8 @@ def fresh_topic(kafka: Kafka) -> str:
 
 @pytest.fixture
 def publisher(tmp_path: Path, publisher_env: dict[str, str]) -> Iterator[PublisherProcess]:
-    proc = start_publisher(tmp_path, publisher_env)
+    """A publisher that keeps published rows (marked), so tests can read their event ids."""
+    proc = start_publisher(tmp_path, publisher_env, OUTBOX_DELETE_PUBLISHED="false")
     try:
         yield proc
     finally:
