@@ -40,7 +40,7 @@ CMD ["prequal-api"]
 # --- dev: the runtime image with the source installed editable and a reloader in front -------
 # Tilt syncs services/ and operator/ into /app; watchfiles (from uvicorn[standard]) restarts the
 # process given as the container's args when a .py file changes. The operator's chart sets
-# `command`, which bypasses the reloader: Tilt rebuilds it instead.
+# `command`, which bypasses the reloader: Tilt builds it from the runtime target instead.
 FROM runtime AS dev
 USER root
 WORKDIR /app

@@ -216,18 +216,23 @@ def test_tiltfile_logic_against_the_real_charts() -> None:
         assert before("pipeline", consumer)
         assert before("loan-operator", consumer)
 
-    [(build_args, build)] = calls["docker_build"]
-    assert build_args[0] == "loan-prequal"
-    assert build["target"] == "dev"
-    assert "services" in build["only"]
-    assert build["live_update"]
+    builds = {args[0]: kwargs for args, kwargs in calls["docker_build"]}
+    assert set(builds) == {"loan-prequal", "loan-prequal-operator"}
+    assert builds["loan-prequal"]["target"] == "dev"
+    assert builds["loan-prequal"]["live_update"]
+    # The operator's image reloads nothing, so it is rebuilt rather than live-updated.
+    assert builds["loan-prequal-operator"]["target"] == "runtime"
+    assert "live_update" not in builds["loan-prequal-operator"]
+    for build in builds.values():
+        assert "services" in build["only"]
     images = {
-        c["image"]
+        d["metadata"]["name"]: {c["image"] for c in d["spec"]["template"]["spec"]["containers"]}
         for d in recorder.yaml
         if d["kind"] in ("Deployment", "Job")
-        for c in d["spec"]["template"]["spec"]["containers"]
     }
-    assert {i.split(":")[0] for i in images if "loan-prequal" in i} == {"loan-prequal"}
+    assert images.pop("loan-operator") == {"loan-prequal-operator:dev"}
+    platform = {i for name, found in images.items() if name.startswith("prequal-") for i in found}
+    assert platform == {"loan-prequal:dev"}
     # The LoanPipeline Tilt applies is valid for the operator it deploys.
     [pipeline] = by_kind(recorder.yaml, "LoanPipeline")
     assert pipeline["spec"]["kafka"]["bootstrapServers"] == "kafka.lending.svc.cluster.local:9092"
