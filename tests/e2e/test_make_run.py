@@ -1,0 +1,156 @@
+"""`make run` (devstack up) brings the whole platform up from nothing, decides applications,
+reports every endpoint, and leaves no process behind when it is stopped."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+import yaml
+
+from devstack.net import free_port
+from devstack.services import console_script
+from devstack.tools import tool
+
+REPO = Path(__file__).parents[2]
+STARTUP_TIMEOUT = 240
+
+
+def _body(pan: str) -> dict[str, object]:
+    return {
+        "pan_number": pan,
+        "first_name": "Asha",
+        "last_name": "Rao",
+        "date_of_birth": "1990-04-12",
+        "email": "asha.rao@example.com",
+        "phone_number": "9876543210",
+        "requested_amount": 500000,
+        "monthly_income": 90000,
+        "loan_type": "HOME",
+    }
+
+
+def _wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float) -> list[str]:
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            pytest.fail(f"devstack up exited early ({proc.wait(10)}):\n{''.join(lines)}")
+        lines.append(line)
+        if needle in line:
+            return lines
+    pytest.fail(f"devstack up printed no {needle!r} within {timeout}s:\n{''.join(lines)}")
+
+
+def _decide(api_url: str, pans: list[str]) -> dict[str, str]:
+    with httpx.Client(base_url=api_url, timeout=10) as api:
+        ids = {
+            pan: api.post("/applications", json=_body(pan)).json()["application_id"] for pan in pans
+        }
+        final: dict[str, str] = {}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(final) < len(pans):
+            for pan, app_id in ids.items():
+                status = api.get(f"/applications/{app_id}/status").json()["status"]
+                if status != "PENDING":
+                    final[pan] = status
+            time.sleep(0.2)
+    return final
+
+
+def _scraped_jobs(prometheus_url: str, expected: set[str]) -> set[str]:
+    up: set[str] = set()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not expected <= up:
+        targets = httpx.get(f"{prometheus_url}/api/v1/targets", timeout=10).json()
+        up = {t["labels"]["job"] for t in targets["data"]["activeTargets"] if t["health"] == "up"}
+        time.sleep(1)
+    return up
+
+
+def test_make_run_serves_decisions_and_stops_cleanly(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    ports = {name: free_port() for name in ("postgres", "kafka", "api", "prometheus")}
+    argv = [console_script("devstack"), "up", "--run-dir", str(run_dir)]
+    for name, port in ports.items():
+        argv += [f"--{name}-port", str(port)]
+    proc = subprocess.Popen(
+        argv,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    descendants: list[psutil.Process] = []
+    try:
+        _wait_for_line(proc, "Ctrl-C stops everything", STARTUP_TIMEOUT)
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+
+        env = dict(line.split("=", 1) for line in (run_dir / "env").read_text().splitlines())
+        assert env["API_URL"] == f"http://127.0.0.1:{ports['api']}"
+        assert env["KAFKA_BOOTSTRAP_SERVERS"] == f"127.0.0.1:{ports['kafka']}"
+        assert env["PROMETHEUS_URL"] == f"http://127.0.0.1:{ports['prometheus']}"
+        assert str(ports["postgres"]) in env["DATABASE_URL"]
+        assert Path(env["KUBECONFIG"]) == (run_dir / "kubeconfig").resolve()
+
+        # The documented test PANs decide deterministically, through every process.
+        assert _decide(env["API_URL"], ["ABCDE1234F", "FGHIJ5678K"]) == {
+            "ABCDE1234F": "PRE_APPROVED",
+            "FGHIJ5678K": "REJECTED",
+        }
+
+        # The operator reconciled the sample pipeline on the local control plane.
+        got = subprocess.run(
+            [
+                tool("kubectl"),
+                "--kubeconfig",
+                env["KUBECONFIG"],
+                "get",
+                "lp",
+                "-n",
+                "lending",
+                "retail",
+                "-o",
+                "yaml",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        conditions = {
+            c["type"]: c["status"] for c in yaml.safe_load(got.stdout)["status"]["conditions"]
+        }
+        assert conditions["Ready"] == "True"
+
+        # Prometheus scrapes every process (it picks new targets up within seconds).
+        expected = {
+            "prequal-api",
+            "outbox-publisher",
+            "credit-service",
+            "decision-service",
+            "loan-operator",
+        }
+        assert expected <= _scraped_jobs(env["PROMETHEUS_URL"], expected)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(90)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            assert proc.stdout is not None
+            proc.stdout.close()
+
+    assert proc.returncode == 0
+    assert descendants, "devstack up started no child processes"
+    left = [p.pid for p in descendants if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert left == [], f"processes outlived devstack up: {left}"
