@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes.client import ApiException
 
 from devstack.kube import ControlPlane
-from tests.k8s.operator.conftest import Pipelines, kubectl, pipeline_body
+from tests.k8s.operator.conftest import REPO, Pipelines, kubectl, pipeline_body
 
 CONSUMER = {
     "name": "c",
@@ -79,3 +80,16 @@ def test_kubectl_get_lp_shows_the_printer_columns(
     pipelines.create(pipeline_body("retail", "k:9092", "retail."))
     header = kubectl(control_plane, "get", "lp", "-n", pipelines.namespace).splitlines()[0].split()
     assert header == ["NAME", "READY", "TOPICS", "LAG", "REPLICAS", "AGE"]
+
+
+def test_the_sample_pipeline_is_valid_against_the_crd(crd: None, pipelines: Pipelines) -> None:
+    sample = yaml.safe_load((REPO / "manifests" / "samples" / "retail.yaml").read_text())
+    sample["metadata"]["namespace"] = pipelines.namespace
+    stored = pipelines.custom.create_namespaced_custom_object(
+        "prequal.dev", "v1alpha1", pipelines.namespace, "loanpipelines", sample, dry_run="All"
+    )
+    assert stored["spec"]["kafka"]["topicPrefix"] == "retail."
+    assert [c["name"] for c in stored["spec"]["consumers"]] == [
+        "credit-service",
+        "decision-service",
+    ]
