@@ -12,7 +12,7 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 
 from devstack.net import LOOPBACK, free_port, tcp_open
-from devstack.process import ComponentStartError, ManagedProcess, log_tail
+from devstack.process import ComponentStartError, ManagedProcess, SingleProcessComponent
 from devstack.tools import kafka_home, tool
 
 _LOG4J2_PROPERTIES = """\
@@ -27,7 +27,7 @@ rootLogger.appenderRef.stdout.ref = STDOUT
 
 
 @dataclass
-class Kafka:
+class Kafka(SingleProcessComponent):
     """One broker that is also the KRaft controller. `bootstrap` is `127.0.0.1:<port>`."""
 
     data_dir: Path
@@ -132,17 +132,6 @@ class Kafka:
         admin = AdminClient({"bootstrap.servers": self.bootstrap, "socket.timeout.ms": 2000})
         metadata = admin.list_topics(timeout=2)
         return len(metadata.brokers) == 1
-
-    def stop(self) -> None:
-        if self.process:
-            self.process.stop()
-
-    def kill(self) -> None:
-        if self.process:
-            self.process.kill()
-
-    def log_tail(self) -> str:
-        return log_tail(self.log_path)
 
 
 def _kafka_uuid() -> str:

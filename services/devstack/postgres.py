@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 
 from devstack.net import LOOPBACK, free_port
-from devstack.process import ComponentStartError, ManagedProcess, log_tail
+from devstack.process import ComponentStartError, ManagedProcess, SingleProcessComponent
 from devstack.tools import tool
 
 SUPERUSER = "postgres"
@@ -51,7 +51,7 @@ def _let_traverse(directory: Path) -> None:
 
 
 @dataclass
-class Postgres:
+class Postgres(SingleProcessComponent):
     """One cluster. `url` is a libpq URL to `database` as the superuser (trust auth on loopback)."""
 
     data_dir: Path
@@ -141,14 +141,3 @@ class Postgres:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url_for(name)
-
-    def stop(self) -> None:
-        if self.process:
-            self.process.stop()
-
-    def kill(self) -> None:
-        if self.process:
-            self.process.kill()
-
-    def log_tail(self) -> str:
-        return log_tail(self.log_path)

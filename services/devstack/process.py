@@ -135,3 +135,28 @@ class ManagedProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._proc.pid, signal.SIGKILL)
             self._proc.wait(10)
+
+
+class SingleProcessComponent:
+    """Stop, kill and log access for a component that runs as one ManagedProcess.
+
+    Subclasses (dataclasses) set `process` when they start and define `log_path`.
+    """
+
+    process: ManagedProcess | None
+
+    @property
+    def log_path(self) -> Path:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
+
+    def kill(self) -> None:
+        """SIGKILL, for failure tests; `start()` again restarts on the same port and data."""
+        if self.process:
+            self.process.kill()
+
+    def log_tail(self) -> str:
+        return log_tail(self.log_path)

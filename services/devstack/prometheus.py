@@ -9,12 +9,12 @@ from pathlib import Path
 import yaml
 
 from devstack.net import LOOPBACK, free_port, http_ok
-from devstack.process import ManagedProcess, log_tail
+from devstack.process import ManagedProcess, SingleProcessComponent
 from devstack.tools import tool
 
 
 @dataclass
-class Prometheus:
+class Prometheus(SingleProcessComponent):
     """`add_target(job, "127.0.0.1:port")` takes effect within a second (file service discovery)."""
 
     data_dir: Path
@@ -87,10 +87,3 @@ class Prometheus:
         tmp = self._targets_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(groups))
         tmp.replace(self._targets_file)  # atomic, so Prometheus never reads half a file
-
-    def stop(self) -> None:
-        if self.process:
-            self.process.stop()
-
-    def log_tail(self) -> str:
-        return log_tail(self.log_path)
