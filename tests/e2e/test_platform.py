@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
+import uuid
 from decimal import Decimal
 
 import psycopg
 
+from credit_service.handler import report_id
 from devstack.services import CREDIT, DECISION
 from prequal.kafka import create_producer, read_topic
 
@@ -96,17 +98,15 @@ def test_scenario_5_an_injected_duplicate_event_is_processed_once(platform: Plat
             "AND actor = 'credit-service'",
             (application_id,),
         ).fetchone()
-        reports = conn.execute(
-            "SELECT count(*) FROM outbox_events WHERE aggregate_id = %s "
-            "AND event_type = 'credit.report.generated.v1'",
-            (application_id,),
-        ).fetchone()
         version = conn.execute(
             "SELECT version FROM applications WHERE id = %s", (application_id,)
         ).fetchone()
     assert decrypts == (1,)
-    assert reports == (1,)
     assert version == (2,)
+    reports = platform.env["TOPIC_CREDIT_REPORTS"]
+    assert _report_ids(platform, reports, [application_id]) == {
+        application_id: {str(report_id(uuid.UUID(str(original.header("ce_id")))))}
+    }
     with platform.client() as http:
         assert http.get(f"/applications/{application_id}/status").json() == first
 
@@ -180,13 +180,20 @@ def test_consumers_killed_mid_stream_still_decide_every_application_once(
             "SELECT version, count(*) FROM applications WHERE id = ANY(%s) GROUP BY version",
             (ids,),
         ).fetchall()
-        reports = conn.execute(
-            "SELECT count(*), count(DISTINCT aggregate_id) FROM outbox_events "
-            "WHERE aggregate_id = ANY(%s) AND event_type = 'credit.report.generated.v1'",
-            (ids,),
-        ).fetchone()
     assert versions == [(2, count)]  # one update each: PENDING → final, never twice
-    assert reports == (count, count)
+    # Re-sends keep their ce_id; a second, different report would be a second id.
+    report_ids = _report_ids(platform, platform.env["TOPIC_CREDIT_REPORTS"], ids)
+    assert sorted(len(found) for found in report_ids.values()) == [1] * count
+
+
+def _report_ids(platform: Platform, topic: str, ids: list[str]) -> dict[str, set[str]]:
+    """Per application, the distinct `ce_id`s of its credit reports on Kafka."""
+    found: dict[str, set[str]] = {i: set() for i in ids}
+    for record in read_topic(platform.bootstrap, topic):
+        key = (record.key or b"").decode()
+        if key in found:
+            found[key].add(str(record.header("ce_id")))
+    return found
 
 
 def test_no_pan_in_any_log_line(platform: Platform) -> None:
