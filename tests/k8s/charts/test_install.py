@@ -154,6 +154,10 @@ def installed(control_plane: ControlPlane, kafka: Kafka) -> Iterator[Installed]:
         )
         assert platform.returncode == 0, platform.stderr
         yield target
+        # Leave nothing for other tests' cluster-wide operators to reconcile.
+        for namespace in (target.platform_ns, target.operator_ns):
+            helm("uninstall", RELEASE, *kube, "-n", namespace, "--no-hooks")
+            target.kubectl("delete", "namespace", namespace, "--wait=false")
 
 
 def test_both_charts_install_with_every_object_stored(installed: Installed) -> None:

@@ -320,8 +320,12 @@ def test_tenant_samples_are_two_pipelines_the_api_server_accepts(
     assert established.returncode == 0, established.stderr
     # Server-side validation: the CRD's schema and CEL rules, with the namespaces created first.
     applied = run(*kubectl, "apply", "--server-side", "-f", str(MANIFESTS / "samples/tenants"))
-    assert applied.returncode == 0, applied.stderr
-    listed = run(*kubectl, "get", "lp", "-A", "-o", "json")
+    try:
+        assert applied.returncode == 0, applied.stderr
+        listed = run(*kubectl, "get", "lp", "-A", "-o", "json")
+    finally:
+        # Leave nothing for other tests' cluster-wide operators to reconcile.
+        run(*kubectl, "delete", "-f", str(MANIFESTS / "samples/tenants"), "--wait=false")
     names = {
         (i["metadata"]["namespace"], i["metadata"]["name"])
         for i in json.loads(listed.stdout)["items"]
