@@ -50,7 +50,7 @@ demo: venv ## With `make run` up: submit sample applications and print each fina
 
 .PHONY: test
 test: venv tools ## Run every test tier against real PostgreSQL, Kafka, Kubernetes and Prometheus.
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest --basetemp=$(CURDIR)/.pytest-tmp $(PYTEST_ARGS)
 
 .PHONY: bench
 bench: venv tools ## Run the benchmarks; figures go to one JSON file whose path is printed.
@@ -70,4 +70,4 @@ fmt: venv ## Format and auto-fix what ruff can.
 
 .PHONY: clean
 clean: ## Remove .venv, .tools and .run (the toolchain cache in ~/.cache/loan-prequal stays).
-	rm -rf $(VENV) .tools .run .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tools .run .pytest-tmp .pytest_cache .mypy_cache .ruff_cache
