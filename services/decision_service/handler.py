@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 from prometheus_client import CollectorRegistry, Counter
 
-from decision_service.rules import Decision, DecisionPolicy, decide
+from decision_service.rules import Decision, DecisionPolicy, FinalStatus, decide
 from prequal.consumer import AfterCommit, PoisonRecordError
 from prequal.events import (
     CREDIT_REPORT_GENERATED,
@@ -52,6 +52,8 @@ class DecisionMetrics:
             ["status"],
             registry=registry,
         )
+        for status in FinalStatus:
+            self.decided.labels(status.value)  # exported at 0 until the first decision
         self.conflicts = Counter(
             "decision_version_conflicts",
             "Updates that lost an optimistic-lock race and re-read the application",

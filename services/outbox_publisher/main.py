@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import time
 import types
 from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from pydantic import ValidationError
@@ -21,7 +22,7 @@ from outbox_publisher.publisher import Publisher
 from outbox_publisher.settings import PublisherSettings
 from prequal.kafka import create_producer
 from prequal.logging import configure_logging
-from prequal.metrics import serve_metrics
+from prequal.metrics import db_query_histogram, serve_metrics
 from prequal.settings import load_settings
 
 log = logging.getLogger("outbox_publisher")
@@ -30,13 +31,16 @@ log = logging.getLogger("outbox_publisher")
 class BacklogCollector(Collector):
     """Outbox backlog and the age of its oldest row, queried when Prometheus scrapes."""
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, latency: Histogram) -> None:
         self.database_url = database_url
+        self.latency = latency.labels("outbox_backlog")
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         try:
             with psycopg.connect(self.database_url, connect_timeout=2, autocommit=True) as conn:
+                started = time.perf_counter()
                 rows, age = store.backlog(conn)
+                self.latency.observe(time.perf_counter() - started)
         except psycopg.Error:
             return  # no figure beats a wrong one; the database being down shows elsewhere
         yield GaugeMetricFamily("prequal_outbox_backlog", "Unpublished outbox rows", value=rows)
@@ -49,14 +53,18 @@ class BacklogCollector(Collector):
 
 def build(settings: PublisherSettings) -> tuple[Publisher, CollectorRegistry]:
     registry = CollectorRegistry()
-    registry.register(BacklogCollector(settings.database_url.get_secret_value()))
     url = settings.database_url.get_secret_value()
+    registry.register(BacklogCollector(url, db_query_histogram(registry)))
 
     def connect() -> psycopg.Connection[Any]:
         return psycopg.connect(url, connect_timeout=5, application_name=settings.service_name)
 
     producer = create_producer(settings.kafka_bootstrap_servers, settings.service_name)
-    publisher = Publisher(settings, connect, producer, PublisherMetrics(registry))
+    metrics = PublisherMetrics(registry)
+    for topic in (settings.topic_applications_submitted, settings.topic_credit_reports):
+        metrics.published.labels(topic)  # exported at 0, so the first error is an increase
+        metrics.errors.labels(topic)
+    publisher = Publisher(settings, connect, producer, metrics)
     return publisher, registry
 
 

@@ -37,6 +37,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prequal.dlq import Failure, dead_letter_headers, dlq_topic
 from prequal.events import CloudEventAttributes, InvalidEnvelopeError, parse_headers
 from prequal.kafka import EventConsumer, EventProducer, InboundRecord, KafkaUnavailableError
+from prequal.metrics import db_query_histogram
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ INBOX_SQL = (
     "ON CONFLICT DO NOTHING"
 )
 PROCESSING_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+OUTCOMES = ("processed", "duplicate", "retried", "dead_lettered")
 
 
 class PoisonRecordError(Exception):
@@ -79,6 +81,12 @@ class ConsumerMetrics:
     """The names the dashboards and alerts use (docs/decision-path.md)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.consumed = Counter(
+            "consumer_consumed_records",
+            "Records received from Kafka, each counted once whatever its outcome",
+            ["topic", "group"],
+            registry=registry,
+        )
         self.records = Counter(
             "consumer_records",
             "Consumed records by outcome: processed, duplicate, retried, dead_lettered",
@@ -101,6 +109,17 @@ class ConsumerMetrics:
             buckets=PROCESSING_BUCKETS,
             registry=registry,
         )
+        self.db_latency = db_query_histogram(registry)
+
+    def start(self, topic: str, group: str) -> None:
+        """Exports every series at 0 before the first record, so `increase()` sees the first one."""
+        self.consumed.labels(topic, group)
+        for outcome in OUTCOMES:
+            self.records.labels(topic, group, outcome)
+        self.lag.labels(topic, group)
+        self.dead_lettered.labels(dlq_topic(topic))
+        self.processing.labels(topic, group)
+        self.db_latency.labels("consumer_batch")
 
 
 @dataclass(frozen=True)
@@ -183,6 +202,7 @@ class ConsumerRuntime(Generic[C]):
         return self._running
 
     def run(self) -> None:
+        self.metrics.start(self.topic, self.group)
         self.consumer.subscribe([self.topic], on_assign=self._assigned, on_revoke=self._lost)
         self._running = True
         next_lag = 0.0
@@ -221,6 +241,7 @@ class ConsumerRuntime(Generic[C]):
 
     def _process(self, records: list[InboundRecord]) -> None:
         started = time.perf_counter()
+        self.metrics.consumed.labels(self.topic, self.group).inc(len(records))
         dead: list[tuple[InboundRecord, Failure]] = []
         pending = self._decode(records, dead)
         self._apply_until_done(pending, dead, started)
@@ -284,6 +305,7 @@ class ConsumerRuntime(Generic[C]):
         blocked_keys: set[bytes | None] = set()
         outcomes = {"processed": 0, "duplicate": 0}
         conn = self._connection()
+        transaction_started = time.perf_counter()
         try:
             with conn.transaction():
                 for item in pending:
@@ -304,6 +326,9 @@ class ConsumerRuntime(Generic[C]):
                 raise
             self._drop_connection()
             raise OutageError(f"{exc.__class__.__name__}: {exc}") from exc
+        self.metrics.db_latency.labels("consumer_batch").observe(
+            time.perf_counter() - transaction_started
+        )
         self._committed(outcomes, time.perf_counter() - started)
         for then in after_commit:
             then()

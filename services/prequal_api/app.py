@@ -12,7 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 from prequal import pan
 from prequal_api.docs import install_docs
 from prequal_api.errors import install_error_handlers
-from prequal_api.metrics import ApiMetrics, MetricsMiddleware
+from prequal_api.metrics import ApiMetrics, MetricsMiddleware, TimedConnectionPool
 from prequal_api.routes import router
 from prequal_api.services import Services
 from prequal_api.settings import ApiSettings
@@ -21,7 +21,7 @@ from prequal_api.submission import SubmissionService
 
 
 def create_pool(settings: ApiSettings) -> AsyncConnectionPool:
-    return AsyncConnectionPool(
+    return TimedConnectionPool(
         settings.database_url.get_secret_value(),
         min_size=settings.db_pool_min_size,
         max_size=settings.db_pool_max_size,
@@ -77,6 +77,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        # Prometheus metrics come from our middleware; FastAPI's OpenTelemetry hooks would
+        # only cost time per request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.services = services
     install_error_handlers(app, settings.retry_after_seconds)

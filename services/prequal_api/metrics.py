@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from prequal.metrics import db_query_histogram
 
 _REJECTIONS = {409: "duplicate", 422: "invalid", 503: "unavailable"}
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -49,9 +53,34 @@ class ApiMetrics:
             ["reason"],
             registry=registry,
         )
+        for reason in _REJECTIONS.values():
+            self.rejected.labels(reason)
+        self.db_latency = db_query_histogram(registry)
 
     def watch_pool(self, pool: AsyncConnectionPool) -> None:
         self.registry.register(PoolCollector(pool))
+        if isinstance(pool, TimedConnectionPool):
+            pool.observe = self.db_latency.labels("api_request").observe
+
+
+Connection = AsyncConnection[Any]
+
+
+class TimedConnectionPool(AsyncConnectionPool[Connection]):
+    """Times how long each checkout keeps its connection: the database work of one request."""
+
+    observe: Any = None
+
+    # Same signature as the base class, whose `timeout` bounds the wait for a connection.
+    @asynccontextmanager
+    async def connection(self, timeout: float | None = None) -> AsyncIterator[Connection]:  # noqa: ASYNC109
+        async with super().connection(timeout) as conn:
+            started = time.perf_counter()
+            try:
+                yield conn
+            finally:
+                if self.observe is not None:
+                    self.observe(time.perf_counter() - started)
 
 
 class PoolCollector(Collector):
@@ -69,6 +98,16 @@ class PoolCollector(Collector):
         family.add_metric(["in_use"], size - idle)
         family.add_metric(["idle"], idle)
         yield family
+        yield GaugeMetricFamily(
+            "prequal_db_pool_max_connections",
+            "Connections the pool may open",
+            value=stats.get("pool_max", self.pool.max_size),
+        )
+        yield GaugeMetricFamily(
+            "prequal_db_pool_requests_waiting",
+            "Requests queued for a connection",
+            value=stats.get("requests_waiting", 0),
+        )
 
 
 class MetricsMiddleware:
