@@ -4,8 +4,6 @@ supervisor, registers the kopf handlers and runs kopf in this process."""
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,6 +17,7 @@ from loan_operator.metrics import Metrics
 from loan_operator.reconcile import Reconciler
 from loan_operator.settings import Settings
 from loan_operator.worker import PipelineWorker, Supervisor
+from prequal.logging import configure_logging
 
 
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -51,11 +50,8 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     args = _arguments(argv)
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    # The services' JSON lines and redaction, also for kopf's own loggers.
+    configure_logging("loan-operator", settings.log_level.upper())
     metrics = Metrics()
     start_http_server(settings.metrics_port, settings.metrics_host, registry=metrics.registry)
     kube = Kube(api_client_from_environment())

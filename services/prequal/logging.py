@@ -1,7 +1,9 @@
-"""JSON-lines logging to stdout, with PAN redaction enforced on the handler.
+"""JSON-lines logging to stdout, with redaction of personal data enforced on the handler.
 
 Every record that reaches stdout passes the redaction filter, whichever logger wrote it
-(uvicorn, librdkafka callbacks, ours): anything shaped like a PAN becomes `[PAN-REDACTED]`.
+(uvicorn, librdkafka callbacks, kopf, ours): anything shaped like a PAN becomes
+`[PAN-REDACTED]`, an e-mail address `[EMAIL-REDACTED]`, a standalone 10-digit number (the
+phone numbers the API accepts, with or without a +91 prefix) `[PHONE-REDACTED]`.
 `application_id` and `event_id` passed in `extra=` become top-level fields (correlation ids).
 """
 
@@ -16,15 +18,24 @@ from typing import Any
 
 PAN_SHAPED = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{5}[0-9]{4}[A-Za-z](?![A-Za-z0-9])")
 REDACTED = "[PAN-REDACTED]"
+EMAIL_SHAPED = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+EMAIL_REDACTED = "[EMAIL-REDACTED]"
+# Bounded by non-alphanumerics on both sides, so no run of digits inside a UUID or a longer
+# number is touched; a 10-digit Unix time in a message is redacted too (a price worth paying).
+PHONE_SHAPED = re.compile(r"(?<![A-Za-z0-9])(?:\+?91[ -]?)?[0-9]{10}(?![A-Za-z0-9])")
+PHONE_REDACTED = "[PHONE-REDACTED]"
 CORRELATION_FIELDS = ("application_id", "event_id", "request_id")
 
 
 def redact(text: str) -> str:
-    return PAN_SHAPED.sub(REDACTED, text)
+    text = PAN_SHAPED.sub(REDACTED, text)
+    text = EMAIL_SHAPED.sub(EMAIL_REDACTED, text)
+    return PHONE_SHAPED.sub(PHONE_REDACTED, text)
 
 
 class PanRedactingFilter(logging.Filter):
-    """Renders the message once, redacted, so no argument can smuggle a PAN past it."""
+    """Renders the message once, redacted, so no argument can smuggle a PAN (or an e-mail
+    address or phone number, which it redacts as well) past it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = redact(record.getMessage())
