@@ -60,6 +60,8 @@ class Ports:
 class LocalPlatform:
     run_dir: Path
     ports: Ports = field(default_factory=Ports)
+    # Prometheus' scrape and rule-evaluation interval; tests shorten it.
+    scrape_interval: str = "5s"
     postgres: Postgres | None = None
     kafka: Kafka | None = None
     control_plane: ControlPlane | None = None
@@ -126,7 +128,7 @@ class LocalPlatform:
         self.prometheus = Prometheus(
             self.run_dir / "prometheus" / "data",
             port=self.ports.prometheus,
-            scrape_interval="5s",
+            scrape_interval=self.scrape_interval,
             rule_files=[ALERT_RULES] if ALERT_RULES.exists() else [],
         ).start()
 

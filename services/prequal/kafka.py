@@ -49,6 +49,11 @@ class KafkaUnavailableError(RuntimeError):
     """The cluster did not answer in time."""
 
 
+# librdkafka's own log lines (it writes them to stderr in its own format otherwise) go through
+# Python logging, hence as JSON through the redacting handler, like every other line.
+LIBRDKAFKA_LOG = logging.getLogger("prequal.librdkafka")
+
+
 def _log_error(err: KafkaError) -> None:
     # librdkafka reports transport trouble here; it recovers by itself, so it is a warning.
     log.warning("kafka client: %s", err.str())
@@ -137,6 +142,7 @@ def create_producer(
         "bootstrap.servers": bootstrap_servers,
         "client.id": client_id,
         "error_cb": _log_error,
+        "logger": LIBRDKAFKA_LOG,
         **(overrides or {}),
     }
     return EventProducer(Producer(config))
@@ -309,6 +315,7 @@ def create_consumer(
         "group.id": group_id,
         "client.id": client_id,
         "error_cb": _log_error,
+        "logger": LIBRDKAFKA_LOG,
         **(overrides or {}),
     }
     return EventConsumer(Consumer(config))
@@ -338,6 +345,7 @@ def read_topic(bootstrap_servers: str, topic: str, timeout: float = 15.0) -> lis
             "enable.auto.commit": False,
             "enable.partition.eof": False,
             "error_cb": _log_error,
+            "logger": LIBRDKAFKA_LOG,
         }
     )
     try:
