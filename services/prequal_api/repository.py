@@ -13,13 +13,11 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from psycopg import AsyncConnection
+from psycopg import AsyncClientCursor, AsyncConnection
 
 from prequal import audit, outbox
 
 Conn = AsyncConnection[tuple[Any, ...]]
-
-DUPLICATE_WINDOW = "24 hours"
 
 
 @dataclass(frozen=True)
@@ -66,46 +64,91 @@ async def lock(conn: Conn, key: int) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
 
 
-async def recent_application_exists(conn: Conn, blind_index: bytes) -> bool:
-    cur = await conn.execute(
-        "SELECT 1 FROM applications WHERE pan_blind_index = %s "
-        "AND created_at > now() - %s::interval LIMIT 1",
-        (blind_index, DUPLICATE_WINDOW),
-    )
-    return await cur.fetchone() is not None
+# One statement does the duplicate check and, only when it passes, every insert: the
+# application, its `encrypt` audit row and its outbox event. Run after the PAN's advisory lock,
+# its snapshot sees every earlier submission of the PAN that has committed. It returns no row
+# for a duplicate.
+SUBMIT_SQL = """
+WITH recent AS (
+    SELECT 1 FROM applications
+    WHERE pan_blind_index = %(blind_index)s AND created_at > now() - interval '24 hours'
+    LIMIT 1
+), app AS (
+    INSERT INTO applications (id, pan_ciphertext, pan_blind_index, first_name, last_name,
+        date_of_birth, email, phone_number, requested_amount, monthly_income, loan_type)
+    SELECT %(id)s, %(pan_ciphertext)s, %(blind_index)s, %(first_name)s, %(last_name)s,
+        %(date_of_birth)s, %(email)s, %(phone_number)s, %(requested_amount)s,
+        %(monthly_income)s, %(loan_type)s
+    WHERE NOT EXISTS (SELECT 1 FROM recent)
+    RETURNING id, created_at
+), audit AS (
+    INSERT INTO audit_log (application_id, action, actor, key_id)
+    SELECT id, 'encrypt', %(actor)s, %(key_id)s FROM app
+), event AS (
+    INSERT INTO outbox_events (id, aggregate_id, lane, topic, event_type, payload)
+    SELECT %(event_id)s, id, %(lane)s, %(topic)s, %(event_type)s, %(payload)s::jsonb FROM app
+)
+SELECT created_at FROM app
+"""
 
 
-async def insert_application(
+def submit_params(
+    app: NewApplication, encrypt_audit: audit.AuditEntry, event: outbox.OutboxRow
+) -> dict[str, Any]:
+    return {
+        "id": app.id,
+        "pan_ciphertext": app.pan_ciphertext,
+        "blind_index": app.pan_blind_index,
+        "first_name": app.first_name,
+        "last_name": app.last_name,
+        "date_of_birth": app.date_of_birth,
+        "email": app.email,
+        "phone_number": app.phone_number,
+        "requested_amount": app.requested_amount,
+        "monthly_income": app.monthly_income,
+        "loan_type": app.loan_type,
+        "actor": encrypt_audit.actor,
+        "key_id": encrypt_audit.key_id,
+        "event_id": event.id,
+        "lane": outbox.lane_for(event.aggregate_id),
+        "topic": event.topic,
+        "event_type": event.event_type,
+        "payload": event.payload_json,
+    }
+
+
+LOCK_SQL = "SELECT pg_advisory_xact_lock(%(lock_key)s)"
+
+
+async def submit(
     conn: Conn,
+    lock_key: int,
     app: NewApplication,
     encrypt_audit: audit.AuditEntry,
     event: outbox.OutboxRow,
-) -> datetime:
-    """The application, its audit row and its outbox event, in the caller's transaction."""
-    cur = await conn.execute(
-        "INSERT INTO applications (id, pan_ciphertext, pan_blind_index, first_name, last_name, "
-        "date_of_birth, email, phone_number, requested_amount, monthly_income, loan_type) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING created_at",
-        (
-            app.id,
-            app.pan_ciphertext,
-            app.pan_blind_index,
-            app.first_name,
-            app.last_name,
-            app.date_of_birth,
-            app.email,
-            app.phone_number,
-            app.requested_amount,
-            app.monthly_income,
-            app.loan_type,
-        ),
-    )
+) -> datetime | None:
+    """Inserts unless the PAN was submitted in the last 24 hours; returns created_at or None.
+
+    The lock and the conditional insert go to the server as one simple-protocol query (client-
+    side binding; psycopg quotes every value): PostgreSQL runs both in one implicit
+    transaction, each statement with its own snapshot, so the insert's duplicate check sees
+    every submission that committed before the lock was granted. One round trip per request.
+    """
+    params = {"lock_key": lock_key, **submit_params(app, encrypt_audit, event)}
+    async with AsyncClientCursor(conn) as cur:
+        await cur.execute(f"{LOCK_SQL}; {SUBMIT_SQL}", params)
+        cur.nextset()
+        row = await cur.fetchone()
+    return None if row is None else row[0]
+
+
+async def submit_in_transaction(
+    conn: Conn, app: NewApplication, encrypt_audit: audit.AuditEntry, event: outbox.OutboxRow
+) -> datetime | None:
+    """The same, inside a caller's transaction that already holds the PAN's lock."""
+    cur = await conn.execute(SUBMIT_SQL, submit_params(app, encrypt_audit, event))
     row = await cur.fetchone()
-    assert row is not None
-    await conn.execute(audit.INSERT_SQL, encrypt_audit.params())
-    await conn.execute(outbox.INSERT_SQL, event.params())
-    created_at: datetime = row[0]
-    return created_at
+    return None if row is None else row[0]
 
 
 async def stored_response(conn: Conn, key: str) -> StoredResponse | None:

@@ -7,7 +7,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from prequal.pan import PAN_PATTERN
 
@@ -32,7 +32,13 @@ class ApplicationRequest(BaseModel):
     first_name: Name
     last_name: Name
     date_of_birth: date = Field(description="applicant must be 18 to 100 years old")
-    email: EmailStr
+    # A syntax check, not RFC 5322 in full: one @, no spaces, a dotted domain. (email-validator
+    # cost a third of a request's CPU for little more certainty than a confirmation mail gives.)
+    email: str = Field(
+        max_length=254,
+        pattern=r"^[^@\s]+@[^@\s]+\.[^@\s.]+$",
+        examples=["asha.rao@example.com"],
+    )
     phone_number: str = Field(pattern=r"^[0-9]{10}$", description="10 digits")
     requested_amount: Decimal = Field(gt=0, le=10_000_000, max_digits=14, decimal_places=2)
     monthly_income: Decimal = Field(ge=0, lt=10**12, max_digits=14, decimal_places=2)

@@ -31,6 +31,21 @@ class Submitted:
     replayed: bool
 
 
+def _duplicate() -> ApiError:
+    return ApiError(
+        409,
+        "DUPLICATE_APPLICATION",
+        "an application with this PAN was submitted in the last 24 hours",
+        [{"field": "pan_number", "message": "submitted in the last 24 hours"}],
+    )
+
+
+def _accepted(application_id: uuid.UUID, created_at: datetime) -> dict[str, Any]:
+    return Accepted(
+        application_id=application_id, status="PENDING", created_at=created_at
+    ).model_dump(mode="json")
+
+
 @dataclass(frozen=True)
 class SubmissionService:
     pool: AsyncConnectionPool
@@ -49,67 +64,74 @@ class SubmissionService:
         application_id = uuid.uuid4()
         index = pan.blind_index(request.pan_number, self.blind_index_key)
         ciphertext = self.keyring.encrypt(request.pan_number, application_id)
-        fingerprint = self.request_hmac(request) if idempotency_key else b""
+        new = repository.NewApplication(
+            id=application_id,
+            pan_ciphertext=ciphertext,
+            pan_blind_index=index,
+            first_name=request.first_name,
+            last_name=request.last_name,
+            date_of_birth=request.date_of_birth,
+            email=str(request.email),
+            phone_number=request.phone_number,
+            requested_amount=request.requested_amount,
+            monthly_income=request.monthly_income,
+            loan_type=request.loan_type,
+        )
+        encrypted = audit.AuditEntry(
+            application_id, "encrypt", self.actor, pan.Keyring.key_id_of(ciphertext)
+        )
+        event = self._event(application_id, ciphertext, request)
+        if idempotency_key:
+            return await self._submit_once(idempotency_key, request, new, encrypted, event)
 
+        async with self.pool.connection(timeout=self.pool_timeout) as conn:
+            created_at = await repository.submit(
+                conn, repository.advisory_key(index), new, encrypted, event
+            )
+        if created_at is None:
+            raise _duplicate()
+        return Submitted(202, _accepted(application_id, created_at), replayed=False)
+
+    async def _submit_once(
+        self,
+        key: str,
+        request: ApplicationRequest,
+        new: repository.NewApplication,
+        encrypted: audit.AuditEntry,
+        event: outbox.OutboxRow,
+    ) -> Submitted:
+        """The Idempotency-Key path: a replay returns the stored response, a new key submits."""
+        fingerprint = self.request_hmac(request)
         async with (
             self.pool.connection(timeout=self.pool_timeout) as conn,
             conn.transaction(),
         ):
-            if idempotency_key:
-                key_digest = hashlib.sha256(idempotency_key.encode()).digest()
-                await repository.lock(conn, repository.advisory_key(key_digest))
-                previous = await repository.stored_response(conn, idempotency_key)
-                if previous is not None:
-                    if not hmac.compare_digest(previous.request_hmac, fingerprint):
-                        raise ApiError(
-                            422,
-                            "IDEMPOTENCY_KEY_REUSED",
-                            "this Idempotency-Key was used with a different request body",
-                            [{"field": "Idempotency-Key", "message": "reused with another body"}],
-                        )
-                    return Submitted(previous.status_code, previous.body, replayed=True)
-
-            await repository.lock(conn, repository.advisory_key(index))
-            if await repository.recent_application_exists(conn, index):
-                raise ApiError(
-                    409,
-                    "DUPLICATE_APPLICATION",
-                    "an application with this PAN was submitted in the last 24 hours",
-                    [{"field": "pan_number", "message": "submitted in the last 24 hours"}],
-                )
-
-            created_at = await repository.insert_application(
-                conn,
-                repository.NewApplication(
-                    id=application_id,
-                    pan_ciphertext=ciphertext,
-                    pan_blind_index=index,
-                    first_name=request.first_name,
-                    last_name=request.last_name,
-                    date_of_birth=request.date_of_birth,
-                    email=str(request.email),
-                    phone_number=request.phone_number,
-                    requested_amount=request.requested_amount,
-                    monthly_income=request.monthly_income,
-                    loan_type=request.loan_type,
-                ),
-                audit.AuditEntry(
-                    application_id, "encrypt", self.actor, pan.Keyring.key_id_of(ciphertext)
-                ),
-                self._event(application_id, ciphertext, request),
+            await repository.lock(
+                conn, repository.advisory_key(hashlib.sha256(key.encode()).digest())
             )
-            body = Accepted(
-                application_id=application_id, status="PENDING", created_at=created_at
-            ).model_dump(mode="json")
-            if idempotency_key:
-                await repository.store_response(
-                    conn,
-                    idempotency_key,
-                    request_hmac=fingerprint,
-                    application_id=application_id,
-                    status_code=202,
-                    body=body,
-                )
+            previous = await repository.stored_response(conn, key)
+            if previous is not None:
+                if not hmac.compare_digest(previous.request_hmac, fingerprint):
+                    raise ApiError(
+                        422,
+                        "IDEMPOTENCY_KEY_REUSED",
+                        "this Idempotency-Key was used with a different request body",
+                        [{"field": "Idempotency-Key", "message": "reused with another body"}],
+                    )
+                return Submitted(previous.status_code, previous.body, replayed=True)
+            await repository.lock(conn, repository.advisory_key(new.pan_blind_index))
+            created_at = await repository.submit_in_transaction(conn, new, encrypted, event)
+            if created_at is None:
+                raise _duplicate()
+            body = _accepted(new.id, created_at)
+            await repository.store_response(
+                conn,
+                key,
+                request_hmac=fingerprint,
+                application_id=new.id,
+                status_code=202,
+                body=body,
+            )
         return Submitted(202, body, replayed=False)
 
     def _event(

@@ -1,0 +1,210 @@
+"""prequal-api: POST /applications throughput and latency against a real, durable PostgreSQL.
+
+The API runs as its console script (one uvicorn process). The load generator is one asyncio
+process speaking raw HTTP/1.1 over keep-alive connections, so it costs the 2-core machine far
+less CPU than the API it measures. Two phases:
+
+- latency: an open loop at a fixed 300 requests/s; each latency counts from the moment the
+  request was due, so a stalled server cannot hide queueing (no coordinated omission);
+- throughput: a closed loop at a fixed concurrency of 16 for 10 s.
+
+Every request carries a distinct synthetic PAN, so each one is a real 202 insert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from devstack.net import LOOPBACK, free_port, http_ok
+from devstack.postgres import Postgres
+from devstack.process import ManagedProcess
+from prequal.db import migrate
+from prequalctl.keys import generate_keys
+
+RATE = 300
+LATENCY_SECONDS = 20.0
+WARMUP_SECONDS = 3.0
+CONCURRENCY = 16
+THROUGHPUT_SECONDS = 10.0
+_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_counter = itertools.count(1)
+
+
+def _pan(n: int) -> str:
+    letters = []
+    rest = n // 10_000
+    for _ in range(6):
+        rest, digit = divmod(rest, 26)
+        letters.append(_LETTERS[digit])
+    return "".join(letters[:5]) + f"{n % 10_000:04d}" + letters[5]
+
+
+def _request() -> bytes:
+    body = json.dumps(
+        {
+            "pan_number": _pan(next(_counter) + 7_000_000),
+            "first_name": "Bench",
+            "last_name": "Mark",
+            "date_of_birth": "1988-02-29",
+            "email": "bench@example.com",
+            "phone_number": "9876543210",
+            "requested_amount": 250000,
+            "monthly_income": 90000,
+            "loan_type": "HOME",
+        }
+    ).encode()
+    head = (
+        "POST /applications HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+class Connection:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    async def post(self) -> int:
+        self.writer.write(_request())
+        status_line = await self.reader.readline()
+        length = 0
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.lower() == b"content-length":
+                length = int(value)
+        await self.reader.readexactly(length)
+        return int(status_line.split()[1])
+
+
+async def _connect(port: int, count: int) -> list[Connection]:
+    return [Connection(*await asyncio.open_connection(LOOPBACK, port)) for _ in range(count)]
+
+
+async def _open_loop(port: int, rate: float, seconds: float) -> tuple[list[float], int]:
+    pool: asyncio.Queue[Connection] = asyncio.Queue()
+    for conn in await _connect(port, 64):
+        pool.put_nowait(conn)
+    latencies: list[float] = []
+    errors = 0
+    loop = asyncio.get_running_loop()
+    start = loop.time() + 0.05
+
+    async def one(due: float) -> None:
+        nonlocal errors
+        conn = await pool.get()
+        try:
+            status = await conn.post()
+        finally:
+            pool.put_nowait(conn)
+        if status == 202:
+            latencies.append(loop.time() - due)
+        else:
+            errors += 1
+
+    tasks = []
+    for i in range(int(rate * seconds)):
+        due = start + i / rate
+        delay = due - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(due)))
+    await asyncio.gather(*tasks)
+    return latencies, errors
+
+
+async def _closed_loop(port: int, concurrency: int, seconds: float) -> int:
+    conns = await _connect(port, concurrency)
+    deadline = time.monotonic() + seconds
+    done = 0
+
+    async def worker(conn: Connection) -> None:
+        nonlocal done
+        while time.monotonic() < deadline:
+            if await conn.post() == 202:
+                done += 1
+
+    await asyncio.gather(*(worker(c) for c in conns))
+    return done
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 1000) - 1]
+
+
+class PeakRss:
+    def __init__(self, pid: int) -> None:
+        self.process = psutil.Process(pid)
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, self.process.memory_info().rss)
+            except psutil.Error:
+                return
+            self._stop.wait(0.1)
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak / 2**20
+
+
+def run(workdir: Path) -> dict[str, float]:
+    postgres = Postgres(workdir / "postgres" / "data", durable=True).start()
+    api: ManagedProcess | None = None
+    try:
+        url = postgres.create_database("bench_api")
+        migrate.upgrade(url)
+        port = free_port()
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "SECRETS_DIR": "/nonexistent",
+            "DATABASE_URL": url,
+            "API_HOST": LOOPBACK,
+            "API_PORT": str(port),
+            "LOG_LEVEL": "WARNING",
+            **generate_keys("v1"),
+        }
+        api = ManagedProcess(
+            "prequal-api",
+            [str(Path(sys.executable).parent / "prequal-api")],
+            workdir / "api.log",
+            env=env,
+        )
+        api.start()
+        api.wait_ready(lambda: http_ok(f"http://{LOOPBACK}:{port}/ready"), timeout=30)
+        assert api.pid is not None
+        rss = PeakRss(api.pid)
+        asyncio.run(_open_loop(port, 100, WARMUP_SECONDS))
+        latencies, errors = asyncio.run(_open_loop(port, RATE, LATENCY_SECONDS))
+        completed = asyncio.run(_closed_loop(port, CONCURRENCY, THROUGHPUT_SECONDS))
+        peak = rss.stop()
+    finally:
+        if api is not None:
+            api.stop()
+        postgres.stop()
+    if errors or not latencies:
+        raise RuntimeError(f"{errors} requests did not answer 202 during the latency phase")
+    return {
+        "api_post_rps": round(completed / THROUGHPUT_SECONDS, 1),
+        "api_post_p50_ms": round(_percentile(latencies, 0.50) * 1000, 2),
+        "api_post_p95_ms": round(_percentile(latencies, 0.95) * 1000, 2),
+        "api_post_p99_ms": round(_percentile(latencies, 0.99) * 1000, 2),
+        "api_post_rate_rps": float(RATE),
+        "api_post_concurrency": float(CONCURRENCY),
+        "api_peak_rss_mb": round(peak, 1),
+    }
