@@ -10,10 +10,9 @@ and the batch waits once for all delivery reports.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import psycopg
 
@@ -53,31 +52,26 @@ def as_kafka_record(record: store.OutboxRecord) -> KafkaRecord:
 
 @dataclass
 class Deliveries:
-    """Delivery reports of one batch; callbacks may run on the poller or a flushing thread."""
+    """What Kafka reported for one batch.
+
+    The worker's producer reports only failures (`delivery.report.only.error`): a batch is
+    confirmed when its flush left nothing outstanding and no record failed. That spares a
+    Python callback per successful record, the largest cost after building the records.
+    """
 
     size: int
-    confirmed: int = 0
     failed: int = 0
+    unconfirmed: int = 0
     first_error: str | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _complete: threading.Event = field(default_factory=threading.Event)
 
     def __call__(self, error: str | None) -> None:
-        with self._lock:
-            if error is None:
-                self.confirmed += 1
-            else:
-                self.failed += 1
-                self.first_error = self.first_error or error
-            if self.confirmed + self.failed >= self.size:
-                self._complete.set()
-
-    def wait(self, timeout: float) -> bool:
-        return self._complete.wait(timeout)
+        if error is not None:
+            self.failed += 1
+            self.first_error = self.first_error or error
 
     @property
     def all_confirmed(self) -> bool:
-        return self.confirmed == self.size
+        return self.failed == 0 and self.unconfirmed == 0
 
 
 @dataclass(frozen=True)
@@ -136,10 +130,11 @@ def _produce(
     if settings.outbox_flush_per_record:
         for record in records:
             producer.produce_batch([as_kafka_record(record)], deliveries)
-            producer.flush(timeout)
+            deliveries.unconfirmed = producer.flush(timeout)
     else:
         producer.produce_batch(map(as_kafka_record, records), deliveries)
-    # Every record is reported by message.timeout.ms at the latest; the margin covers a
-    # producer that is itself stuck. The poller thread serves the callbacks.
-    deliveries.wait(timeout + 5.0)
+    # One flush per batch: it sends at once (no linger) and returns when every record is
+    # acknowledged or has failed (by message.timeout.ms at the latest); the margin covers a
+    # producer that is itself stuck.
+    deliveries.unconfirmed = producer.flush(timeout + 5.0)
     return deliveries

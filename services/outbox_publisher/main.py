@@ -20,7 +20,7 @@ from outbox_publisher import store
 from outbox_publisher.metrics import PublisherMetrics
 from outbox_publisher.publisher import Publisher
 from outbox_publisher.settings import PublisherSettings
-from prequal.kafka import create_producer
+from prequal.kafka import EventProducer, create_producer
 from prequal.logging import configure_logging
 from prequal.metrics import db_query_histogram, serve_metrics
 from prequal.settings import load_settings
@@ -59,7 +59,14 @@ def build(settings: PublisherSettings) -> tuple[Publisher, CollectorRegistry]:
     def connect() -> psycopg.Connection[Any]:
         return psycopg.connect(url, connect_timeout=5, application_name=settings.service_name)
 
-    producer = create_producer(settings.kafka_bootstrap_servers, settings.service_name)
+    def producer(worker: int) -> EventProducer:
+        # Failures only: success is "flushed with no failure" (see batches.Deliveries).
+        return create_producer(
+            settings.kafka_bootstrap_servers,
+            f"{settings.service_name}-{worker}",
+            {"delivery.report.only.error": True},
+        )
+
     metrics = PublisherMetrics(registry)
     for topic in (settings.topic_applications_submitted, settings.topic_credit_reports):
         metrics.published.labels(topic)  # exported at 0, so the first error is an increase

@@ -3,8 +3,9 @@
 Ordering only has to hold within a lane (all events of one application share one), so an
 instance splits its lanes among `OUTBOX_WORKERS` threads, each with its own connection and
 batches: one worker's database work overlaps another's wait for Kafka. The main thread keeps
-the lane leases (and LISTENs on the same connection); a poller thread serves the producer's
-delivery callbacks. Lanes are only released while no batch is in flight.
+the lane leases (and LISTENs on the same connection). Each worker has its own idempotent
+producer, so a batch's flush waits for that batch only. Lanes are only released while no batch
+is in flight.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from prequal.outbox import NOTIFY_CHANNEL
 log = logging.getLogger(__name__)
 
 Connect = Callable[[], psycopg.Connection[Any]]
+ProducerFactory = Callable[[int], EventProducer]
 _RECONNECT_DELAY = 1.0
 
 
@@ -37,12 +39,12 @@ class Publisher:
         self,
         settings: PublisherSettings,
         connect: Connect,
-        producer: EventProducer,
+        producers: ProducerFactory,
         metrics: PublisherMetrics,
     ) -> None:
         self.settings = settings
         self.connect = connect
-        self.producer = producer
+        self.producers = producers
         self.metrics = metrics
         self.stopping = threading.Event()
         self._breaker = CircuitBreaker(max_delay=settings.outbox_backoff_max_seconds)
@@ -62,8 +64,7 @@ class Publisher:
 
     def run(self) -> None:
         """Publishes until stop(); survives database and Kafka outages."""
-        threads = [threading.Thread(target=self._poll_producer, name="kafka-poller", daemon=True)]
-        threads += [
+        threads = [
             threading.Thread(target=self._work, args=(i,), name=f"worker-{i}", daemon=True)
             for i in range(self.settings.outbox_workers)
         ]
@@ -76,11 +77,9 @@ class Publisher:
                 log.warning("lease connection lost (%s); reconnecting", type(exc).__name__)
                 self._set_owned(frozenset())
                 self.stopping.wait(_RECONNECT_DELAY)
-        for thread in threads[1:]:
+        for thread in threads:
             thread.join()
-        remaining = self.producer.flush(self.settings.outbox_delivery_timeout_seconds)
-        threads[0].join()
-        log.info("stopped; %d records unconfirmed at exit stay in the outbox", remaining)
+        log.info("stopped; unconfirmed batches stay in the outbox")
 
     def _hold_leases(self) -> None:
         with self.connect() as conn:
@@ -126,23 +125,18 @@ class Publisher:
         if purged:
             log.info("purged %d published outbox rows", purged)
 
-    # -- the poller thread ----------------------------------------------------------------
-
-    def _poll_producer(self) -> None:
-        while not self.stopping.is_set() or self.producer.pending():
-            self.producer.poll(0.05)
-
     # -- worker threads -------------------------------------------------------------------
 
     def _work(self, index: int) -> None:
         conn: psycopg.Connection[Any] | None = None
+        producer = self.producers(index)
         wake = self._wake[index]
         while not self.stopping.is_set():
             try:
                 if conn is None or conn.closed:
                     conn = self.connect()
                     conn.autocommit = True  # one explicit transaction per batch
-                full = self._one_batch(conn, index)
+                full = self._one_batch(conn, producer, index)
             except psycopg.OperationalError as exc:
                 log.warning("worker %d: database unavailable (%s)", index, type(exc).__name__)
                 if conn is not None:
@@ -157,10 +151,13 @@ class Publisher:
                 wake.clear()
         if conn is not None:
             conn.close()
+        producer.flush(self.settings.outbox_delivery_timeout_seconds)
 
-    def _one_batch(self, conn: psycopg.Connection[Any], index: int) -> bool:
+    def _one_batch(
+        self, conn: psycopg.Connection[Any], producer: EventProducer, index: int
+    ) -> bool:
         """Publishes one batch of this worker's lanes; True when it was full (more waiting)."""
-        if not self._breaker_allows():
+        if not self._breaker_allows(producer):
             return False
         with self._lanes:
             lanes = sorted(
@@ -170,7 +167,7 @@ class Publisher:
                 return False
             self._busy += 1
         try:
-            result = publish_batch(conn, self.producer, self.settings, lanes)
+            result = publish_batch(conn, producer, self.settings, lanes)
         finally:
             with self._lanes:
                 self._busy -= 1
@@ -179,12 +176,12 @@ class Publisher:
             self._account(result)
         return result.claimed >= self.settings.outbox_batch_size and result.committed
 
-    def _breaker_allows(self) -> bool:
+    def _breaker_allows(self, producer: EventProducer) -> bool:
         with self._breaker_lock:
             now = time.monotonic()
             if not self._breaker.allows(now):
                 wait = self._breaker.remaining(now)
-            elif self._breaker.is_open and not self.producer.reachable():
+            elif self._breaker.is_open and not producer.reachable():
                 wait = self._breaker.record_failure(now)
             else:
                 return True
@@ -211,11 +208,11 @@ class Publisher:
         assert deliveries is not None
         first = result.records[0]
         log.warning(
-            "batch of %d not confirmed (%d failed, %d unreported; first error: %s); "
+            "batch of %d not confirmed (%d failed, %d outstanding; first error: %s); "
             "rolled back, retrying in %.1fs",
             result.claimed,
             deliveries.failed,
-            deliveries.size - deliveries.confirmed - deliveries.failed,
+            deliveries.unconfirmed,
             deliveries.first_error,
             delay,
             extra={"event_id": first.id, "application_id": first.aggregate_id},
