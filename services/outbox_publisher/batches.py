@@ -4,8 +4,8 @@ The batch's transaction holds its rows while their records are in flight. It com
 or marking the rows) only after Kafka confirmed every record; otherwise it rolls back and the
 rows are sent again later. Records that did arrive then arrive twice with the same `ce_id`,
 which consumers dedupe on; nothing is lost, and within a lane nothing overtakes its elders.
-Records are produced without a flush each: the idempotent producer batches them (linger.ms)
-and the batch waits once for all delivery reports.
+Records are produced without a flush each: the idempotent producer batches them, and one
+flush per batch sends the tail at once and waits for the acknowledgements.
 """
 
 from __future__ import annotations
@@ -43,11 +43,11 @@ def as_kafka_record(record: store.OutboxRecord) -> KafkaRecord:
         ("content-type", events.CONTENT_TYPE.encode()),
     ]
     headers: list[tuple[str, str | bytes | None]] = [
-        ("ce_id", record.id.encode()),
-        ("ce_time", record.ce_time.encode()),
+        ("ce_id", record.id),
+        ("ce_time", record.ce_time),
         *static,
     ]
-    return record.topic, record.aggregate_id.encode(), record.payload.encode(), headers
+    return record.topic, record.aggregate_id, record.payload, headers
 
 
 @dataclass

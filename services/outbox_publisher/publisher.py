@@ -215,5 +215,5 @@ class Publisher:
             deliveries.unconfirmed,
             deliveries.first_error,
             delay,
-            extra={"event_id": first.id, "application_id": first.aggregate_id},
+            extra={"event_id": first.id.decode(), "application_id": first.aggregate_id.decode()},
         )

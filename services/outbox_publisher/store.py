@@ -21,18 +21,22 @@ Conn = psycopg.Connection[Any]
 
 @dataclass(frozen=True, slots=True)
 class OutboxRecord:
-    id: str
-    aggregate_id: str
+    """A claimed row, its Kafka-bound parts already bytes (see _COLUMNS)."""
+
+    id: bytes
+    aggregate_id: bytes
     topic: str
     event_type: str
-    payload: str
-    ce_time: str
+    payload: bytes
+    ce_time: bytes
 
 
-# Text columns all the way: PostgreSQL formats uuids and RFC 3339 times faster than Python.
+# Read in binary, with the parts Kafka needs as bytea: PostgreSQL formats the uuids and the
+# RFC 3339 time, and Python neither decodes nor re-encodes 100,000 strings per drain.
 _COLUMNS = (
-    "id::text, aggregate_id::text, topic, event_type, payload::text, "
-    "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+    "convert_to(id::text, 'UTF8'), convert_to(aggregate_id::text, 'UTF8'), topic, event_type, "
+    "convert_to(payload::text, 'UTF8'), convert_to(to_char(created_at AT TIME ZONE 'UTC', "
+    "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), 'UTF8')"
 )
 _OLDEST_UNPUBLISHED = (
     "FROM outbox_events WHERE published_at IS NULL AND lane = ANY(%s) "
@@ -49,17 +53,18 @@ CLAIM_FOR_MARK_SQL = f"SELECT seq, {_COLUMNS} {_OLDEST_UNPUBLISHED}"
 def claim(conn: Conn, lanes: Sequence[int], limit: int, *, delete: bool) -> list[OutboxRecord]:
     """Up to `limit` of the oldest unpublished rows of `lanes`, held by the open transaction."""
     sql = CLAIM_FOR_DELETE_SQL if delete else CLAIM_FOR_MARK_SQL
-    with conn.cursor() as cur:
+    with conn.cursor(binary=True) as cur:
         cur.execute(sql, (list(lanes), limit))
         rows = cur.fetchall()
     rows.sort(key=lambda row: row[0])  # RETURNING has no ORDER BY: restore seq order
     return [OutboxRecord(*row[1:]) for row in rows]
 
 
-def mark_published(conn: Conn, ids: Sequence[str]) -> None:
+def mark_published(conn: Conn, ids: Sequence[bytes]) -> None:
     if ids:
         conn.execute(
-            "UPDATE outbox_events SET published_at = now() WHERE id = ANY(%s::uuid[])", (list(ids),)
+            "UPDATE outbox_events SET published_at = now() WHERE id = ANY(%s::uuid[])",
+            ([i.decode() for i in ids],),
         )
 
 
