@@ -218,3 +218,27 @@ def test_sigterm_stops_the_publisher_cleanly(tmp_path: Path, publisher_env: dict
     assert '"message": "stopped;' in log
     for line in log.splitlines():
         json.loads(line)  # every log line is JSON
+
+
+def test_a_surviving_publisher_takes_over_the_lanes_of_a_killed_one(
+    tmp_path: Path, kafka: Kafka, database_url: str, publisher_env: dict[str, str], fresh_topic: str
+) -> None:
+    doomed = start_publisher(tmp_path, publisher_env, "doomed")
+    survivor = start_publisher(tmp_path, publisher_env, "heir")
+    try:
+        _wait_for(
+            lambda: "prequal_outbox_lanes_owned 32.0" in httpx.get(survivor.metrics_url).text,
+            20,
+            "the two publishers to split the lanes",
+        )
+        doomed.process.kill()
+        _wait_for(
+            lambda: "prequal_outbox_lanes_owned 64.0" in httpx.get(survivor.metrics_url).text,
+            20,
+            "the survivor to take every lane",
+        )
+        ids = _insert_events(database_url, fresh_topic, [uuid.uuid4() for _ in range(64)], 2)
+        records = read_records(kafka.bootstrap, fresh_topic, until=len(ids), timeout=60)
+    finally:
+        survivor.process.stop()
+    assert {r.headers["ce_id"] for r in records} == {str(i) for i in ids}
