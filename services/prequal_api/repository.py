@@ -1,7 +1,7 @@
 """SQL of the API over psycopg 3 async connections (the adapter layer).
 
-Plain statements keep a request to a handful of round trips; the table shapes are in
-prequal.db.tables.
+A submission is one call of the `submit_application` database function (one round trip);
+the table shapes are in prequal.db.tables.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from psycopg import AsyncClientCursor, AsyncConnection
+from psycopg import AsyncConnection
 
 from prequal import audit, outbox
 
@@ -64,60 +64,38 @@ async def lock(conn: Conn, key: int) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
 
 
-# One statement does the duplicate check and, only when it passes, every insert: the
-# application, its `encrypt` audit row and its outbox event. Run after the PAN's advisory lock,
-# its snapshot sees every earlier submission of the PAN that has committed. It returns no row
-# for a duplicate.
-SUBMIT_SQL = """
-WITH recent AS (
-    SELECT 1 FROM applications
-    WHERE pan_blind_index = %(blind_index)s AND created_at > now() - interval '24 hours'
-    LIMIT 1
-), app AS (
-    INSERT INTO applications (id, pan_ciphertext, pan_blind_index, first_name, last_name,
-        date_of_birth, email, phone_number, requested_amount, monthly_income, loan_type)
-    SELECT %(id)s, %(pan_ciphertext)s, %(blind_index)s, %(first_name)s, %(last_name)s,
-        %(date_of_birth)s, %(email)s, %(phone_number)s, %(requested_amount)s,
-        %(monthly_income)s, %(loan_type)s
-    WHERE NOT EXISTS (SELECT 1 FROM recent)
-    RETURNING id, created_at
-), audit AS (
-    INSERT INTO audit_log (application_id, action, actor, key_id)
-    SELECT id, 'encrypt', %(actor)s, %(key_id)s FROM app
-), event AS (
-    INSERT INTO outbox_events (id, aggregate_id, lane, topic, event_type, payload)
-    SELECT %(event_id)s, id, %(lane)s, %(topic)s, %(event_type)s, %(payload)s::jsonb FROM app
+# The duplicate rule and the three inserts (application, `encrypt` audit row, outbox event) are
+# one database function (migration 0002): one prepared call, one round trip per submission.
+SUBMIT_SQL = (
+    "SELECT submit_application(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+    "%s::smallint, %s, %s, %s::jsonb)"
 )
-SELECT created_at FROM app
-"""
 
 
 def submit_params(
-    app: NewApplication, encrypt_audit: audit.AuditEntry, event: outbox.OutboxRow
-) -> dict[str, Any]:
-    return {
-        "id": app.id,
-        "pan_ciphertext": app.pan_ciphertext,
-        "blind_index": app.pan_blind_index,
-        "first_name": app.first_name,
-        "last_name": app.last_name,
-        "date_of_birth": app.date_of_birth,
-        "email": app.email,
-        "phone_number": app.phone_number,
-        "requested_amount": app.requested_amount,
-        "monthly_income": app.monthly_income,
-        "loan_type": app.loan_type,
-        "actor": encrypt_audit.actor,
-        "key_id": encrypt_audit.key_id,
-        "event_id": event.id,
-        "lane": outbox.lane_for(event.aggregate_id),
-        "topic": event.topic,
-        "event_type": event.event_type,
-        "payload": event.payload_json,
-    }
-
-
-LOCK_SQL = "SELECT pg_advisory_xact_lock(%(lock_key)s)"
+    lock_key: int, app: NewApplication, encrypt_audit: audit.AuditEntry, event: outbox.OutboxRow
+) -> tuple[Any, ...]:
+    return (
+        lock_key,
+        app.id,
+        app.pan_ciphertext,
+        app.pan_blind_index,
+        app.first_name,
+        app.last_name,
+        app.date_of_birth,
+        app.email,
+        app.phone_number,
+        app.requested_amount,
+        app.monthly_income,
+        app.loan_type,
+        encrypt_audit.actor,
+        encrypt_audit.key_id,
+        event.id,
+        outbox.lane_for(event.aggregate_id),
+        event.topic,
+        event.event_type,
+        event.payload_json,
+    )
 
 
 async def submit(
@@ -127,26 +105,14 @@ async def submit(
     encrypt_audit: audit.AuditEntry,
     event: outbox.OutboxRow,
 ) -> datetime | None:
-    """Inserts unless the PAN was submitted in the last 24 hours; returns created_at or None.
+    """Stores the submission unless the PAN was submitted in the last 24 hours.
 
-    The lock and the conditional insert go to the server as one simple-protocol query (client-
-    side binding; psycopg quotes every value): PostgreSQL runs both in one implicit
-    transaction, each statement with its own snapshot, so the insert's duplicate check sees
-    every submission that committed before the lock was granted. One round trip per request.
+    Returns created_at, or None for a duplicate. `lock_key` is the PAN's advisory-lock key: the
+    function takes the lock before it looks, so concurrent submissions of one PAN queue and only
+    the first passes. Alone on an autocommit connection it is its own transaction; inside a
+    caller's transaction the lock is held until that one ends.
     """
-    params = {"lock_key": lock_key, **submit_params(app, encrypt_audit, event)}
-    async with AsyncClientCursor(conn) as cur:
-        await cur.execute(f"{LOCK_SQL}; {SUBMIT_SQL}", params)
-        cur.nextset()
-        row = await cur.fetchone()
-    return None if row is None else row[0]
-
-
-async def submit_in_transaction(
-    conn: Conn, app: NewApplication, encrypt_audit: audit.AuditEntry, event: outbox.OutboxRow
-) -> datetime | None:
-    """The same, inside a caller's transaction that already holds the PAN's lock."""
-    cur = await conn.execute(SUBMIT_SQL, submit_params(app, encrypt_audit, event))
+    cur = await conn.execute(SUBMIT_SQL, submit_params(lock_key, app, encrypt_audit, event))
     row = await cur.fetchone()
     return None if row is None else row[0]
 

@@ -119,8 +119,9 @@ class SubmissionService:
                         [{"field": "Idempotency-Key", "message": "reused with another body"}],
                     )
                 return Submitted(previous.status_code, previous.body, replayed=True)
-            await repository.lock(conn, repository.advisory_key(new.pan_blind_index))
-            created_at = await repository.submit_in_transaction(conn, new, encrypted, event)
+            created_at = await repository.submit(
+                conn, repository.advisory_key(new.pan_blind_index), new, encrypted, event
+            )
             if created_at is None:
                 raise _duplicate()
             body = _accepted(new.id, created_at)
