@@ -32,6 +32,7 @@ def main() -> int:
     if only:
         modules = [m for m in modules if m.stem.removeprefix("bench_") in only]
     if not modules:
+        print(f"no benchmarks matched {sorted(only)}", file=sys.stderr)
         return 2
     figures: dict[str, float | str] = {
         "host": platform.node(),
@@ -44,15 +45,18 @@ def main() -> int:
         assert spec.loader
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        time.monotonic()
+        print(f"==> {path.stem}", flush=True)
+        started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix=f"{path.stem}-") as workdir:
             result = module.run(Path(workdir))
-        for _key, _value in result.items():
-            pass
+        for key, value in result.items():
+            print(f"    {key} = {value}")
+        print(f"    ({time.monotonic() - started:.0f}s)", flush=True)
         figures.update(result)
     output = args.output or HERE.parent / ".bench" / f"results-{int(time.time())}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
+    print(f"bench: figures written to {output}")
     return 0
 
 

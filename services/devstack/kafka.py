@@ -102,8 +102,8 @@ class Kafka(SingleProcessComponent):
                     "kafka.tools.StorageTool",
                     "format",
                     "--standalone",
-                    "-t",
-                    cluster_id,
+                    # `=`: a random id may start with "-", which would read as an option.
+                    f"--cluster-id={cluster_id}",
                     "-c",
                     str(config),
                 ),

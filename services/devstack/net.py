@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import socket
 import ssl
 import urllib.error
@@ -11,16 +12,28 @@ from pathlib import Path
 LOOPBACK = "127.0.0.1"
 
 
+# Below Linux's ephemeral range (32768-60999 by default): a port picked here is never taken in
+# the meantime by an outgoing connection's source port or by someone else's bind(0), which is
+# what made "bind to port 0, close, hand the number out" collide under load.
+_PORT_RANGE = (20000, 32000)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A port that was free a moment ago; the kernel will not hand it out again soon."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A loopback port that is free now and that this process has not handed out before."""
+    low, high = _PORT_RANGE
+    for _ in range(1000):
+        port = secrets.randbelow(high - low) + low
+        if port not in _handed_out and port_is_free(port):
+            _handed_out.add(port)
+            return port
+    raise RuntimeError(f"no free loopback port in {low}-{high}")
 
 
 def port_is_free(port: int) -> bool:
+    """Nothing listens on it. A port in TIME_WAIT counts as free: servers bind with SO_REUSEADDR."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((LOOPBACK, port))
         except OSError:

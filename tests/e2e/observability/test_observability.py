@@ -134,6 +134,12 @@ def _drive_load(api_url: str, count: int = 24) -> Load:
     return load
 
 
+def _instant(prometheus_url: str, expr: str) -> list[dict[str, Any]]:
+    answer = httpx.get(f"{prometheus_url}/api/v1/query", params={"query": expr}, timeout=10)
+    result: list[dict[str, Any]] = answer.json()["data"]["result"]
+    return result
+
+
 def _poison_record(bootstrap: str, topic: str) -> None:
     """A record no consumer can ever process: the credit-service dead-letters it at once."""
     errors: list[str | None] = []
@@ -185,6 +191,16 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
         load = _drive_load(f"http://127.0.0.1:{ports.api}")
         sample = pipeline.load_sample(platform.kafka.bootstrap)
         prefix = sample.body["spec"]["kafka"]["topicPrefix"]
+        # increase() needs the counter's 0 in Prometheus before the dead letter, as it would
+        # be for any consumer that has run for more than a scrape interval.
+        prometheus_url = platform.prometheus.url
+        _wait_until(
+            lambda: _instant(
+                prometheus_url, 'dlq_records_total{topic=~".*loan_applications_submitted_dlq"}'
+            ),
+            60,
+            "the consumers' DLQ counters scraped at 0",
+        )
         _poison_record(platform.kafka.bootstrap, f"{prefix}loan_applications_submitted")
         _broken_pipeline(platform)
         with httpx.Client(base_url=platform.prometheus.url, timeout=10) as prometheus:
@@ -274,7 +290,10 @@ def test_the_alert_rules_are_loaded_and_a_dead_letter_fires_its_alert(observed: 
             if a["labels"]["alertname"] == "PrequalDeadLetterGrowth" and a["state"] == "firing"
         ]
 
-    [alert] = _wait_until(firing, 60, "PrequalDeadLetterGrowth firing")
+    series = observed.query("dlq_records_total")["data"]["result"]
+    [alert] = _wait_until(
+        firing, 60, f"PrequalDeadLetterGrowth firing (dlq_records_total: {series})"
+    )
     assert alert["labels"]["topic"].endswith("loan_applications_submitted_dlq")
     assert alert["annotations"]["runbook"] == "README.md#runbook-prequaldeadlettergrowth"
 
