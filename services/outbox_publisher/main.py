@@ -14,16 +14,14 @@ import psycopg
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from pydantic import ValidationError
 
 from outbox_publisher import store
 from outbox_publisher.metrics import PublisherMetrics
 from outbox_publisher.publisher import Publisher
 from outbox_publisher.settings import PublisherSettings
 from prequal.kafka import EventProducer, create_producer
-from prequal.logging import configure_logging
 from prequal.metrics import db_query_histogram, serve_metrics
-from prequal.settings import load_settings
+from prequal.startup import start
 
 log = logging.getLogger("outbox_publisher")
 
@@ -84,13 +82,7 @@ def build(settings: PublisherSettings) -> tuple[Publisher, CollectorRegistry]:
 
 
 def main() -> int:
-    configure_logging("outbox-publisher")
-    try:
-        settings = load_settings(PublisherSettings)
-    except ValidationError as exc:
-        log.error("invalid settings: %s", exc)
-        return 2
-    logging.getLogger().setLevel(settings.log_level)
+    settings = start("outbox-publisher", PublisherSettings)
     publisher, registry = build(settings)
 
     def on_signal(signum: int, _frame: types.FrameType | None) -> None:

@@ -6,11 +6,8 @@ import logging
 import sys
 
 import uvicorn
-from pydantic import ValidationError
 
-from prequal.db.migrate import SchemaNotReadyError, check_at_head
-from prequal.logging import configure_logging
-from prequal.settings import load_settings
+from prequal.startup import start
 from prequal_api.app import create_app
 from prequal_api.settings import ApiSettings
 
@@ -18,18 +15,7 @@ log = logging.getLogger("prequal_api")
 
 
 def main() -> int:
-    configure_logging("prequal-api")
-    try:
-        settings = load_settings(ApiSettings)
-    except ValidationError as exc:
-        log.error("invalid settings: %s", exc)
-        return 2
-    logging.getLogger().setLevel(settings.log_level)
-    try:
-        check_at_head(settings.database_url.get_secret_value())
-    except SchemaNotReadyError as exc:
-        log.error("refusing to start: %s", exc)
-        return 1
+    settings = start("prequal-api", ApiSettings)
     app = create_app(settings)
     config = uvicorn.Config(
         app,
