@@ -17,6 +17,10 @@ HERE = Path(__file__).parent
 REPO = HERE.parents[1]
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _wait_for_file(path: Path, proc: subprocess.Popen[bytes], timeout: float) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -58,6 +62,10 @@ def test_ctrl_c_on_a_test_run_stops_postgres_and_kafka(tmp_path: Path) -> None:
         env={**os.environ, "CLEANUP_PIDS_FILE": str(pids_file)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        # A shell without job control starts background jobs with SIGINT ignored, and an
+        # ignored signal stays ignored across exec: give the child the default disposition,
+        # as a terminal would, so Python turns Ctrl-C into KeyboardInterrupt.
+        preexec_fn=_default_sigint,  # noqa: PLW1509 - the main thread forks
     )
     pids = [int(p) for p in _wait_for_file(pids_file, child, 120).split()]
     postgres_children = psutil.Process(pids[0]).children(recursive=True)
