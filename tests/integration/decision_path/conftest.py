@@ -42,7 +42,7 @@ GROUP_CREDIT = "credit-service"
 GROUP_DECISION = "decision-service"
 
 
-def wait_until(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
+def wait_until(condition: Callable[[], Any], timeout: float = 60.0, interval: float = 0.1) -> Any:
     """Polls until `condition()` is truthy; fails the test with a message on timeout."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -298,7 +298,7 @@ def consumers(kafka: Kafka, database_url: str) -> Iterator[ConsumerFactory]:
         gc.collect()  # librdkafka clients go now, not when Kafka is already gone
 
 
-def read_all(bootstrap: str, topic: str, expect: int, timeout: float = 30) -> list[InboundRecord]:
+def read_all(bootstrap: str, topic: str, expect: int, timeout: float = 60) -> list[InboundRecord]:
     """Every record of `topic` from the start, once at least `expect` are there."""
     consumer = create_consumer(
         bootstrap, f"reader-{uuid.uuid4().hex[:8]}", "reader", {"enable.auto.commit": False}
