@@ -22,31 +22,9 @@ from devstack.services import API, CREDIT, DECISION, PUBLISHER, RunningService, 
 from prequal.dlq import dlq_topic
 from prequal.kafka import create_topics
 from prequalctl.keys import generate_keys
+from tests.applications import application
 
 FINAL = {"PRE_APPROVED", "REJECTED", "MANUAL_REVIEW"}
-
-
-def synthetic_pan() -> str:
-    """A random, well-formed PAN that is neither of the documented test PANs."""
-    raw = uuid.uuid4().int
-    letters = "".join("ABCDEFGHIJKLMNOPQRSTUVWXYZ"[(raw >> (5 * i)) % 26] for i in range(6))
-    return letters[:5] + f"{(raw >> 40) % 10000:04d}" + letters[5]
-
-
-def application(**overrides: object) -> dict[str, object]:
-    body: dict[str, object] = {
-        "pan_number": synthetic_pan(),
-        "first_name": "Asha",
-        "last_name": "Rao",
-        "date_of_birth": "1990-04-12",
-        "email": "asha.rao@example.com",
-        "phone_number": "9876543210",
-        "requested_amount": 500000,
-        "monthly_income": 85000,
-        "loan_type": "PERSONAL",
-    }
-    body.update(overrides)
-    return body
 
 
 def wait_until(condition: Callable[[], Any], timeout: float = 60.0, interval: float = 0.1) -> Any:

@@ -12,8 +12,9 @@ import psycopg
 from credit_service.handler import report_id
 from devstack.services import CREDIT, DECISION
 from prequal.kafka import create_producer, read_topic
+from tests.applications import application
 
-from .conftest import FINAL, Platform, application, metric, wait_until
+from .conftest import FINAL, Platform, metric, wait_until
 
 
 def test_scenarios_1_to_3_pre_approved_rejected_and_manual_review(platform: Platform) -> None:

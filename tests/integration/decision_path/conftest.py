@@ -37,6 +37,7 @@ from prequal.consumer import (
 from prequal.db import migrate
 from prequal.kafka import InboundRecord, create_consumer, create_producer, create_topics
 from prequal.pan import Keyring, blind_index, to_transport
+from tests.applications import synthetic_pan
 
 GROUP_CREDIT = "credit-service"
 GROUP_DECISION = "decision-service"
@@ -86,12 +87,6 @@ def topics(kafka: Kafka) -> Topics:
         },
     )
     return names
-
-
-def synthetic_pan() -> str:
-    raw = uuid.uuid4().int
-    letters = "".join("ABCDEFGHIJKLMNOPQRSTUVWXYZ"[(raw >> (5 * i)) % 26] for i in range(6))
-    return letters[:5] + f"{(raw >> 40) % 10000:04d}" + letters[5]
 
 
 @dataclass(frozen=True)

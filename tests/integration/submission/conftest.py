@@ -107,33 +107,6 @@ def client(api: ApiProcess) -> Iterator[httpx.Client]:
         yield http
 
 
-_PAN_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-
-
-def synthetic_pan() -> str:
-    """A random, well-formed PAN that is neither of the documented test PANs."""
-    raw = uuid.uuid4().int
-    letters = "".join(_PAN_LETTERS[(raw >> (5 * i)) % 26] for i in range(6))
-    digits = f"{(raw >> 40) % 10000:04d}"
-    return letters[:5] + digits + letters[5]
-
-
-def application(**overrides: object) -> dict[str, object]:
-    body: dict[str, object] = {
-        "pan_number": synthetic_pan(),
-        "first_name": "Asha",
-        "last_name": "Rao",
-        "date_of_birth": "1990-04-12",
-        "email": "asha.rao@example.com",
-        "phone_number": "9876543210",
-        "requested_amount": 500000,
-        "monthly_income": 85000,
-        "loan_type": "PERSONAL",
-    }
-    body.update(overrides)
-    return body
-
-
 @dataclass
 class PublisherProcess:
     process: ManagedProcess

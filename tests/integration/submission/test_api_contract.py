@@ -14,7 +14,8 @@ import pytest
 from prequal import pan
 from prequal.events import APPLICATION_SUBMITTED, ApplicationSubmitted
 from prequal.settings import parse_keyring
-from tests.integration.submission.conftest import ApiProcess, application, synthetic_pan
+from tests.applications import application, synthetic_pan
+from tests.integration.submission.conftest import ApiProcess
 
 ERROR_KEYS = {"error_code", "message", "details", "request_id"}
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 
 from devstack.postgres import Postgres
-from tests.integration.submission.conftest import ApiProcess, application, base_env
+from tests.applications import application
+from tests.integration.submission.conftest import ApiProcess, base_env
 
 
 def test_api_answers_503_while_postgres_is_down_and_recovers_after_restart(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.integration.submission.conftest import application, start_api, synthetic_pan
+from tests.applications import application, synthetic_pan
+from tests.integration.submission.conftest import start_api
 
 
 def test_logs_are_json_without_the_pan_and_sigterm_stops_the_api_cleanly(

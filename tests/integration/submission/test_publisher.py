@@ -18,13 +18,12 @@ from prequal import outbox, pan
 from prequal.events import APPLICATION_SUBMITTED, ApplicationSubmitted
 from prequal.kafka import create_topics
 from prequal.settings import parse_keyring
+from tests.applications import application, synthetic_pan
 from tests.integration.submission.conftest import (
     PublisherProcess,
-    application,
     base_env,
     start_api,
     start_publisher,
-    synthetic_pan,
 )
 from tests.integration.submission.kafka_reader import read_records
 
