@@ -44,7 +44,7 @@ def _descendants_gone(pids: list[int], timeout: float = 20) -> list[int]:
     return alive
 
 
-def test_ctrl_c_on_a_test_run_stops_postgres_and_kafka(tmp_path: Path) -> None:
+def test_ctrl_c_on_a_test_run_stops_postgres_kafka_and_the_control_plane(tmp_path: Path) -> None:
     pids_file = tmp_path / "pids"
     child = subprocess.Popen(
         [
@@ -71,6 +71,7 @@ def test_ctrl_c_on_a_test_run_stops_postgres_and_kafka(tmp_path: Path) -> None:
     postgres_children = psutil.Process(pids[0]).children(recursive=True)
     child.send_signal(signal.SIGINT)
     child.wait(180)  # Kafka's controlled shutdown is slow on a loaded machine
+    assert len(pids) == 5  # postgres, java, etcd, kube-apiserver, kube-controller-manager
     everything = pids + [p.pid for p in postgres_children]
     assert _descendants_gone(everything) == []
 
