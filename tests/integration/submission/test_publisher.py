@@ -181,16 +181,21 @@ def test_kafka_down_keeps_the_backlog_in_postgres_and_drains_after_restart(
 def test_publisher_killed_mid_batch_loses_nothing_and_resends_with_the_same_ce_id(
     tmp_path: Path, kafka: Kafka, database_url: str, publisher_env: dict[str, str], fresh_topic: str
 ) -> None:
-    ids = _insert_events(database_url, fresh_topic, [uuid.uuid4() for _ in range(300)], 4)
-    # Flushing per record makes a batch slow enough to be caught with records in flight.
+    # Flushing per record makes a batch slow enough to be caught with records in flight, and
+    # enough rows keep the victim busy for seconds even on an idle machine (a fraction of a
+    # millisecond per record there).
+    ids = _insert_events(database_url, fresh_topic, [uuid.uuid4() for _ in range(1500)], 4)
     slow = {"OUTBOX_BATCH_SIZE": "200", "OUTBOX_FLUSH_PER_RECORD": "true"}
     victim = start_publisher(tmp_path, publisher_env, "victim", **slow)
 
     def published() -> int:
         return len(ids) - _unpublished(database_url)
 
-    _wait_for(lambda: published() >= 200, 60, "the first batch to be marked")
-    time.sleep(0.3)  # well into the next batch: some of its records are already in Kafka
+    deadline = time.monotonic() + 60
+    while published() < 200:  # the first batch is confirmed and marked
+        assert time.monotonic() < deadline, "the first batch was never marked"
+        time.sleep(0.01)
+    time.sleep(0.1)  # into the next batch: some of its records are already in Kafka
     victim.process.kill()
     assert published() < len(ids)
     survivor = start_publisher(tmp_path, publisher_env, "survivor")
