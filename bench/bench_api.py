@@ -19,11 +19,10 @@ import json
 import os
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 
-import psutil
+from measure import PeakRss
 
 from devstack.net import LOOPBACK, free_port, http_ok
 from devstack.postgres import Postgres
@@ -141,28 +140,6 @@ def _percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 1000) - 1]
 
 
-class PeakRss:
-    def __init__(self, pid: int) -> None:
-        self.process = psutil.Process(pid)
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.peak = max(self.peak, self.process.memory_info().rss)
-            except psutil.Error:
-                return
-            self._stop.wait(0.1)
-
-    def stop(self) -> float:
-        self._stop.set()
-        self._thread.join()
-        return self.peak / 2**20
-
-
 def run(workdir: Path) -> dict[str, float]:
     postgres = Postgres(workdir / "postgres" / "data", durable=True).start()
     api: ManagedProcess | None = None
@@ -188,11 +165,11 @@ def run(workdir: Path) -> dict[str, float]:
         api.start()
         api.wait_ready(lambda: http_ok(f"http://{LOOPBACK}:{port}/ready"), timeout=30)
         assert api.pid is not None
-        rss = PeakRss(api.pid)
+        rss = PeakRss({"api": api.pid})
         asyncio.run(_open_loop(port, 100, WARMUP_SECONDS))
         latencies, errors = asyncio.run(_open_loop(port, RATE, LATENCY_SECONDS))
         completed = asyncio.run(_closed_loop(port, CONCURRENCY, THROUGHPUT_SECONDS))
-        peak = rss.stop()
+        peak = rss.stop()["api"]
     finally:
         if api is not None:
             api.stop()

@@ -20,14 +20,13 @@ import asyncio
 import json
 import os
 import statistics
-import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-import psutil
 import psycopg
+from measure import PeakRss
 
 from devstack.kafka import Kafka
 from devstack.postgres import Postgres
@@ -164,31 +163,6 @@ def _stages(url: str, ids: list[str]) -> dict[str, float]:
         name: round(statistics.median(float(r[i]) for r in rows) * 1000, 1)
         for i, name in enumerate(names)
     }
-
-
-class PeakRss:
-    """Peak resident memory of several processes (and their children), sampled every 100 ms."""
-
-    def __init__(self, pids: dict[str, int]) -> None:
-        self.processes = {name: psutil.Process(pid) for name, pid in pids.items()}
-        self.peaks = dict.fromkeys(pids, 0)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            for name, process in self.processes.items():
-                try:
-                    self.peaks[name] = max(self.peaks[name], process.memory_info().rss)
-                except psutil.Error:
-                    continue
-            self._stop.wait(0.1)
-
-    def stop(self) -> dict[str, float]:
-        self._stop.set()
-        self._thread.join()
-        return {name: round(peak / 2**20, 1) for name, peak in self.peaks.items()}
 
 
 def _percentile(values: list[float], q: float) -> float:

@@ -14,15 +14,14 @@ from __future__ import annotations
 import json
 import os
 import sys
-import threading
 import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psutil
 import psycopg
 from confluent_kafka import Consumer, TopicPartition
+from measure import PeakRss
 
 from devstack.kafka import Kafka
 from devstack.net import LOOPBACK, free_port, http_ok
@@ -93,30 +92,6 @@ def _records_in(bootstrap: str, topic: str) -> int:
         consumer.close()
 
 
-class PeakRss:
-    """Samples a process's resident memory every 100 ms; `peak_mb` is the highest seen."""
-
-    def __init__(self, pid: int) -> None:
-        self.process = psutil.Process(pid)
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.peak = max(self.peak, self.process.memory_info().rss)
-            except psutil.Error:
-                return
-            self._stop.wait(0.1)
-
-    def stop(self) -> float:
-        self._stop.set()
-        self._thread.join()
-        return self.peak / 2**20
-
-
 def _publisher(workdir: Path, name: str, env: dict[str, str]) -> ManagedProcess:
     """A started publisher that holds all 64 lanes (so it is past its start-up)."""
     port = free_port()
@@ -151,7 +126,7 @@ def _run_one(
     }
     process = _publisher(workdir, name, env)
     assert process.pid is not None
-    rss = PeakRss(process.pid)
+    rss = PeakRss({"publisher": process.pid})
     try:
         _prefill(url, topic, ROWS)
         started = time.monotonic()
@@ -161,7 +136,7 @@ def _run_one(
         elapsed = time.monotonic() - started
         published = ROWS - _unpublished(url)
     finally:
-        peak = rss.stop()
+        peak = rss.stop()["publisher"]
         process.stop()
     return published / elapsed, peak, _records_in(kafka.bootstrap, topic)
 
