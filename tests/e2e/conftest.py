@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,18 +23,9 @@ from prequal.dlq import dlq_topic
 from prequal.kafka import create_topics
 from prequalctl.keys import generate_keys
 from tests.applications import application
+from tests.polling import wait_until
 
 FINAL = {"PRE_APPROVED", "REJECTED", "MANUAL_REVIEW"}
-
-
-def wait_until(condition: Callable[[], Any], timeout: float = 60.0, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(f"condition not met within {timeout:.0f}s")
 
 
 def metric(service: RunningService, name: str, **labels: str) -> float:

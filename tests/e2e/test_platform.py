@@ -13,8 +13,9 @@ from credit_service.handler import report_id
 from devstack.services import CREDIT, DECISION
 from prequal.kafka import create_producer, read_topic
 from tests.applications import application
+from tests.polling import wait_until
 
-from .conftest import FINAL, Platform, metric, wait_until
+from .conftest import FINAL, Platform, metric
 
 
 def test_scenarios_1_to_3_pre_approved_rejected_and_manual_review(platform: Platform) -> None:

@@ -11,7 +11,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -41,17 +41,6 @@ from tests.applications import synthetic_pan
 
 GROUP_CREDIT = "credit-service"
 GROUP_DECISION = "decision-service"
-
-
-def wait_until(condition: Callable[[], Any], timeout: float = 60.0, interval: float = 0.1) -> Any:
-    """Polls until `condition()` is truthy; fails the test with a message on timeout."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(f"condition not met within {timeout:.0f}s")
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from devstack.postgres import Postgres
 from prequal import dlq, events
 from prequal.kafka import InboundRecord
 from prequal.pan import Keyring
+from tests.polling import wait_until
 
 from .conftest import (
     GROUP_CREDIT,
@@ -25,7 +26,6 @@ from .conftest import (
     read_all,
     report_payload,
     submitted_payload,
-    wait_until,
 )
 
 

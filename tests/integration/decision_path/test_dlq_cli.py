@@ -11,8 +11,9 @@ import pytest
 from prequal import dlq, events
 from prequal.pan import Keyring
 from prequalctl.main import main as prequalctl
+from tests.polling import wait_until
 
-from .conftest import World, insert_application, submitted_payload, wait_until
+from .conftest import World, insert_application, submitted_payload
 
 
 def test_list_show_and_replay_after_the_missing_key_is_configured(

@@ -11,15 +11,9 @@ import psycopg
 from credit_service.handler import report_id
 from decision_service.rules import DecisionPolicy
 from prequal import events
+from tests.polling import wait_until
 
-from .conftest import (
-    GROUP_CREDIT,
-    World,
-    insert_application,
-    report_payload,
-    submitted_payload,
-    wait_until,
-)
+from .conftest import GROUP_CREDIT, World, insert_application, report_payload, submitted_payload
 
 
 def _outbox_reports(database_url: str, application_id: uuid.UUID) -> list[tuple[object, ...]]:

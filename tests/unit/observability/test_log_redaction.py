@@ -4,7 +4,6 @@ does PANs, without mangling the ids and numbers operators need; the level is con
 from __future__ import annotations
 
 import io
-import json
 import logging
 import uuid
 from collections.abc import Iterator
@@ -12,26 +11,16 @@ from collections.abc import Iterator
 import pytest
 
 from prequal.logging import configure_logging, redact
+from tests.logcapture import json_lines, json_logs
 
 
 @pytest.fixture
 def log_stream() -> Iterator[io.StringIO]:
-    root = logging.getLogger()
-    saved_handlers, saved_level = list(root.handlers), root.level
-    stream = io.StringIO()
-    configure_logging("loan-operator", "INFO", stream)
-    try:
+    with json_logs("loan-operator", "INFO") as stream:
         yield stream
-    finally:
-        for handler in list(root.handlers):
-            root.removeHandler(handler)
-        for handler in saved_handlers:
-            root.addHandler(handler)
-        root.setLevel(saved_level)
 
 
-def _lines(stream: io.StringIO) -> list[dict[str, str]]:
-    return [json.loads(line) for line in stream.getvalue().splitlines()]
+_lines = json_lines
 
 
 @pytest.mark.parametrize(

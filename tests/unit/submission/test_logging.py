@@ -3,33 +3,21 @@
 from __future__ import annotations
 
 import io
-import json
 import logging
 from collections.abc import Iterator
 
 import pytest
 
-from prequal.logging import configure_logging
+from tests.logcapture import json_lines, json_logs
 
 
 @pytest.fixture
 def log_stream() -> Iterator[io.StringIO]:
-    root = logging.getLogger()
-    saved_handlers, saved_level = list(root.handlers), root.level
-    stream = io.StringIO()
-    configure_logging("test-service", "DEBUG", stream)
-    try:
+    with json_logs("test-service", "DEBUG") as stream:
         yield stream
-    finally:
-        for handler in list(root.handlers):
-            root.removeHandler(handler)
-        for handler in saved_handlers:
-            root.addHandler(handler)
-        root.setLevel(saved_level)
 
 
-def _lines(stream: io.StringIO) -> list[dict[str, str]]:
-    return [json.loads(line) for line in stream.getvalue().splitlines()]
+_lines = json_lines
 
 
 def test_a_line_is_json_with_timestamp_level_service_message_and_ids(
