@@ -434,12 +434,11 @@ class ConsumerRuntime(Generic[C]):
         self.consumer.pause(assignment)
         try:
             deadline = time.monotonic() + seconds
-            while time.monotonic() < deadline:
+            while (remaining := deadline - time.monotonic()) > 0:
                 if self._stop.is_set():
                     if give_up_on_stop:
                         raise _StopRequestedError
                     return
-                remaining = deadline - time.monotonic()
                 self._carry.extend(self.consumer.consume(self.max_batch, min(0.2, remaining)))
         finally:
             self.consumer.resume([tp for tp in assignment if tp not in self._revoked])

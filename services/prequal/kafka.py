@@ -59,6 +59,15 @@ def _log_error(err: KafkaError) -> None:
     log.warning("kafka client: %s", err.str())
 
 
+def _bounded(timeout: float) -> float:
+    """A timeout librdkafka reads as we mean it.
+
+    librdkafka takes any negative timeout as "wait forever": a deadline computed as
+    `deadline - time.monotonic()` that has just passed must mean "do not wait", never that.
+    """
+    return max(timeout, 0.0)
+
+
 @dataclass
 class EventProducer:
     """A thin typed face over confluent_kafka.Producer."""
@@ -112,11 +121,11 @@ class EventProducer:
         return count
 
     def poll(self, timeout: float = 0.0) -> int:
-        return int(self._producer.poll(timeout))
+        return int(self._producer.poll(_bounded(timeout)))
 
     def flush(self, timeout: float) -> int:
         """Waits for outstanding records; returns how many are still undelivered."""
-        return int(self._producer.flush(timeout))
+        return int(self._producer.flush(_bounded(timeout)))
 
     def purge(self) -> None:
         """Drops records still queued locally (their callbacks report failure)."""
@@ -235,7 +244,7 @@ class EventConsumer:
         (librdkafka's batch consume waits for the whole batch or the timeout: at low rates that
         would add the timeout to every record's latency.)
         """
-        messages = self._consumer.consume(num_messages=1, timeout=timeout)
+        messages = self._consumer.consume(num_messages=1, timeout=_bounded(timeout))
         if messages and max_records > 1:
             messages += self._consumer.consume(num_messages=max_records - 1, timeout=0)
         records: list[InboundRecord] = []

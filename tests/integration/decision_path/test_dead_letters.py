@@ -10,7 +10,6 @@ import uuid
 from decimal import Decimal
 
 import psycopg
-import pytest
 
 from decision_service.rules import DecisionPolicy
 from devstack.postgres import Postgres
@@ -149,11 +148,6 @@ def test_a_report_for_an_unknown_application_is_dead_lettered(world: World) -> N
     wait_until(lambda: _status(database_url, known.id) == "PRE_APPROVED")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known intermittent bug (about 1 full run in 4): after the first failed attempt the "
-    "runtime sometimes never retries the record within 60 s; under investigation, see README",
-)
 def test_a_record_failing_for_its_own_reasons_is_retried_then_dead_lettered(world: World) -> None:
     database_url, keyring, topics = world.database_url, world.keyring, world.topics
     producer, consumers = world.producer, world.consumers
