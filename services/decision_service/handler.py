@@ -101,13 +101,7 @@ class DecisionHandler:
                 raise UnknownApplicationError(f"application {report.application_id} does not exist")
             status, version = row
             if status != "PENDING":
-                self.metrics.already_final.inc()
-                log.info(
-                    "application is already %s; report ignored",
-                    status,
-                    extra={"application_id": str(report.application_id)},
-                )
-                return None
+                return self._ignored(report.application_id, status)
             if self._update(conn, report.application_id, version, report.credit_score, decision):
                 return self._committed(report.application_id, decision)
             self.metrics.conflicts.inc()
@@ -140,6 +134,17 @@ class DecisionHandler:
             ),
         )
         return cursor.rowcount == 1
+
+    def _ignored(self, application_id: uuid.UUID, status: str) -> AfterCommit:
+        def committed() -> None:
+            self.metrics.already_final.inc()
+            log.info(
+                "application is already %s; report ignored",
+                status,
+                extra={"application_id": str(application_id)},
+            )
+
+        return committed
 
     def _committed(self, application_id: uuid.UUID, decision: Decision) -> AfterCommit:
         def committed() -> None:

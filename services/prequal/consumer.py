@@ -7,8 +7,11 @@ The runtime owns everything else:
 
 - Inbox: `processed_messages` gets (consumer group, `ce_id`) in the same transaction as the
   handler's effects; an event seen before is a duplicate and does nothing. Records are applied
-  in small batches, one transaction per batch and a savepoint per record, so one commit (one
-  WAL flush) serves many records and a failing record rolls back only itself.
+  in batches, one transaction per batch, so one commit (one WAL flush) serves many records.
+  The batch first runs on the fast path: one statement claims every event id, then each
+  record's effects, with no savepoint. If any record fails, that transaction is rolled back
+  and the batch runs again on the careful path, a savepoint and an inbox insert per record,
+  so a failing record rolls back only itself.
 - Offsets: stored only after the batch's transaction committed and its dead letters are
   confirmed by Kafka; librdkafka commits stored offsets in the background (and at revocation and
   shutdown). A crash at any moment re-delivers at most the batch in hand, which the inbox turns
@@ -48,6 +51,10 @@ AfterCommit = Callable[[], None]
 INBOX_SQL = (
     "INSERT INTO processed_messages (consumer_group, event_id) VALUES (%s, %s) "
     "ON CONFLICT DO NOTHING"
+)
+CLAIM_SQL = (
+    "INSERT INTO processed_messages (consumer_group, event_id) "
+    "SELECT %s, unnest(%s::uuid[]) ON CONFLICT DO NOTHING RETURNING event_id"
 )
 PROCESSING_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 OUTCOMES = ("processed", "duplicate", "retried", "dead_lettered")
@@ -299,28 +306,15 @@ class ConsumerRuntime(Generic[C]):
         dead: list[tuple[InboundRecord, Failure]],
         started: float,
     ) -> list[_Pending[C]]:
-        """One transaction, a savepoint per record; returns the records to try again."""
+        """One committed transaction for the batch; returns the records to try again."""
         after_commit: list[AfterCommit] = []
         failed: list[_Pending[C]] = []
-        blocked_keys: set[bytes | None] = set()
         outcomes = {"processed": 0, "duplicate": 0}
         conn = self._connection()
         transaction_started = time.perf_counter()
         try:
-            with conn.transaction():
-                for item in pending:
-                    if item.record.key in blocked_keys:
-                        failed.append(item)  # keeps the order of one application's events
-                        continue
-                    outcome = self._apply_one(conn, item, after_commit)
-                    if outcome == "failed":
-                        failed.append(item)
-                        blocked_keys.add(item.record.key)
-                    elif outcome == "poison":
-                        assert item.error is not None
-                        dead.append((item.record, self._failure(item.record, item.error, 1)))
-                    else:
-                        outcomes[outcome] += 1
+            if not self._apply_fast(conn, pending, outcomes, after_commit):
+                self._apply_careful(conn, pending, dead, failed, outcomes, after_commit)
         except (psycopg.OperationalError, psycopg.InterfaceError, KafkaUnavailableError) as exc:
             if not self._is_outage(exc):
                 raise
@@ -333,6 +327,72 @@ class ConsumerRuntime(Generic[C]):
         for then in after_commit:
             then()
         return failed
+
+    def _apply_fast(
+        self,
+        conn: psycopg.Connection[Any],
+        pending: list[_Pending[C]],
+        outcomes: dict[str, int],
+        after_commit: list[AfterCommit],
+    ) -> bool:
+        """The whole batch with one inbox claim and no savepoints; False if any record failed.
+
+        On False nothing was committed and nothing was counted: the careful path starts over.
+        """
+        done: dict[str, int] = {"processed": 0, "duplicate": 0}
+        then_list: list[AfterCommit] = []
+        try:
+            with conn.transaction():
+                claimed = {
+                    row[0]
+                    for row in conn.execute(
+                        CLAIM_SQL, (self.group, [item.event_id for item in pending])
+                    )
+                }
+                for item in pending:
+                    if item.event_id not in claimed:
+                        done["duplicate"] += 1  # seen before, or earlier in this batch
+                        continue
+                    claimed.discard(item.event_id)
+                    then = self.handler.apply(conn, item.command)
+                    if then is not None:
+                        then_list.append(then)
+                    done["processed"] += 1
+        except Exception as exc:
+            if self._is_outage(exc):
+                raise
+            log.debug("fast path gave way to one savepoint per record: %r", exc)
+            return False
+        for outcome, count in done.items():
+            outcomes[outcome] += count
+        after_commit.extend(then_list)
+        return True
+
+    def _apply_careful(  # noqa: PLR0917 - the batch's shared accumulators
+        self,
+        conn: psycopg.Connection[Any],
+        pending: list[_Pending[C]],
+        dead: list[tuple[InboundRecord, Failure]],
+        failed: list[_Pending[C]],
+        outcomes: dict[str, int],
+        after_commit: list[AfterCommit],
+    ) -> None:
+        """One transaction, a savepoint per record: a failing record rolls back only itself."""
+        blocked_keys: set[bytes | None] = set()
+        with conn.transaction():
+            for item in pending:
+                if item.record.key in blocked_keys:
+                    failed.append(item)  # keeps the order of one application's events
+                    continue
+                outcome = self._apply_one(conn, item, after_commit)
+                if outcome == "failed":
+                    failed.append(item)
+                    blocked_keys.add(item.record.key)
+                elif outcome == "poison":
+                    assert item.error is not None
+                    dead.append((item.record, self._failure(item.record, item.error, 1)))
+                else:
+                    outcomes[outcome] += 1
 
     def _apply_one(
         self, conn: psycopg.Connection[Any], item: _Pending[C], after_commit: list[AfterCommit]

@@ -107,6 +107,37 @@ def test_credit_service_writes_one_report_and_one_audited_decryption_per_event(
     )
 
 
+def test_one_event_twice_in_one_batch_is_applied_once(world: World) -> None:
+    """Both copies are on the topic before the consumer starts, so one poll returns both."""
+    database_url, keyring, topics = world.database_url, world.keyring, world.topics
+    apps = [insert_application(database_url, keyring) for _ in range(3)]
+    twice = apps[0]
+    event_id = uuid.uuid4()
+    for app in [twice, *apps[1:], twice]:
+        world.producer.event(
+            topics.submitted,
+            events.APPLICATION_SUBMITTED,
+            submitted_payload(app, keyring),
+            key=str(app.id),
+            event_id=event_id if app is twice else None,
+        )
+    credit = world.consumers.credit(topics, keyring)
+
+    def outcome(name: str) -> float:
+        return credit.sample(
+            "consumer_records_total", topic=topics.submitted, group=GROUP_CREDIT, outcome=name
+        )
+
+    wait_until(lambda: outcome("processed") + outcome("duplicate") == 4)
+    assert (outcome("processed"), outcome("duplicate")) == (3, 1)
+    assert all(len(_outbox_reports(database_url, app.id)) == 1 for app in apps)
+    with psycopg.connect(database_url) as conn:
+        audits = conn.execute(
+            "SELECT count(*) FROM audit_log WHERE application_id = %s", (twice.id,)
+        ).fetchone()
+    assert audits == (1,)
+
+
 def test_decision_service_moves_pending_to_final_with_reason_and_version(world: World) -> None:
     database_url, keyring, topics = world.database_url, world.keyring, world.topics
     producer, consumers = world.producer, world.consumers
