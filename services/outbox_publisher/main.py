@@ -58,11 +58,16 @@ def build(settings: PublisherSettings) -> tuple[Publisher, CollectorRegistry]:
         # The publisher's commits only delete (or mark) rows Kafka already has. Should a crash
         # lose such a commit, the rows come back and are re-sent with the same ce_id, which
         # consumers dedupe on: no need to wait for the WAL flush on every batch.
+        #
+        # No bitmap scans: the outbox is a queue, its partial index full of entries for rows
+        # deleted since the last vacuum. A bitmap scan visits all of them on every claim (4 ms
+        # for an empty outbox after 26,000 deletions); the ordered index scan stops at the
+        # batch size and marks dead entries as it passes, so the next claim skips them.
         return psycopg.connect(
             url,
             connect_timeout=5,
             application_name=settings.service_name,
-            options="-c synchronous_commit=off",
+            options="-c synchronous_commit=off -c enable_bitmapscan=off",
         )
 
     def producer(worker: int) -> EventProducer:
