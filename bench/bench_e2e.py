@@ -1,16 +1,19 @@
 """End to end: applications from `POST` to final status through all four processes.
 
 Everything runs co-located as in `make run`: durable PostgreSQL (fsync on), Kafka, and the API,
-outbox publisher, credit-service and decision-service from their console scripts. Two runs on
-one platform:
+outbox publisher, credit-service and decision-service from their console scripts. After a
+warm-up of 3,000 applications, three runs on one platform:
 
 - throughput: 10,000 applications posted as fast as 32 connections allow; `e2e_apps_per_s` is
-  10,000 over the time from the first POST to the last final status;
+  10,000 over the time from the first POST to the last final status. `e2e_cpu_ms_per_app_*`
+  is the CPU time (user + system) each process, PostgreSQL and Kafka spent per application in
+  this run: on 2 cores, 1,000 applications/s leaves 2 ms of CPU per application in total;
 - latency: applications at a fixed 300/s (open loop) for 10 s; `e2e_p50/p95/p99_ms` are the
-  times from each `202` to its final status (the decision's `updated_at`).
+  times from each `202` to its final status (the decision's `updated_at`). Per-stage medians
+  come from the rows' own timestamps (API commit, credit transaction, decision update);
+- profile: 3,000 more applications with py-spy sampling each service; the hottest frames are
+  printed and the collapsed stacks written to `.bench/profile-<service>.txt`.
 
-Per-stage medians of the latency run come from the rows' own timestamps (API commit, credit
-transaction, decision update) and say where the time goes.
 The load generator is a minimal keep-alive HTTP/1.1 client so it takes little of the 2 cores.
 """
 
@@ -26,18 +29,22 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from measure import PeakRss
+from measure import CpuTime, PeakRss, Profiles
 
 from devstack.kafka import Kafka
 from devstack.postgres import Postgres
+from devstack.process import ManagedProcess
 from devstack.services import API, CREDIT, DECISION, PUBLISHER, Services, migrate
 from prequal.dlq import dlq_topic
 from prequal.kafka import create_topics
 from prequalctl.keys import generate_keys
 
 THROUGHPUT_APPS = 10_000
+WARMUP_APPS = 3_000  # "sustained": Kafka's JIT and every cache are warm before the clock starts
 LATENCY_RATE = 300
 LATENCY_SECONDS = 10
+PROFILE_APPS = 3_000
+PROFILES = Path(__file__).resolve().parent.parent / ".bench"
 CONNECTIONS = 32
 PARTITIONS = 3
 
@@ -130,7 +137,7 @@ def _wait_final(url: str, ids: list[str], timeout: float) -> dict[str, float]:
             ).fetchone()
             if row == (0,):
                 break
-            time.sleep(0.2)
+            time.sleep(1.0)  # the figures come from the rows, not from this loop
         rows = conn.execute(
             "SELECT id::text, extract(epoch FROM updated_at)::float8 FROM applications "
             "WHERE id = ANY(%s::uuid[]) AND status <> 'PENDING'",
@@ -174,6 +181,20 @@ def _latencies(accepted: list[tuple[str, float]], final: dict[str, float]) -> li
     return [(final[i] - at) * 1000 for i, at in accepted if i in final]
 
 
+def _print_profiles(hottest: dict[str, list[tuple[str, float]]]) -> None:
+    print(f"    profiles of a {PROFILE_APPS:,}-application burst (collapsed stacks in {PROFILES}):")
+    for name, frames in hottest.items():
+        print(f"      {name}: where its samples were taken (own time)")
+        for frame, share in frames:
+            print(f"        {share:6.1%}  {frame}")
+
+
+def _pid(process: ManagedProcess | None) -> int:
+    pid = process.pid if process is not None else None
+    assert pid is not None, "the process is not running"
+    return pid
+
+
 def run(workdir: Path) -> dict[str, float]:
     postgres = Postgres(workdir / "postgres" / "data", durable=True).start()
     kafka = Kafka(workdir / "kafka" / "data", log_level="WARN").start()
@@ -201,26 +222,34 @@ def run(workdir: Path) -> dict[str, float]:
         migrate(env, workdir / "logs")
         services = Services(env, workdir / "logs")
         running = {spec.name: services.start(spec) for spec in (API, PUBLISHER, CREDIT, DECISION)}
-        pids = {name: r.process.pid for name, r in running.items() if r.process.pid}
-        rss = PeakRss(
-            {
-                "api": pids[API.name],
-                "publisher": pids[PUBLISHER.name],
-                "credit": pids[CREDIT.name],
-                "decision": pids[DECISION.name],
-            }
-        )
+        pids = {
+            "api": _pid(running[API.name].process),
+            "publisher": _pid(running[PUBLISHER.name].process),
+            "credit": _pid(running[CREDIT.name].process),
+            "decision": _pid(running[DECISION.name].process),
+        }
+        rss = PeakRss(pids)
         api = ("127.0.0.1", running[API.name].port)
 
-        # Warm-up: connections, caches, consumer group assignment.
-        asyncio.run(_post_all(api, 200, None))
+        # Warm-up: connections, caches, consumer group assignment, the JVM's compiled code.
+        warmup = asyncio.run(_post_all(api, WARMUP_APPS, None))
+        _wait_final(url, [i for i, _ in warmup], timeout=300)
         time.sleep(2)
 
+        cpu = CpuTime(
+            {
+                **pids,
+                "postgres": _pid(postgres.process),
+                "kafka": _pid(kafka.process),
+            },
+            alone={"loadgen": os.getpid()},  # its children are all of the above
+        )
         started = time.time()
         accepted = asyncio.run(_post_all(api, THROUGHPUT_APPS, None))
         posted = time.time()
         final = _wait_final(url, [i for i, _ in accepted], timeout=600)
         finished = max(final.values()) if final else time.time()
+        cpu_spent = cpu.spent()
         burst = _latencies(accepted, final)
 
         time.sleep(2)
@@ -230,6 +259,12 @@ def run(workdir: Path) -> dict[str, float]:
         paced_final = _wait_final(url, [i for i, _ in paced], timeout=300)
         latencies = _latencies(paced, paced_final)
         stages = _stages(url, [i for i, _ in paced])
+
+        # A third, separate burst under the profiler, so sampling does not disturb the figures.
+        profiles = Profiles(pids, PROFILES)
+        profiled = asyncio.run(_post_all(api, PROFILE_APPS, None))
+        _wait_final(url, [i for i, _ in profiled], timeout=300)
+        _print_profiles(profiles.stop())
         peaks = rss.stop()
     finally:
         if services is not None:
@@ -248,4 +283,9 @@ def run(workdir: Path) -> dict[str, float]:
         "e2e_p99_ms": round(_percentile(latencies, 0.99), 1),
         **stages,
         **{f"{name}_peak_rss_mb": peak for name, peak in peaks.items()},
+        **{
+            f"e2e_cpu_ms_per_app_{name}": round(seconds * 1000 / max(len(final), 1), 3)
+            for name, seconds in cpu_spent.items()
+        },
+        "e2e_cpu_ms_per_app_total": round(sum(cpu_spent.values()) * 1000 / max(len(final), 1), 3),
     }
