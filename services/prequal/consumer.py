@@ -278,6 +278,8 @@ class ConsumerRuntime(Generic[C]):
         outages = 0
         while pending:
             pending = [p for p in pending if self._owned(p.record)]
+            if not pending:
+                break  # every record left in hand is now another member's
             try:
                 failed = self._apply_batch(pending, dead, started)
             except OutageError as exc:
