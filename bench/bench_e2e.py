@@ -181,11 +181,14 @@ def _latencies(accepted: list[tuple[str, float]], final: dict[str, float]) -> li
     return [(final[i] - at) * 1000 for i, at in accepted if i in final]
 
 
-def _print_profiles(hottest: dict[str, list[tuple[str, float]]]) -> None:
+def _print_profiles(names: list[str], hottest: dict[str, list[tuple[str, float]]]) -> None:
     print(f"    profiles of a {PROFILE_APPS:,}-application burst (collapsed stacks in {PROFILES}):")
-    for name, frames in hottest.items():
+    for name in names:
+        if name not in hottest:
+            print(f"      {name}: no profile (py-spy needs ptrace: root or CAP_SYS_PTRACE)")
+            continue
         print(f"      {name}: where its samples were taken (own time)")
-        for frame, share in frames:
+        for frame, share in hottest[name]:
             print(f"        {share:6.1%}  {frame}")
 
 
@@ -264,7 +267,7 @@ def run(workdir: Path) -> dict[str, float]:
         profiles = Profiles(pids, PROFILES)
         profiled = asyncio.run(_post_all(api, PROFILE_APPS, None))
         _wait_final(url, [i for i, _ in profiled], timeout=300)
-        _print_profiles(profiles.stop())
+        _print_profiles(list(pids), profiles.stop())
         peaks = rss.stop()
     finally:
         if services is not None:
