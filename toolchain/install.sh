@@ -14,6 +14,13 @@ cache=${PREQUAL_CACHE:-$HOME/.cache/loan-prequal}
 tools=$root/.tools
 bin=$tools/bin
 mkdir -p "$cache/bin" "$bin"
+# One installer at a time per cache: two work trees (or CI beside a developer) building the same
+# version would both write its .tmp folder and one would fail half-way.
+exec 9>"$cache/.install.lock"
+if ! flock -n 9; then
+  echo "make tools: another 'make tools' is filling $cache; waiting for it to finish"
+  flock 9
+fi
 export GOMODCACHE=$cache/go/mod GOCACHE=$cache/go/build GOFLAGS=-mod=mod GOTOOLCHAIN=local
 
 did_something=0
