@@ -8,15 +8,20 @@ final is left as it is.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import psycopg
 from prometheus_client import CollectorRegistry, Counter
 
-from decision_service.rules import Decision, DecisionPolicy, FinalStatus, decide
+from decision_service.policy import DecisionPolicy
+from decision_service.rules import Applicant, Decision, FinalStatus, decide
 from prequal.consumer import AfterCommit, PoisonRecordError
 from prequal.events import (
     CREDIT_REPORT_GENERATED,
@@ -28,11 +33,27 @@ from prequal.kafka import InboundRecord
 
 log = logging.getLogger(__name__)
 
-SELECT_SQL = "SELECT status, version FROM applications WHERE id = %s"
+# Income, amount and loan type come from the application's own row, never from the event.
+SELECT_SQL = (
+    "SELECT status, version, monthly_income, requested_amount, loan_type "
+    "FROM applications WHERE id = %s"
+)
 UPDATE_SQL = (
     "UPDATE applications SET status = %s, credit_score = %s, decision_reason = %s, "
     "max_approved_amount = %s, version = version + 1, updated_at = now() "
     "WHERE id = %s AND version = %s AND status = 'PENDING'"
+)
+# The policy's text under its version, once per process (and harmless when already there).
+STORE_POLICY_SQL = (
+    "INSERT INTO policy_documents (version, document) VALUES (%s, %s) "
+    "ON CONFLICT (version) DO NOTHING"
+)
+CHECK_POLICY_SQL = "SELECT document FROM policy_documents WHERE version = %s"
+INSERT_DECISION_SQL = (
+    "INSERT INTO decisions (application_id, status, reason_codes, reasons, policy_version, "
+    "trace, offer_amount, offer_term_months, offer_annual_rate, offer_processing_fee, "
+    "offer_apr, offer_emi, offer_currency, offer_expires_at, decided_at) "
+    "VALUES (%s, %s, %s, %s::jsonb, %s, %s::jsonb, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 
 
@@ -42,6 +63,10 @@ class UnknownApplicationError(PoisonRecordError):
 
 class VersionConflictError(Exception):
     """Every re-read lost the race: the runtime retries the record, then dead-letters it."""
+
+
+class PolicyVersionCollisionError(Exception):
+    """Another policy text is stored under this policy's version: no decision may cite it."""
 
 
 class DecisionMetrics:
@@ -73,11 +98,17 @@ class DecideApplication:
 
 class DecisionHandler:
     def __init__(
-        self, policy: DecisionPolicy, metrics: DecisionMetrics, version_retries: int = 5
+        self,
+        policy: DecisionPolicy,
+        metrics: DecisionMetrics,
+        version_retries: int = 5,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.policy = policy
         self.metrics = metrics
         self.version_retries = version_retries
+        self.clock = clock
+        self._policy_stored = False
 
     def decode(self, event: CloudEventAttributes, record: InboundRecord) -> DecideApplication:
         if event.type != CREDIT_REPORT_GENERATED:
@@ -92,17 +123,24 @@ class DecisionHandler:
         self, conn: psycopg.Connection[Any], command: DecideApplication
     ) -> AfterCommit | None:
         report = command.report
-        decision = decide(
-            report.credit_score, report.monthly_income, report.requested_amount, self.policy
-        )
         for _attempt in range(self.version_retries):
             row = conn.execute(SELECT_SQL, (report.application_id,)).fetchone()
             if row is None:
                 raise UnknownApplicationError(f"application {report.application_id} does not exist")
-            status, version = row
+            status, version, monthly_income, requested_amount, loan_type = row
             if status != "PENDING":
                 return self._ignored(report.application_id, status)
+            applicant = Applicant(
+                credit_score=report.credit_score,
+                monthly_income=Decimal(monthly_income),
+                requested_amount=Decimal(requested_amount),
+                loan_type=str(loan_type),
+            )
+            decided_at = self.clock()
+            decision = decide(applicant, self.policy, decided_at)
             if self._update(conn, report.application_id, version, report.credit_score, decision):
+                self._store_policy(conn)
+                self._record(conn, report.application_id, decision, decided_at)
                 return self._committed(report.application_id, decision)
             self.metrics.conflicts.inc()
             log.info(
@@ -135,6 +173,51 @@ class DecisionHandler:
         )
         return cursor.rowcount == 1
 
+    def _store_policy(self, conn: psycopg.Connection[Any]) -> None:
+        if self._policy_stored:
+            return
+        conn.execute(STORE_POLICY_SQL, (self.policy.version, self.policy.text))
+        stored = conn.execute(CHECK_POLICY_SQL, (self.policy.version,)).fetchone()
+        if stored is None or stored[0] != self.policy.text:
+            raise PolicyVersionCollisionError(
+                f"policy_documents holds another text under version {self.policy.version}; "
+                "compare it with this policy before deciding anything"
+            )
+
+    @staticmethod
+    def _record(
+        conn: psycopg.Connection[Any],
+        application_id: uuid.UUID,
+        decision: Decision,
+        decided_at: datetime,
+    ) -> None:
+        offer = decision.offer
+        terms: tuple[object, ...] = (None,) * 8
+        if offer is not None:
+            terms = (
+                offer.amount,
+                offer.term_months,
+                offer.annual_rate,
+                offer.processing_fee,
+                offer.apr,
+                offer.emi,
+                offer.currency,
+                offer.expires_at,
+            )
+        conn.execute(
+            INSERT_DECISION_SQL,
+            (
+                application_id,
+                decision.status.value,
+                [code.value for code in decision.reason_codes],
+                json.dumps([r.as_json() for r in decision.reasons]),
+                decision.policy_version,
+                json.dumps([rule.as_json() for rule in decision.trace]),
+                *terms,
+                decided_at,
+            ),
+        )
+
     def _ignored(self, application_id: uuid.UUID, status: str) -> AfterCommit:
         def committed() -> None:
             self.metrics.already_final.inc()
@@ -148,10 +231,13 @@ class DecisionHandler:
 
     def _committed(self, application_id: uuid.UUID, decision: Decision) -> AfterCommit:
         def committed() -> None:
+            self._policy_stored = True
             self.metrics.decided.labels(decision.status.value).inc()
             log.info(
-                "decided %s",
+                "decided %s (%s) under policy %s",
                 decision.status.value,
+                ", ".join(decision.reason_codes),
+                decision.policy_version,
                 extra={"application_id": str(application_id)},
             )
 

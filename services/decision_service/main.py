@@ -29,10 +29,12 @@ def main() -> int:
         handler=handler,
         registry=registry,
     )
+    policy = settings.policy()
     log.info(
-        "policy: minimum score %d, term %d months",
-        settings.decision_min_credit_score,
-        settings.decision_term_months,
+        "policy %s: minimum score %d, term %d months",
+        policy.version,
+        policy.min_credit_score,
+        policy.term_months,
     )
     return serve(runtime, settings, registry)
 

@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry
 
 from credit_service.handler import CreditHandler, CreditMetrics, decrypt_only
 from decision_service.handler import DecisionHandler, DecisionMetrics
-from decision_service.rules import DecisionPolicy
+from decision_service.policy import DecisionPolicy
 from devstack.kafka import Kafka
 from devstack.postgres import Postgres
 from prequal import dlq, events
