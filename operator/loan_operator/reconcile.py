@@ -15,6 +15,7 @@ from typing import Any
 
 from loan_operator import conditions as cond
 from loan_operator import keyring
+from loan_operator.decision_policy import canonical_json, policy_version
 from loan_operator.kafka_admin import KafkaAdmin, KafkaRequestFailed, KafkaUnreachable, TopicMissing
 from loan_operator.kube import Conflict, Kube, PipelineRef, now_iso
 from loan_operator.metrics import Metrics
@@ -50,6 +51,8 @@ def config_map_data(spec: PipelineSpec) -> dict[str, str]:
         "TOPIC_CREDIT_REPORTS": spec.kafka.topic_name(CREDIT_REPORTS),
         "DECISION_MIN_CREDIT_SCORE": str(spec.min_credit_score),
         "DECISION_TERM_MONTHS": str(spec.term_months),
+        "DECISION_POLICY": canonical_json(spec.decision_policy),
+        "DECISION_POLICY_VERSION": policy_version(spec.decision_policy),
     }
 
 

@@ -78,7 +78,7 @@ DEFAULT_BANDS = (
 
 class DecisionPolicy(_Document):
     min_credit_score: int = Field(default=650, ge=300, le=900)
-    term_months: int = Field(default=48, ge=1, le=480)
+    term_months: int = Field(default=48, ge=1, le=600)
     score_bands: tuple[ScoreBand, ...] = Field(default=DEFAULT_BANDS, min_length=1, max_length=10)
     processing_fee: ProcessingFee = ProcessingFee()
     limits: Limits = Limits()

@@ -19,7 +19,7 @@ class DecisionSettings(ConsumerSettings):
     metrics_port: int = 9103
     consumer_group: str = "decision-service"
     decision_min_credit_score: int = Field(default=650, ge=300, le=900)
-    decision_term_months: int = Field(default=48, ge=1, le=480)
+    decision_term_months: int = Field(default=48, ge=1, le=600)
     decision_policy: str | None = None
     decision_policy_version: str | None = None
     # Re-reads of the application after a lost optimistic-lock race, within one attempt.
