@@ -45,6 +45,7 @@ def config_map_name(pipeline: str) -> str:
 
 def config_map_data(spec: PipelineSpec) -> dict[str, str]:
     """What the services read (docs/configuration.md), from the spec."""
+    challenger = spec.challenger_policy
     return {
         "KAFKA_BOOTSTRAP_SERVERS": spec.kafka.bootstrap_servers,
         "TOPIC_APPLICATIONS_SUBMITTED": spec.kafka.topic_name(APPLICATIONS_SUBMITTED),
@@ -53,6 +54,11 @@ def config_map_data(spec: PipelineSpec) -> dict[str, str]:
         "DECISION_TERM_MONTHS": str(spec.term_months),
         "DECISION_POLICY": canonical_json(spec.decision_policy),
         "DECISION_POLICY_VERSION": policy_version(spec.decision_policy),
+        # Always written, empty without a challenger, so removing one from the spec removes it.
+        "DECISION_CHALLENGER_POLICY": "" if challenger is None else canonical_json(challenger),
+        "DECISION_CHALLENGER_POLICY_VERSION": ""
+        if challenger is None
+        else policy_version(challenger),
     }
 
 

@@ -66,6 +66,7 @@ class PipelineSpec:
     decision_policy: Mapping[str, Any] = field(
         default_factory=lambda: with_defaults(DEFAULT_DECISION_POLICY)
     )
+    challenger_policy: Mapping[str, Any] | None = None
     consumers: tuple[ConsumerSpec, ...] = ()
     deletion_policy: DeletionPolicy = "Retain"
 
@@ -120,6 +121,9 @@ def parse_spec(raw: Mapping[str, Any]) -> PipelineSpec:
         key_secret_name=str(encryption["keySecretName"]),
         key_version=int(encryption.get("keyVersion", 1)),
         decision_policy=with_defaults(raw.get("decisionPolicy")),
+        challenger_policy=(
+            None if raw.get("challengerPolicy") is None else with_defaults(raw["challengerPolicy"])
+        ),
         consumers=tuple(parse_consumer(c) for c in raw.get("consumers") or ()),
         deletion_policy="Delete" if policy == "Delete" else "Retain",
     )

@@ -8,7 +8,6 @@ final is left as it is.
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import Callable
@@ -21,6 +20,7 @@ import psycopg
 from prometheus_client import CollectorRegistry, Counter
 
 from decision_service.policy import DecisionPolicy
+from decision_service.records import insert_decision, insert_shadow, store_policy
 from decision_service.rules import Applicant, Decision, FinalStatus, decide
 from prequal.consumer import AfterCommit, PoisonRecordError
 from prequal.events import (
@@ -43,18 +43,6 @@ UPDATE_SQL = (
     "max_approved_amount = %s, version = version + 1, updated_at = now() "
     "WHERE id = %s AND version = %s AND status = 'PENDING'"
 )
-# The policy's text under its version, once per process (and harmless when already there).
-STORE_POLICY_SQL = (
-    "INSERT INTO policy_documents (version, document) VALUES (%s, %s) "
-    "ON CONFLICT (version) DO NOTHING"
-)
-CHECK_POLICY_SQL = "SELECT document FROM policy_documents WHERE version = %s"
-INSERT_DECISION_SQL = (
-    "INSERT INTO decisions (application_id, status, reason_codes, reasons, policy_version, "
-    "trace, offer_amount, offer_term_months, offer_annual_rate, offer_processing_fee, "
-    "offer_apr, offer_emi, offer_currency, offer_expires_at, decided_at) "
-    "VALUES (%s, %s, %s, %s::jsonb, %s, %s::jsonb, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-)
 
 
 class UnknownApplicationError(PoisonRecordError):
@@ -63,10 +51,6 @@ class UnknownApplicationError(PoisonRecordError):
 
 class VersionConflictError(Exception):
     """Every re-read lost the race: the runtime retries the record, then dead-letters it."""
-
-
-class PolicyVersionCollisionError(Exception):
-    """Another policy text is stored under this policy's version: no decision may cite it."""
 
 
 class DecisionMetrics:
@@ -89,6 +73,39 @@ class DecisionMetrics:
             "Reports for applications that were already final (left unchanged)",
             registry=registry,
         )
+        # Per policy version: the champion's decisions and the challenger's shadow ones, so the
+        # business dashboard shows approval rates of both and how often they agree.
+        self.by_policy = Counter(
+            "decisions_by_policy",
+            "Decisions per policy version; role champion (applied) or challenger (shadow)",
+            ["policy_version", "role", "status"],
+            registry=registry,
+        )
+        self.shadow = Counter(
+            "shadow_decisions",
+            "Challenger decisions, by whether they agree with the champion's status",
+            ["champion_version", "challenger_version", "agreement"],
+            registry=registry,
+        )
+
+    def expect(self, champion: DecisionPolicy, challenger: DecisionPolicy | None) -> None:
+        """Exports the policies' series at 0 before their first decision, so the ratios on the
+        dashboard exist (and read 0) rather than being absent."""
+        for status in FinalStatus:
+            self.by_policy.labels(champion.version, "champion", status.value)
+            if challenger is not None:
+                self.by_policy.labels(challenger.version, "challenger", status.value)
+        if challenger is not None:
+            for agreement in ("agree", "disagree"):
+                self.shadow.labels(champion.version, challenger.version, agreement)
+
+    def count(self, decision: Decision, shadow: Decision | None) -> None:
+        self.decided.labels(decision.status.value).inc()
+        self.by_policy.labels(decision.policy_version, "champion", decision.status.value).inc()
+        if shadow is not None:
+            self.by_policy.labels(shadow.policy_version, "challenger", shadow.status.value).inc()
+            agreement = "agree" if shadow.status is decision.status else "disagree"
+            self.shadow.labels(decision.policy_version, shadow.policy_version, agreement).inc()
 
 
 @dataclass(frozen=True)
@@ -103,12 +120,15 @@ class DecisionHandler:
         metrics: DecisionMetrics,
         version_retries: int = 5,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        challenger: DecisionPolicy | None = None,
     ) -> None:
         self.policy = policy
+        self.challenger = challenger
         self.metrics = metrics
         self.version_retries = version_retries
         self.clock = clock
-        self._policy_stored = False
+        self._policies_stored = False
+        metrics.expect(policy, challenger)
 
     def decode(self, event: CloudEventAttributes, record: InboundRecord) -> DecideApplication:
         if event.type != CREDIT_REPORT_GENERATED:
@@ -139,9 +159,13 @@ class DecisionHandler:
             decided_at = self.clock()
             decision = decide(applicant, self.policy, decided_at)
             if self._update(conn, report.application_id, version, report.credit_score, decision):
-                self._store_policy(conn)
-                self._record(conn, report.application_id, decision, decided_at)
-                return self._committed(report.application_id, decision)
+                self._store_policies(conn)
+                insert_decision(conn, report.application_id, decision, decided_at)
+                shadow = None
+                if self.challenger is not None:
+                    shadow = decide(applicant, self.challenger, decided_at)
+                    insert_shadow(conn, report.application_id, shadow, decision, decided_at)
+                return self._committed(report.application_id, decision, shadow)
             self.metrics.conflicts.inc()
             log.info(
                 "version %d of the application changed under us; reading it again",
@@ -173,50 +197,13 @@ class DecisionHandler:
         )
         return cursor.rowcount == 1
 
-    def _store_policy(self, conn: psycopg.Connection[Any]) -> None:
-        if self._policy_stored:
+    def _store_policies(self, conn: psycopg.Connection[Any]) -> None:
+        """The texts of the policies in use, before the first decision that cites them."""
+        if self._policies_stored:
             return
-        conn.execute(STORE_POLICY_SQL, (self.policy.version, self.policy.text))
-        stored = conn.execute(CHECK_POLICY_SQL, (self.policy.version,)).fetchone()
-        if stored is None or stored[0] != self.policy.text:
-            raise PolicyVersionCollisionError(
-                f"policy_documents holds another text under version {self.policy.version}; "
-                "compare it with this policy before deciding anything"
-            )
-
-    @staticmethod
-    def _record(
-        conn: psycopg.Connection[Any],
-        application_id: uuid.UUID,
-        decision: Decision,
-        decided_at: datetime,
-    ) -> None:
-        offer = decision.offer
-        terms: tuple[object, ...] = (None,) * 8
-        if offer is not None:
-            terms = (
-                offer.amount,
-                offer.term_months,
-                offer.annual_rate,
-                offer.processing_fee,
-                offer.apr,
-                offer.emi,
-                offer.currency,
-                offer.expires_at,
-            )
-        conn.execute(
-            INSERT_DECISION_SQL,
-            (
-                application_id,
-                decision.status.value,
-                [code.value for code in decision.reason_codes],
-                json.dumps([r.as_json() for r in decision.reasons]),
-                decision.policy_version,
-                json.dumps([rule.as_json() for rule in decision.trace]),
-                *terms,
-                decided_at,
-            ),
-        )
+        store_policy(conn, self.policy)
+        if self.challenger is not None:
+            store_policy(conn, self.challenger)
 
     def _ignored(self, application_id: uuid.UUID, status: str) -> AfterCommit:
         def committed() -> None:
@@ -229,10 +216,12 @@ class DecisionHandler:
 
         return committed
 
-    def _committed(self, application_id: uuid.UUID, decision: Decision) -> AfterCommit:
+    def _committed(
+        self, application_id: uuid.UUID, decision: Decision, shadow: Decision | None
+    ) -> AfterCommit:
         def committed() -> None:
-            self._policy_stored = True
-            self.metrics.decided.labels(decision.status.value).inc()
+            self._policies_stored = True
+            self.metrics.count(decision, shadow)
             log.info(
                 "decided %s (%s) under policy %s",
                 decision.status.value,

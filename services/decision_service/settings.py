@@ -5,6 +5,10 @@ operator writes with its version in `DECISION_POLICY_VERSION`). Without it the p
 default document with `DECISION_MIN_CREDIT_SCORE` and `DECISION_TERM_MONTHS`, as before
 policies had versions. A version that does not match the document, or a score or term that
 contradicts it, stops the service at start: it must never decide under a policy it cannot name.
+
+`DECISION_CHALLENGER_POLICY` (with `DECISION_CHALLENGER_POLICY_VERSION`) names a shadow policy:
+every application is also decided under it and the outcome recorded, never applied. Empty
+means none (the operator writes it empty when the pipeline names no challenger).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ class DecisionSettings(ConsumerSettings):
     decision_term_months: int = Field(default=48, ge=1, le=600)
     decision_policy: str | None = None
     decision_policy_version: str | None = None
+    decision_challenger_policy: str | None = None
+    decision_challenger_policy_version: str | None = None
     # Re-reads of the application after a lost optimistic-lock race, within one attempt.
     decision_version_retries: int = Field(default=5, ge=1, le=50)
 
@@ -41,13 +47,25 @@ class DecisionSettings(ConsumerSettings):
                         f"{setting.upper()} contradicts DECISION_POLICY; set it in the policy "
                         "document only"
                     )
-        if self.decision_policy_version and self.decision_policy_version != policy.version:
+        _check_version("DECISION_POLICY_VERSION", self.decision_policy_version, policy)
+        try:
+            challenger = self.challenger()
+        except (ValidationError, ValueError) as exc:
             raise ValueError(
-                f"DECISION_POLICY_VERSION {self.decision_policy_version} does not match the "
-                f"document's content hash {policy.version}; the operator and this service "
-                "canonicalise the policy differently (see docs/decisions.md)"
+                f"DECISION_CHALLENGER_POLICY is not a valid policy document: {exc}"
+            ) from None
+        if challenger is not None:
+            _check_version(
+                "DECISION_CHALLENGER_POLICY_VERSION",
+                self.decision_challenger_policy_version,
+                challenger,
             )
         return self
+
+    def challenger(self) -> DecisionPolicy | None:
+        if not self.decision_challenger_policy:
+            return None
+        return DecisionPolicy.from_json(self.decision_challenger_policy)
 
     def policy(self) -> DecisionPolicy:
         if self.decision_policy is not None:
@@ -55,4 +73,13 @@ class DecisionSettings(ConsumerSettings):
         return DecisionPolicy(
             min_credit_score=self.decision_min_credit_score,
             term_months=self.decision_term_months,
+        )
+
+
+def _check_version(setting: str, given: str | None, policy: DecisionPolicy) -> None:
+    if given and given != policy.version:
+        raise ValueError(
+            f"{setting} {given} does not match the document's content hash {policy.version}; "
+            "the operator and this service canonicalise the policy differently "
+            "(see docs/decisions.md)"
         )

@@ -166,6 +166,24 @@ decisions = Table(
     Index("ix_decisions_policy_version", "policy_version"),
 )
 
+shadow_decisions = Table(
+    "shadow_decisions",
+    metadata,
+    Column("application_id", UUID(as_uuid=True), ForeignKey("applications.id"), nullable=False),
+    Column("policy_version", Text, ForeignKey("policy_documents.version"), nullable=False),
+    Column("champion_version", Text, ForeignKey("policy_documents.version"), nullable=False),
+    Column("status", Text, nullable=False),
+    Column("champion_status", Text, nullable=False),
+    Column("reason_codes", ARRAY(Text), nullable=False),
+    Column("reasons", JSONB, nullable=False),
+    Column("trace", JSONB, nullable=False),
+    Column("offer", JSONB),
+    Column("decided_at", TIMESTAMP(timezone=True), nullable=False, server_default=_NOW),
+    PrimaryKeyConstraint("application_id", "policy_version", name="pk_shadow_decisions"),
+    CheckConstraint(_in("status", FINAL_STATUSES), name="ck_shadow_decisions_status"),
+    Index("ix_shadow_decisions_policy_version", "policy_version"),
+)
+
 consents = Table(
     "consents",
     metadata,

@@ -261,10 +261,16 @@ class ConsumerFactory:
         return self.start(topics.submitted, GROUP_CREDIT, handler, registry=registry, **kwargs)
 
     def decision(
-        self, topics: Topics, policy: DecisionPolicy | None = None, **kwargs: Any
+        self,
+        topics: Topics,
+        policy: DecisionPolicy | None = None,
+        challenger: DecisionPolicy | None = None,
+        **kwargs: Any,
     ) -> RunningConsumer:
         registry = CollectorRegistry()
-        handler = DecisionHandler(policy or DecisionPolicy(), DecisionMetrics(registry))
+        handler = DecisionHandler(
+            policy or DecisionPolicy(), DecisionMetrics(registry), challenger=challenger
+        )
         return self.start(topics.reports, GROUP_DECISION, handler, registry=registry, **kwargs)
 
 

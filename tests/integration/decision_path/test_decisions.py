@@ -5,15 +5,19 @@ there is one, the indicative offer."""
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 from decision_service.offer import apr, emi
 from decision_service.policy import DecisionPolicy, ManualReviewOffer
 from prequal import events
+from prequalctl.main import main as prequalctl
 from tests.polling import wait_until
 
 from .conftest import World, insert_application, report_payload
@@ -139,3 +143,80 @@ def test_a_policy_allowing_it_gives_manual_review_a_reduced_offer_under_its_own_
         Decimal("960000.00"),
         Decimal("0.1200"),
     )
+
+
+def _shadow(database_url: str, application_id: uuid.UUID) -> list[tuple[Any, ...]]:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute(
+            "SELECT policy_version, champion_version, status, champion_status, reason_codes, "
+            "offer IS NOT NULL FROM shadow_decisions WHERE application_id = %s",
+            (application_id,),
+        ).fetchall()
+
+
+def test_a_challenger_decides_in_the_shadow_recorded_and_never_applied(world: World) -> None:
+    champion = DecisionPolicy()
+    challenger = DecisionPolicy(min_credit_score=700)
+    application = insert_application(world.database_url, world.keyring)
+    decision = world.consumers.decision(world.topics, champion, challenger)
+    world.producer.event(
+        world.topics.reports,
+        events.CREDIT_REPORT_GENERATED,
+        report_payload(application, 680),
+        key=str(application.id),
+    )
+    row = wait_until(lambda: _decision(world.database_url, application.id))
+    assert row["status"] == "PRE_APPROVED"  # the champion's outcome is the one applied
+    assert _shadow(world.database_url, application.id) == [
+        (
+            challenger.version,
+            champion.version,
+            "REJECTED",
+            "PRE_APPROVED",
+            ["CREDIT_SCORE_BELOW_MINIMUM"],
+            False,
+        )
+    ]
+    with psycopg.connect(world.database_url) as conn:
+        kept = conn.execute(
+            "SELECT count(*) FROM policy_documents WHERE version = %s", (challenger.version,)
+        ).fetchone()
+    assert kept == (1,)
+    assert (
+        decision.sample(
+            "shadow_decisions_total",
+            champion_version=champion.version,
+            challenger_version=challenger.version,
+            agreement="disagree",
+        )
+        == 1
+    )
+    assert (
+        decision.sample(
+            "decisions_by_policy_total",
+            policy_version=challenger.version,
+            role="challenger",
+            status="REJECTED",
+        )
+        == 1
+    )
+
+
+def test_backtest_replays_the_stored_decisions_through_a_candidate(
+    world: World,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _decide(world, 760, monthly_income=Decimal(85_000), requested_amount=Decimal(500_000))
+    candidate = tmp_path / "candidate.yaml"
+    candidate.write_text("minCreditScore: 800\n")
+    monkeypatch.setenv("DATABASE_URL", world.database_url)
+    assert prequalctl(["policy", "backtest", str(candidate), "-o", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["policy_version"] == DecisionPolicy(min_credit_score=800).version
+    prime = next(b for b in report["bands"] if b["band"] == "PRIME")
+    # Everything this module decided at 750 or more was approved; at 800 most is rejected.
+    assert prime["applications"] >= 1
+    assert prime["transitions"].get("PRE_APPROVED->REJECTED", 0) >= 1
+    assert report["changed"] == sum(b["changed"] for b in report["bands"])

@@ -36,6 +36,8 @@ def test_key_secret_is_generated_with_the_contract_keys_and_a_configmap_is_writt
         "DECISION_TERM_MONTHS": "48",
         "DECISION_POLICY": canonical_json(DEFAULT_DECISION_POLICY),
         "DECISION_POLICY_VERSION": policy_version(DEFAULT_DECISION_POLICY),
+        "DECISION_CHALLENGER_POLICY": "",
+        "DECISION_CHALLENGER_POLICY_VERSION": "",
     }
     # No key material in the operator's log.
     assert keyring(keys)["v1"] not in operator.log()

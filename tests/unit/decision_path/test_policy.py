@@ -121,3 +121,21 @@ def test_without_a_document_the_old_settings_make_the_policy(
     monkeypatch.setenv("DECISION_TERM_MONTHS", "36")
     policy = DecisionSettings().policy()
     assert (policy.min_credit_score, policy.term_months) == (700, 36)
+
+
+def test_a_challenger_is_read_checked_and_empty_means_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:p@127.0.0.1:1/db")
+    monkeypatch.delenv("DECISION_POLICY", raising=False)
+    monkeypatch.setenv("DECISION_CHALLENGER_POLICY", "")
+    assert DecisionSettings().challenger() is None
+    document = with_defaults({"minCreditScore": 680})
+    monkeypatch.setenv("DECISION_CHALLENGER_POLICY", json.dumps(document))
+    monkeypatch.setenv("DECISION_CHALLENGER_POLICY_VERSION", policy_version(document))
+    challenger = DecisionSettings().challenger()
+    assert challenger is not None
+    assert challenger.min_credit_score == 680
+    monkeypatch.setenv("DECISION_CHALLENGER_POLICY_VERSION", "f" * 16)
+    with pytest.raises(ValidationError, match="DECISION_CHALLENGER_POLICY_VERSION"):
+        DecisionSettings()

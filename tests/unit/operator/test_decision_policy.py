@@ -35,6 +35,18 @@ def test_the_configmap_carries_the_document_its_version_and_the_older_settings()
     assert (data["DECISION_MIN_CREDIT_SCORE"], data["DECISION_TERM_MONTHS"]) == ("700", "36")
 
 
+def test_a_challenger_is_written_beside_the_policy_and_emptied_when_removed() -> None:
+    spec = parse_spec({**RAW, "challengerPolicy": {"minCreditScore": 700}})
+    data = config_map_data(spec)
+    challenger = json.loads(data["DECISION_CHALLENGER_POLICY"])
+    assert challenger == with_defaults({"minCreditScore": 700})
+    assert data["DECISION_CHALLENGER_POLICY_VERSION"] == policy_version(challenger)
+    assert data["DECISION_CHALLENGER_POLICY_VERSION"] != data["DECISION_POLICY_VERSION"]
+    without = config_map_data(parse_spec(RAW))
+    assert without["DECISION_CHALLENGER_POLICY"] == ""
+    assert without["DECISION_CHALLENGER_POLICY_VERSION"] == ""
+
+
 def test_another_policy_has_another_version_and_the_same_one_the_same() -> None:
     default = config_map_data(parse_spec(RAW))["DECISION_POLICY_VERSION"]
     assert config_map_data(parse_spec(RAW))["DECISION_POLICY_VERSION"] == default

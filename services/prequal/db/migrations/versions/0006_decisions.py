@@ -4,6 +4,8 @@
   of the canonical JSON, which is kept as text so the hash can be checked again).
 - `decisions`: one row per decided application: the ranked reasons, the policy version that
   decided, the rule trace and the indicative offer (typed columns, all set or all NULL).
+- `shadow_decisions`: what a challenger policy would have decided, beside the real decision
+  (never applied, never notified).
 - `consents`: the applicant's consent to a soft credit inquiry, stored with the submission.
 - `audit_log` learns the action `consent`.
 
@@ -75,6 +77,28 @@ def upgrade() -> None:
     op.execute("CREATE INDEX ix_decisions_policy_version ON decisions (policy_version)")
     op.execute(
         """
+        CREATE TABLE shadow_decisions (
+            application_id uuid NOT NULL REFERENCES applications (id),
+            policy_version text NOT NULL REFERENCES policy_documents (version),
+            champion_version text NOT NULL REFERENCES policy_documents (version),
+            status text NOT NULL,
+            champion_status text NOT NULL,
+            reason_codes text[] NOT NULL,
+            reasons jsonb NOT NULL,
+            trace jsonb NOT NULL,
+            offer jsonb,
+            decided_at timestamptz NOT NULL DEFAULT now(),
+            CONSTRAINT pk_shadow_decisions PRIMARY KEY (application_id, policy_version),
+            CONSTRAINT ck_shadow_decisions_status
+                CHECK (status IN ('PRE_APPROVED', 'REJECTED', 'MANUAL_REVIEW'))
+        )
+        """
+    )
+    op.execute(
+        "CREATE INDEX ix_shadow_decisions_policy_version ON shadow_decisions (policy_version)"
+    )
+    op.execute(
+        """
         CREATE TABLE consents (
             application_id uuid PRIMARY KEY REFERENCES applications (id),
             soft_inquiry boolean NOT NULL,
@@ -102,5 +126,6 @@ def downgrade() -> None:
         "CHECK (action IN ('encrypt', 'decrypt', 'mask'))"
     )
     op.execute("DROP TABLE consents")
+    op.execute("DROP TABLE shadow_decisions")
     op.execute("DROP TABLE decisions")
     op.execute("DROP TABLE policy_documents")
