@@ -9,7 +9,10 @@
 - APR: the yearly rate at which the EMI stream is worth the net disbursed amount (amount − fee),
   i.e. 12 × the monthly internal rate of return: the actuarial method of US Regulation Z
   (unit-period rate × periods a year), the cost of credit RBI's Key Fact Statement discloses.
-  Found by bisection to far below a basis point, then rounded half-up to four decimals.
+  Found by Newton's method to far below a basis point, then rounded half-up to four decimals.
+  The present value of the instalments is convex and decreasing in the rate, so Newton started
+  below the root climbs to it monotonically and never overshoots (a few steps; bisection took
+  80 and half a millisecond a decision).
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ RUPEE = Decimal(1)
 PAISA = Decimal("0.01")
 RATE_PLACES = Decimal("0.0001")
 _PRECISION = 40
-_BISECTION_STEPS = 80  # halves [0, 1] down to ~1e-24 a month
-_MONTHLY_RATE_CEILING = Decimal(1)  # 100 % a month: far beyond any policy's APR
+_NEWTON_START = Decimal("1e-9")  # a monthly rate below any APR that rounds above zero
+_NEWTON_TOLERANCE = Decimal("1e-15")  # of the monthly rate: far below 0.00005 a year
+_NEWTON_STEPS = 100  # a bound; it converges in well under ten
 
 
 @dataclass(frozen=True)
@@ -86,16 +90,20 @@ def apr(net_disbursed: Decimal, instalment: Decimal, months: int) -> Decimal:
         raise ValueError("the net disbursed amount must be positive")
     if instalment * months <= net_disbursed:
         return Decimal("0.0000")  # repaying no more than was received costs nothing
-    low, high = Decimal(0), _MONTHLY_RATE_CEILING
+    rate = _NEWTON_START
     with localcontext() as ctx:
         ctx.prec = _PRECISION
-        for _ in range(_BISECTION_STEPS):
-            middle = (low + high) / 2
-            if present_value(instalment, middle, months) > net_disbursed:
-                low = middle  # worth more than received: the rate is higher
-            else:
-                high = middle
-        return (12 * (low + high) / 2).quantize(RATE_PLACES, rounding=ROUND_HALF_UP)
+        for _ in range(_NEWTON_STEPS):
+            discount = (1 + rate) ** -months
+            excess = instalment * (1 - discount) / rate - net_disbursed
+            if excess <= 0:
+                break  # at (or, by rounding, a hair past) the root
+            slope = instalment * (months * discount / (1 + rate) * rate - (1 - discount)) / rate**2
+            step = excess / slope  # slope < 0: the step is negative
+            rate -= step
+            if -step < _NEWTON_TOLERANCE:
+                break
+        return (12 * rate).quantize(RATE_PLACES, rounding=ROUND_HALF_UP)
 
 
 def processing_fee(amount: Decimal, fee: ProcessingFee) -> Decimal:

@@ -59,7 +59,7 @@ class Consent(BaseModel):
             raise ValueError("needs a time zone (e.g. 2026-12-02T07:00:00Z)")
         if value > datetime.now(UTC) + CONSENT_CLOCK_SKEW:
             raise ValueError("is in the future")
-        return value
+        return value.astimezone(UTC)  # the same instant, always shown in UTC
 
 
 class ApplicationRequest(BaseModel):
