@@ -71,6 +71,15 @@ def refused(pipelines: Pipelines, body: dict[str, Any]) -> str:
             {"decisionPolicy": {"processingFee": {"minimum": "500.00", "maximum": "100.00"}}},
             "processingFee.minimum must not exceed processingFee.maximum",
         ),
+        (
+            {
+                "challengerPolicy": {
+                    "minCreditScore": 600,
+                    "scoreBands": [{"name": "A", "minScore": 650, "annualRate": "0.12"}],
+                }
+            },
+            "the lowest scoreBands minScore must not exceed minCreditScore",
+        ),
     ],
 )
 def test_invalid_spec_is_rejected_with_the_rule_message(
@@ -98,6 +107,7 @@ def test_defaults_are_applied_by_the_api_server(crd: None, pipelines: Pipelines)
     assert stored["encryption"]["keyVersion"] == 1
     # The API server fills in the whole policy document, exactly as the service defaults it.
     assert stored["decisionPolicy"] == DEFAULT_DECISION_POLICY
+    assert "challengerPolicy" not in stored  # no challenger unless one is named
     consumer = stored["consumers"][0]
     assert (consumer["minReplicas"], consumer["maxReplicas"], consumer["lagThreshold"]) == (
         1,
