@@ -84,15 +84,24 @@ def present_value(instalment: Decimal, monthly_rate: Decimal, months: int) -> De
         return instalment * (1 - (1 + monthly_rate) ** -months) / monthly_rate
 
 
-def apr(net_disbursed: Decimal, instalment: Decimal, months: int) -> Decimal:
-    """12 × the monthly rate equating the instalments to `net_disbursed`, four decimals."""
+def apr(
+    net_disbursed: Decimal, instalment: Decimal, months: int, start: Decimal = _NEWTON_START
+) -> Decimal:
+    """12 × the monthly rate equating the instalments to `net_disbursed`, four decimals.
+
+    `start` is a monthly rate known to be at or below the answer (the loan's own rate, when
+    fees only add to it and the instalment is rounded up): Newton then needs two or three
+    steps instead of a dozen. A start that turns out above the answer is replaced by the
+    smallest one."""
     if net_disbursed <= 0:
         raise ValueError("the net disbursed amount must be positive")
     if instalment * months <= net_disbursed:
         return Decimal("0.0000")  # repaying no more than was received costs nothing
-    rate = _NEWTON_START
+    rate = max(start, _NEWTON_START)
     with localcontext() as ctx:
         ctx.prec = _PRECISION
+        if present_value(instalment, rate, months) < net_disbursed:
+            rate = _NEWTON_START  # the start was past the answer: climb from the bottom
         for _ in range(_NEWTON_STEPS):
             discount = (1 + rate) ** -months
             excess = instalment * (1 - discount) / rate - net_disbursed
@@ -136,7 +145,7 @@ def make_offer(
         term_months=term_months,
         annual_rate=annual_rate.quantize(RATE_PLACES),
         processing_fee=charged,
-        apr=apr(amount - charged, instalment, term_months),
+        apr=apr(amount - charged, instalment, term_months, start=annual_rate / 12),
         emi=instalment.quantize(PAISA),
         expires_at=decided_at + timedelta(days=validity_days),
     )

@@ -111,3 +111,9 @@ def test_the_offer_carries_the_key_fact_statement_figures_as_strings() -> None:
         "expires_at": (NOW + timedelta(days=30)).isoformat(),
     }
     assert Decimal("0.1450") < offer.apr < Decimal("0.1600")
+
+
+@pytest.mark.parametrize("start", ["0", "0.01", "0.0148", "0.5"])
+def test_apr_is_the_same_from_any_starting_rate(start: str) -> None:
+    # 0.01 a month is the loan's own rate (below the answer); 0.5 is far above it.
+    assert apr(Decimal(97_000), Decimal(8885), 12, start=Decimal(start)) == Decimal("0.1783")
