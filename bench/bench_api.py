@@ -60,6 +60,12 @@ def _request() -> bytes:
             "requested_amount": 250000,
             "monthly_income": 90000,
             "loan_type": "HOME",
+            "consent": {
+                "soft_inquiry": True,
+                "text_version": "soft-inquiry-v1",
+                "captured_at": "2026-12-01T00:00:00Z",
+                "channel": "WEB",
+            },
         }
     ).encode()
     head = (

@@ -64,6 +64,12 @@ def _body() -> bytes:
             "requested_amount": 500000,
             "monthly_income": 85000,
             "loan_type": ("PERSONAL", "HOME", "AUTO")[raw % 3],
+            "consent": {
+                "soft_inquiry": True,
+                "text_version": "soft-inquiry-v1",
+                "captured_at": "2026-12-01T00:00:00Z",
+                "channel": "WEB",
+            },
         }
     ).encode()
 

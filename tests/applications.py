@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -13,6 +14,18 @@ def synthetic_pan() -> str:
     raw = uuid.uuid4().int
     letters = "".join(_LETTERS[(raw >> (5 * i)) % 26] for i in range(6))
     return letters[:5] + f"{(raw >> 40) % 10000:04d}" + letters[5]
+
+
+def consent(**overrides: object) -> dict[str, object]:
+    """The applicant's consent to a soft credit inquiry, captured now."""
+    body: dict[str, object] = {
+        "soft_inquiry": True,
+        "text_version": "soft-inquiry-v1",
+        "captured_at": datetime.now(UTC).isoformat(),
+        "channel": "WEB",
+    }
+    body.update(overrides)
+    return body
 
 
 def application(**overrides: object) -> dict[str, object]:
@@ -27,6 +40,7 @@ def application(**overrides: object) -> dict[str, object]:
         "requested_amount": 500000,
         "monthly_income": 85000,
         "loan_type": "PERSONAL",
+        "consent": consent(),
     }
     body.update(overrides)
     return body

@@ -15,6 +15,7 @@ from typing import Any
 
 from loan_operator import conditions as cond
 from loan_operator import keyring
+from loan_operator.decision_policy import canonical_json, policy_version
 from loan_operator.kafka_admin import KafkaAdmin, KafkaRequestFailed, KafkaUnreachable, TopicMissing
 from loan_operator.kube import Conflict, Kube, PipelineRef, now_iso
 from loan_operator.metrics import Metrics
@@ -44,12 +45,20 @@ def config_map_name(pipeline: str) -> str:
 
 def config_map_data(spec: PipelineSpec) -> dict[str, str]:
     """What the services read (docs/configuration.md), from the spec."""
+    challenger = spec.challenger_policy
     return {
         "KAFKA_BOOTSTRAP_SERVERS": spec.kafka.bootstrap_servers,
         "TOPIC_APPLICATIONS_SUBMITTED": spec.kafka.topic_name(APPLICATIONS_SUBMITTED),
         "TOPIC_CREDIT_REPORTS": spec.kafka.topic_name(CREDIT_REPORTS),
         "DECISION_MIN_CREDIT_SCORE": str(spec.min_credit_score),
         "DECISION_TERM_MONTHS": str(spec.term_months),
+        "DECISION_POLICY": canonical_json(spec.decision_policy),
+        "DECISION_POLICY_VERSION": policy_version(spec.decision_policy),
+        # Always written, empty without a challenger, so removing one from the spec removes it.
+        "DECISION_CHALLENGER_POLICY": "" if challenger is None else canonical_json(challenger),
+        "DECISION_CHALLENGER_POLICY_VERSION": ""
+        if challenger is None
+        else policy_version(challenger),
     }
 
 

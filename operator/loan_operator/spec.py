@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from loan_operator.decision_policy import DEFAULT_DECISION_POLICY, with_defaults
+
 APPLICATIONS_SUBMITTED = "loan_applications_submitted"
 CREDIT_REPORTS = "credit_reports_generated"
 LOGICAL_TOPICS = (APPLICATIONS_SUBMITTED, CREDIT_REPORTS)
@@ -61,10 +63,20 @@ class PipelineSpec:
     database_secret_name: str
     key_secret_name: str
     key_version: int = 1
-    min_credit_score: int = 650
-    term_months: int = 48
+    decision_policy: Mapping[str, Any] = field(
+        default_factory=lambda: with_defaults(DEFAULT_DECISION_POLICY)
+    )
+    challenger_policy: Mapping[str, Any] | None = None
     consumers: tuple[ConsumerSpec, ...] = ()
     deletion_policy: DeletionPolicy = "Retain"
+
+    @property
+    def min_credit_score(self) -> int:
+        return int(self.decision_policy["minCreditScore"])
+
+    @property
+    def term_months(self) -> int:
+        return int(self.decision_policy["termMonths"])
 
 
 def _strings(raw: Mapping[str, Any] | None) -> dict[str, str]:
@@ -93,7 +105,6 @@ def parse_spec(raw: Mapping[str, Any]) -> PipelineSpec:
     kafka = raw["kafka"]
     dlq = kafka.get("dlq") or {}
     policy = raw.get("deletionPolicy", "Retain")
-    decision = raw.get("decisionPolicy") or {}
     encryption = raw["encryption"]
     return PipelineSpec(
         kafka=KafkaSpec(
@@ -109,8 +120,10 @@ def parse_spec(raw: Mapping[str, Any]) -> PipelineSpec:
         database_secret_name=str(raw["database"]["secretName"]),
         key_secret_name=str(encryption["keySecretName"]),
         key_version=int(encryption.get("keyVersion", 1)),
-        min_credit_score=int(decision.get("minCreditScore", 650)),
-        term_months=int(decision.get("termMonths", 48)),
+        decision_policy=with_defaults(raw.get("decisionPolicy")),
+        challenger_policy=(
+            None if raw.get("challengerPolicy") is None else with_defaults(raw["challengerPolicy"])
+        ),
         consumers=tuple(parse_consumer(c) for c in raw.get("consumers") or ()),
         deletion_policy="Delete" if policy == "Delete" else "Retain",
     )

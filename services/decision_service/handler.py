@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import psycopg
 from prometheus_client import CollectorRegistry, Counter
 
-from decision_service.rules import Decision, DecisionPolicy, FinalStatus, decide
+from decision_service.policy import DecisionPolicy
+from decision_service.records import insert_decision, insert_shadow, store_policy
+from decision_service.rules import Applicant, Decision, FinalStatus, decide
 from prequal.consumer import AfterCommit, PoisonRecordError
 from prequal.events import (
     CREDIT_REPORT_GENERATED,
@@ -28,7 +33,11 @@ from prequal.kafka import InboundRecord
 
 log = logging.getLogger(__name__)
 
-SELECT_SQL = "SELECT status, version FROM applications WHERE id = %s"
+# Income, amount and loan type come from the application's own row, never from the event.
+SELECT_SQL = (
+    "SELECT status, version, monthly_income, requested_amount, loan_type "
+    "FROM applications WHERE id = %s"
+)
 UPDATE_SQL = (
     "UPDATE applications SET status = %s, credit_score = %s, decision_reason = %s, "
     "max_approved_amount = %s, version = version + 1, updated_at = now() "
@@ -64,6 +73,39 @@ class DecisionMetrics:
             "Reports for applications that were already final (left unchanged)",
             registry=registry,
         )
+        # Per policy version: the champion's decisions and the challenger's shadow ones, so the
+        # business dashboard shows approval rates of both and how often they agree.
+        self.by_policy = Counter(
+            "decisions_by_policy",
+            "Decisions per policy version; role champion (applied) or challenger (shadow)",
+            ["policy_version", "role", "status"],
+            registry=registry,
+        )
+        self.shadow = Counter(
+            "shadow_decisions",
+            "Challenger decisions, by whether they agree with the champion's status",
+            ["champion_version", "challenger_version", "agreement"],
+            registry=registry,
+        )
+
+    def expect(self, champion: DecisionPolicy, challenger: DecisionPolicy | None) -> None:
+        """Exports the policies' series at 0 before their first decision, so the ratios on the
+        dashboard exist (and read 0) rather than being absent."""
+        for status in FinalStatus:
+            self.by_policy.labels(champion.version, "champion", status.value)
+            if challenger is not None:
+                self.by_policy.labels(challenger.version, "challenger", status.value)
+        if challenger is not None:
+            for agreement in ("agree", "disagree"):
+                self.shadow.labels(champion.version, challenger.version, agreement)
+
+    def count(self, decision: Decision, shadow: Decision | None) -> None:
+        self.decided.labels(decision.status.value).inc()
+        self.by_policy.labels(decision.policy_version, "champion", decision.status.value).inc()
+        if shadow is not None:
+            self.by_policy.labels(shadow.policy_version, "challenger", shadow.status.value).inc()
+            agreement = "agree" if shadow.status is decision.status else "disagree"
+            self.shadow.labels(decision.policy_version, shadow.policy_version, agreement).inc()
 
 
 @dataclass(frozen=True)
@@ -73,11 +115,20 @@ class DecideApplication:
 
 class DecisionHandler:
     def __init__(
-        self, policy: DecisionPolicy, metrics: DecisionMetrics, version_retries: int = 5
+        self,
+        policy: DecisionPolicy,
+        metrics: DecisionMetrics,
+        version_retries: int = 5,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        challenger: DecisionPolicy | None = None,
     ) -> None:
         self.policy = policy
+        self.challenger = challenger
         self.metrics = metrics
         self.version_retries = version_retries
+        self.clock = clock
+        self._policies_stored = False
+        metrics.expect(policy, challenger)
 
     def decode(self, event: CloudEventAttributes, record: InboundRecord) -> DecideApplication:
         if event.type != CREDIT_REPORT_GENERATED:
@@ -92,18 +143,29 @@ class DecisionHandler:
         self, conn: psycopg.Connection[Any], command: DecideApplication
     ) -> AfterCommit | None:
         report = command.report
-        decision = decide(
-            report.credit_score, report.monthly_income, report.requested_amount, self.policy
-        )
         for _attempt in range(self.version_retries):
             row = conn.execute(SELECT_SQL, (report.application_id,)).fetchone()
             if row is None:
                 raise UnknownApplicationError(f"application {report.application_id} does not exist")
-            status, version = row
+            status, version, monthly_income, requested_amount, loan_type = row
             if status != "PENDING":
                 return self._ignored(report.application_id, status)
+            applicant = Applicant(
+                credit_score=report.credit_score,
+                monthly_income=Decimal(monthly_income),
+                requested_amount=Decimal(requested_amount),
+                loan_type=str(loan_type),
+            )
+            decided_at = self.clock()
+            decision = decide(applicant, self.policy, decided_at)
             if self._update(conn, report.application_id, version, report.credit_score, decision):
-                return self._committed(report.application_id, decision)
+                self._store_policies(conn)
+                insert_decision(conn, report.application_id, decision, decided_at)
+                shadow = None
+                if self.challenger is not None:
+                    shadow = decide(applicant, self.challenger, decided_at)
+                    insert_shadow(conn, report.application_id, shadow, decision, decided_at)
+                return self._committed(report.application_id, decision, shadow)
             self.metrics.conflicts.inc()
             log.info(
                 "version %d of the application changed under us; reading it again",
@@ -135,6 +197,14 @@ class DecisionHandler:
         )
         return cursor.rowcount == 1
 
+    def _store_policies(self, conn: psycopg.Connection[Any]) -> None:
+        """The texts of the policies in use, before the first decision that cites them."""
+        if self._policies_stored:
+            return
+        store_policy(conn, self.policy)
+        if self.challenger is not None:
+            store_policy(conn, self.challenger)
+
     def _ignored(self, application_id: uuid.UUID, status: str) -> AfterCommit:
         def committed() -> None:
             self.metrics.already_final.inc()
@@ -146,12 +216,17 @@ class DecisionHandler:
 
         return committed
 
-    def _committed(self, application_id: uuid.UUID, decision: Decision) -> AfterCommit:
+    def _committed(
+        self, application_id: uuid.UUID, decision: Decision, shadow: Decision | None
+    ) -> AfterCommit:
         def committed() -> None:
-            self.metrics.decided.labels(decision.status.value).inc()
+            self._policies_stored = True
+            self.metrics.count(decision, shadow)
             log.info(
-                "decided %s",
+                "decided %s (%s) under policy %s",
                 decision.status.value,
+                ", ".join(decision.reason_codes),
+                decision.policy_version,
                 extra={"application_id": str(application_id)},
             )
 

@@ -20,7 +20,10 @@ def main() -> int:
     settings = start(SERVICE, DecisionSettings)
     registry = CollectorRegistry()
     handler = DecisionHandler(
-        settings.policy(), DecisionMetrics(registry), settings.decision_version_retries
+        settings.policy(),
+        DecisionMetrics(registry),
+        settings.decision_version_retries,
+        challenger=settings.challenger(),
     )
     runtime = build(
         settings,
@@ -29,11 +32,18 @@ def main() -> int:
         handler=handler,
         registry=registry,
     )
+    policy = settings.policy()
     log.info(
-        "policy: minimum score %d, term %d months",
-        settings.decision_min_credit_score,
-        settings.decision_term_months,
+        "policy %s: minimum score %d, term %d months",
+        policy.version,
+        policy.min_credit_score,
+        policy.term_months,
     )
+    challenger = settings.challenger()
+    if challenger is not None:
+        log.info(
+            "challenger policy %s: recorded beside each decision, never applied", challenger.version
+        )
     return serve(runtime, settings, registry)
 
 

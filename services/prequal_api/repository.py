@@ -36,6 +36,13 @@ class NewApplication:
 
 
 @dataclass(frozen=True)
+class NewConsent:
+    text_version: str
+    captured_at: datetime
+    channel: str
+
+
+@dataclass(frozen=True)
 class StoredResponse:
     request_hmac: bytes
     status_code: int
@@ -52,6 +59,8 @@ class ApplicationRow:
     max_approved_amount: Decimal | None
     created_at: datetime
     updated_at: datetime
+    consent: dict[str, Any] | None = None
+    decision: dict[str, Any] | None = None
 
 
 def advisory_key(digest: bytes) -> int:
@@ -65,15 +74,27 @@ async def lock(conn: Conn, key: int) -> None:
 
 
 # The duplicate rule and the three inserts (application, `encrypt` audit row, outbox event) are
-# one database function (migration 0002): one prepared call, one round trip per submission.
+# one database function (migration 0002); the consent and its `consent` audit row are written
+# by the same statement when the function accepted the submission: one round trip in all.
 SUBMIT_SQL = (
-    "SELECT submit_application(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-    "%s::smallint, %s, %s, %s::jsonb)"
+    "WITH submitted AS MATERIALIZED (SELECT submit_application(%s, %s, %s, %s, %s, %s, %s, %s, "
+    "%s, %s, %s, %s, %s, %s, %s, %s::smallint, %s, %s, %s::jsonb) AS created_at), "
+    "consent AS (INSERT INTO consents (application_id, soft_inquiry, text_version, captured_at, "
+    "channel, actor) SELECT %s, true, %s, %s, %s, %s FROM submitted "
+    "WHERE created_at IS NOT NULL RETURNING application_id, text_version, channel, actor), "
+    "audited AS (INSERT INTO audit_log (application_id, action, actor, detail) "
+    "SELECT application_id, 'consent', actor, 'soft inquiry, text ' || text_version || "
+    "' via ' || channel FROM consent) "
+    "SELECT created_at FROM submitted"
 )
 
 
 def submit_params(
-    lock_key: int, app: NewApplication, encrypt_audit: audit.AuditEntry, event: outbox.OutboxRow
+    lock_key: int,
+    app: NewApplication,
+    encrypt_audit: audit.AuditEntry,
+    event: outbox.OutboxRow,
+    consent: NewConsent,
 ) -> tuple[Any, ...]:
     return (
         lock_key,
@@ -95,6 +116,11 @@ def submit_params(
         event.topic,
         event.event_type,
         event.payload_json,
+        app.id,
+        consent.text_version,
+        consent.captured_at,
+        consent.channel,
+        encrypt_audit.actor,
     )
 
 
@@ -104,6 +130,8 @@ async def submit(
     app: NewApplication,
     encrypt_audit: audit.AuditEntry,
     event: outbox.OutboxRow,
+    *,
+    consent: NewConsent,
 ) -> datetime | None:
     """Stores the submission unless the PAN was submitted in the last 24 hours.
 
@@ -112,7 +140,9 @@ async def submit(
     the first passes. Alone on an autocommit connection it is its own transaction; inside a
     caller's transaction the lock is held until that one ends.
     """
-    cur = await conn.execute(SUBMIT_SQL, submit_params(lock_key, app, encrypt_audit, event))
+    cur = await conn.execute(
+        SUBMIT_SQL, submit_params(lock_key, app, encrypt_audit, event, consent)
+    )
     row = await cur.fetchone()
     return None if row is None else row[0]
 
@@ -143,12 +173,29 @@ async def store_response(
     )
 
 
+# One read for the status: the application, its consent and its decision (migration 0006).
+GET_APPLICATION_SQL = (
+    "SELECT a.id, a.status, a.pan_ciphertext, a.credit_score, a.decision_reason, "
+    "a.max_approved_amount, a.created_at, a.updated_at, "
+    "CASE WHEN c.application_id IS NULL THEN NULL ELSE jsonb_build_object("
+    "'soft_inquiry', c.soft_inquiry, 'text_version', c.text_version, "
+    "'captured_at', c.captured_at, 'channel', c.channel) END, "
+    "CASE WHEN d.application_id IS NULL THEN NULL ELSE jsonb_build_object("
+    "'reasons', d.reasons, 'policy_version', d.policy_version, 'offer', "
+    "CASE WHEN d.offer_amount IS NULL THEN NULL ELSE jsonb_build_object("
+    "'amount', d.offer_amount::text, 'term_months', d.offer_term_months, "
+    "'annual_rate', d.offer_annual_rate::text, 'processing_fee', d.offer_processing_fee::text, "
+    "'apr', d.offer_apr::text, 'emi', d.offer_emi::text, 'currency', d.offer_currency, "
+    "'expires_at', d.offer_expires_at) END) END "
+    "FROM applications a "
+    "LEFT JOIN consents c ON c.application_id = a.id "
+    "LEFT JOIN decisions d ON d.application_id = a.id "
+    "WHERE a.id = %s"
+)
+
+
 async def get_application(conn: Conn, application_id: uuid.UUID) -> ApplicationRow | None:
-    cur = await conn.execute(
-        "SELECT id, status, pan_ciphertext, credit_score, decision_reason, max_approved_amount, "
-        "created_at, updated_at FROM applications WHERE id = %s",
-        (application_id,),
-    )
+    cur = await conn.execute(GET_APPLICATION_SQL, (application_id,))
     row = await cur.fetchone()
     if row is None:
         return None
@@ -161,6 +208,8 @@ async def get_application(conn: Conn, application_id: uuid.UUID) -> ApplicationR
         max_approved_amount=row[5],
         created_at=row[6],
         updated_at=row[7],
+        consent=row[8],
+        decision=row[9],
     )
 
 

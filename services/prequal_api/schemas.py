@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -15,10 +15,51 @@ Status = Literal["PENDING", "PRE_APPROVED", "REJECTED", "MANUAL_REVIEW"]
 LoanType = Literal["PERSONAL", "HOME", "AUTO"]
 Name = Annotated[str, Field(min_length=1, max_length=100)]
 MIN_AGE, MAX_AGE = 18, 100
+# How far ahead of the server's clock a consent's captured_at may be (clock skew).
+CONSENT_CLOCK_SKEW = timedelta(minutes=5)
 
 
 def age_on(birth: date, today: date) -> int:
     return today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
+
+
+class Consent(BaseModel):
+    """The applicant's consent to a soft credit inquiry, as the client captured it."""
+
+    model_config = ConfigDict(str_strip_whitespace=True, extra="ignore")
+
+    soft_inquiry: bool = Field(description="must be true: the applicant agreed to a soft inquiry")
+    text_version: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$",
+        description="version of the consent text the applicant was shown",
+        examples=["soft-inquiry-2026-11"],
+    )
+    captured_at: datetime = Field(description="when the applicant consented, with a time zone")
+    channel: str = Field(
+        min_length=1,
+        max_length=32,
+        pattern=r"^[A-Z][A-Z0-9_]*$",
+        description="where it was captured, e.g. WEB, MOBILE_APP, BRANCH, CALL_CENTER",
+        examples=["WEB"],
+    )
+
+    @field_validator("soft_inquiry")
+    @classmethod
+    def _agreed(cls, value: bool) -> bool:
+        if value is not True:
+            raise ValueError("must be true: a soft credit inquiry needs the applicant's consent")
+        return value
+
+    @field_validator("captured_at")
+    @classmethod
+    def _past_and_zoned(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("needs a time zone (e.g. 2026-12-02T07:00:00Z)")
+        if value > datetime.now(UTC) + CONSENT_CLOCK_SKEW:
+            raise ValueError("is in the future")
+        return value.astimezone(UTC)  # the same instant, always shown in UTC
 
 
 class ApplicationRequest(BaseModel):
@@ -43,6 +84,7 @@ class ApplicationRequest(BaseModel):
     requested_amount: Decimal = Field(gt=0, le=10_000_000, max_digits=14, decimal_places=2)
     monthly_income: Decimal = Field(ge=0, lt=10**12, max_digits=14, decimal_places=2)
     loan_type: LoanType = "PERSONAL"
+    consent: Consent = Field(description="required: the applicant's consent to a soft inquiry")
 
     @field_validator("pan_number", mode="before")
     @classmethod
@@ -73,11 +115,38 @@ class Accepted(BaseModel):
     created_at: datetime
 
 
+class Reason(BaseModel):
+    code: str = Field(description="a code of the stable enum in docs/decisions.md")
+    text: str
+
+
+class Offer(BaseModel):
+    """An indicative offer: the Key Fact Statement's figures. Amounts are decimal strings,
+    rates decimal fractions ("0.1450" is 14.50 % a year)."""
+
+    amount: str
+    term_months: int
+    annual_rate: str
+    processing_fee: str
+    apr: str
+    emi: str
+    currency: Literal["INR"] = "INR"
+    expires_at: datetime
+
+
+class Decision(BaseModel):
+    reasons: list[Reason] = Field(description="one to four, most important first")
+    policy_version: str = Field(description="content hash of the policy document that decided")
+    offer: Offer | None
+
+
 class ApplicationStatus(BaseModel):
     application_id: uuid.UUID
     status: Status
     pan_masked: str
     credit_score: int | None
+    decision: Decision | None
+    consent: Consent | None
     decision_reason: str | None
     max_approved_amount: Decimal | None
     created_at: datetime

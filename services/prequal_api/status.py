@@ -10,7 +10,7 @@ from psycopg_pool import AsyncConnectionPool
 from prequal import audit, pan
 from prequal_api import repository
 from prequal_api.errors import ApiError
-from prequal_api.schemas import ApplicationStatus
+from prequal_api.schemas import ApplicationStatus, Consent, Decision
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,8 @@ class StatusService:
             status=row.status,
             pan_masked=masked,
             credit_score=row.credit_score,
+            decision=None if row.decision is None else Decision.model_validate(row.decision),
+            consent=None if row.consent is None else Consent.model_validate(row.consent),
             decision_reason=row.decision_reason,
             max_approved_amount=row.max_approved_amount,
             created_at=row.created_at,

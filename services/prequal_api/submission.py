@@ -77,16 +77,23 @@ class SubmissionService:
             monthly_income=request.monthly_income,
             loan_type=request.loan_type,
         )
+        consent = repository.NewConsent(
+            text_version=request.consent.text_version,
+            captured_at=request.consent.captured_at,
+            channel=request.consent.channel,
+        )
         encrypted = audit.AuditEntry(
             application_id, "encrypt", self.actor, pan.Keyring.key_id_of(ciphertext)
         )
         event = self._event(application_id, ciphertext, request)
         if idempotency_key:
-            return await self._submit_once(idempotency_key, request, new, encrypted, event)
+            return await self._submit_once(
+                idempotency_key, request, new, encrypted, event, consent=consent
+            )
 
         async with self.pool.connection(timeout=self.pool_timeout) as conn:
             created_at = await repository.submit(
-                conn, repository.advisory_key(index), new, encrypted, event
+                conn, repository.advisory_key(index), new, encrypted, event, consent=consent
             )
         if created_at is None:
             raise _duplicate()
@@ -99,6 +106,8 @@ class SubmissionService:
         new: repository.NewApplication,
         encrypted: audit.AuditEntry,
         event: outbox.OutboxRow,
+        *,
+        consent: repository.NewConsent,
     ) -> Submitted:
         """The Idempotency-Key path: a replay returns the stored response, a new key submits."""
         fingerprint = self.request_hmac(request)
@@ -120,7 +129,12 @@ class SubmissionService:
                     )
                 return Submitted(previous.status_code, previous.body, replayed=True)
             created_at = await repository.submit(
-                conn, repository.advisory_key(new.pan_blind_index), new, encrypted, event
+                conn,
+                repository.advisory_key(new.pan_blind_index),
+                new,
+                encrypted,
+                event,
+                consent=consent,
             )
             if created_at is None:
                 raise _duplicate()

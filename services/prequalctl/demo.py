@@ -13,12 +13,14 @@ import os
 import secrets
 import string
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
+CONSENT_TEXT_VERSION = "soft-inquiry-v1"
 FINAL = {"PRE_APPROVED", "REJECTED", "MANUAL_REVIEW"}
 
 
@@ -57,6 +59,27 @@ def random_pan() -> str:
     )
 
 
+def consent() -> dict[str, Any]:
+    """The applicant's consent to a soft inquiry, captured now (required by the API)."""
+    return {
+        "soft_inquiry": True,
+        "text_version": CONSENT_TEXT_VERSION,
+        "captured_at": datetime.now(UTC).isoformat(),
+        "channel": "WEB",
+    }
+
+
+def offer_summary(status: dict[str, Any]) -> str:
+    offer = (status.get("decision") or {}).get("offer")
+    if not offer:
+        return "-"
+    return (
+        f"{offer['amount']} {offer['currency']} / {offer['term_months']} months at "
+        f"{offer['annual_rate']}, EMI {offer['emi']}, fee {offer['processing_fee']}, "
+        f"APR {offer['apr']}"
+    )
+
+
 def sample_applications() -> list[tuple[str, dict[str, Any]]]:
     """(label, request body): the dev log's two samples (with income and loan type, which the
     dev log's API never asked for) and an applicant with the second test PAN."""
@@ -73,6 +96,7 @@ def sample_applications() -> list[tuple[str, dict[str, Any]]]:
                 "requested_amount": 500000,
                 "monthly_income": 85000,
                 "loan_type": "PERSONAL",
+                "consent": consent(),
             },
         ),
         (
@@ -87,6 +111,7 @@ def sample_applications() -> list[tuple[str, dict[str, Any]]]:
                 "requested_amount": 7500000,
                 "monthly_income": 60000,
                 "loan_type": "HOME",
+                "consent": consent(),
             },
         ),
         (
@@ -101,6 +126,7 @@ def sample_applications() -> list[tuple[str, dict[str, Any]]]:
                 "requested_amount": 300000,
                 "monthly_income": 50000,
                 "loan_type": "AUTO",
+                "consent": consent(),
             },
         ),
     ]
@@ -141,13 +167,14 @@ def _demo(args: argparse.Namespace) -> int:
                         str(result["http"]),
                         str(result["status"]),
                         str(result.get("credit_score") or "-"),
+                        offer_summary(result),
                         str(result.get("decision_reason") or ""),
                     )
                 )
     except httpx.HTTPError as exc:
         print(f"error: cannot reach the API at {url}: {exc} (is `make run` up?)")
         return 1
-    header = ("APPLICATION", "PAN", "HTTP", "STATUS", "SCORE", "REASON")
+    header = ("APPLICATION", "PAN", "HTTP", "STATUS", "SCORE", "OFFER", "REASON")
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header[:-1])]
     for row in (header, *rows):
         print("  ".join(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1])

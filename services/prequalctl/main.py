@@ -10,9 +10,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from prequalctl import db, demo, dlq, keys
+from prequalctl import db, demo, dlq, keys, policy
 
-COMMAND_GROUPS = (db, keys, dlq, demo)
+COMMAND_GROUPS = (db, keys, dlq, demo, policy)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,6 +17,11 @@ def test_demo_prints_each_final_status_and_a_409_when_run_again(
     table = {line.split("  ")[0]: line for line in lines[2:]}
     assert "PRE_APPROVED" in table["dev log sample 1 (test PAN ABCDE1234F)"]
     assert "XXXXX1234F" in table["dev log sample 1 (test PAN ABCDE1234F)"]
+    # The offer: 500,000 over 48 months in the PRIME band, with its EMI and APR.
+    assert (
+        "500000.00 INR / 48 months at 0.1200, EMI 13167.00"
+        in table["dev log sample 1 (test PAN ABCDE1234F)"]
+    )
     assert "MANUAL_REVIEW" in table["dev log sample 2 (random PAN)"]
     assert "REJECTED" in table["test PAN FGHIJ5678K"]
     assert " 610 " in table["test PAN FGHIJ5678K"]

@@ -17,6 +17,7 @@ import yaml
 from devstack.net import free_port
 from devstack.services import console_script
 from devstack.tools import tool
+from tests.applications import consent
 
 REPO = Path(__file__).parents[2]
 STARTUP_TIMEOUT = 240
@@ -33,6 +34,7 @@ def _body(pan: str) -> dict[str, object]:
         "requested_amount": 500000,
         "monthly_income": 90000,
         "loan_type": "HOME",
+        "consent": consent(),
     }
 
 

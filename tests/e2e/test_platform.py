@@ -10,9 +10,11 @@ from decimal import Decimal
 import psycopg
 
 from credit_service.handler import report_id
+from decision_service.offer import apr, emi
+from decision_service.policy import DecisionPolicy
 from devstack.services import CREDIT, DECISION
 from prequal.kafka import create_producer, read_topic
-from tests.applications import application
+from tests.applications import application, consent
 from tests.polling import wait_until
 
 from .conftest import FINAL, Platform, metric
@@ -36,17 +38,54 @@ def test_scenarios_1_to_3_pre_approved_rejected_and_manual_review(platform: Plat
         assert Decimal(str(body["max_approved_amount"])) == Decimal(85000 * 48)
         assert "790" in body["decision_reason"]
         assert body["pan_masked"] == "XXXXX1234F"
+        decision = body["decision"]
+        assert [r["code"] for r in decision["reasons"]] == [
+            "CREDIT_SCORE_MEETS_MINIMUM",
+            "INCOME_SUFFICIENT_FOR_AMOUNT",
+        ]
+        assert decision["policy_version"] == DecisionPolicy().version
+        instalment = emi(Decimal(500_000), Decimal("0.1200"), 48)  # 790 is in the PRIME band
+        assert decision["offer"] == {
+            "amount": "500000.00",
+            "term_months": 48,
+            "annual_rate": "0.1200",
+            "processing_fee": "10000.00",
+            "apr": str(apr(Decimal(490_000), instalment, 48)),
+            "emi": f"{instalment}.00",
+            "currency": "INR",
+            "expires_at": decision["offer"]["expires_at"],
+        }
+        assert body["consent"]["soft_inquiry"] is True
 
         body = platform.final_status(http, rejected.json()["application_id"])
         assert body["status"] == "REJECTED"
         assert body["credit_score"] == 610
         assert "below the minimum of 650" in body["decision_reason"]
         assert body["max_approved_amount"] is None
+        assert body["decision"]["reasons"][0] == {
+            "code": "CREDIT_SCORE_BELOW_MINIMUM",
+            "text": "Credit score 610 is below the minimum of 650.",
+        }
+        assert body["decision"]["offer"] is None
 
         body = platform.final_status(http, review.json()["application_id"])
         assert body["status"] == "MANUAL_REVIEW"
         assert 655 <= body["credit_score"] <= 665  # 650 + HOME 10 ± 5
         assert "review" in body["decision_reason"]
+        assert body["decision"]["reasons"][0]["code"] == "INCOME_INSUFFICIENT_FOR_AMOUNT"
+        assert body["decision"]["offer"] is None  # the default policy offers nothing in review
+
+
+def test_an_application_without_consent_is_refused_and_never_decided(platform: Platform) -> None:
+    with platform.client() as http:
+        refused = platform.submit(http, consent=consent(soft_inquiry=False))
+        missing = application()
+        del missing["consent"]
+        absent = http.post("/applications", json=missing)
+    assert refused.status_code == 422
+    assert [d["field"] for d in refused.json()["details"]] == ["consent.soft_inquiry"]
+    assert absent.status_code == 422
+    assert [d["field"] for d in absent.json()["details"]] == ["consent"]
 
 
 def test_scenario_4_the_same_pan_within_24_hours_is_a_409(platform: Platform) -> None:

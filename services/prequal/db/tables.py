@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     Date,
+    ForeignKey,
     Identity,
     Index,
     Integer,
@@ -23,13 +25,14 @@ from sqlalchemy import (
     Text,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP, UUID
 
 metadata = MetaData()
 
 STATUSES = ("PENDING", "PRE_APPROVED", "REJECTED", "MANUAL_REVIEW")
 LOAN_TYPES = ("PERSONAL", "HOME", "AUTO")
-AUDIT_ACTIONS = ("encrypt", "decrypt", "mask")
+AUDIT_ACTIONS = ("encrypt", "decrypt", "mask", "consent")
+FINAL_STATUSES = STATUSES[1:]
 # Outbox rows are spread over a fixed number of lanes by application id; one publisher owns a
 # lane at a time, which keeps each application's events in order (docs/submission-path.md).
 OUTBOX_LANES = 64
@@ -128,4 +131,68 @@ idempotency_keys = Table(
     Column("response", JSONB, nullable=False),
     Column("created_at", TIMESTAMP(timezone=True), nullable=False, server_default=_NOW),
     Index("ix_idempotency_keys_created", "created_at"),
+)
+
+# Migration 0006: decisions a lender can explain (docs/decisions.md).
+policy_documents = Table(
+    "policy_documents",
+    metadata,
+    Column("version", Text, primary_key=True),
+    # The canonical JSON as text (jsonb would reorder it): its SHA-256 is the version.
+    Column("document", Text, nullable=False),
+    Column("created_at", TIMESTAMP(timezone=True), nullable=False, server_default=_NOW),
+)
+
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("application_id", UUID(as_uuid=True), ForeignKey("applications.id"), primary_key=True),
+    Column("status", Text, nullable=False),
+    Column("reason_codes", ARRAY(Text), nullable=False),
+    Column("reasons", JSONB, nullable=False),
+    Column("policy_version", Text, ForeignKey("policy_documents.version"), nullable=False),
+    Column("trace", JSONB, nullable=False),
+    Column("offer_amount", Numeric(14, 2)),
+    Column("offer_term_months", Integer),
+    Column("offer_annual_rate", Numeric(5, 4)),
+    Column("offer_processing_fee", Numeric(14, 2)),
+    Column("offer_apr", Numeric(5, 4)),
+    Column("offer_emi", Numeric(14, 2)),
+    Column("offer_currency", Text),
+    Column("offer_expires_at", TIMESTAMP(timezone=True)),
+    Column("decided_at", TIMESTAMP(timezone=True), nullable=False, server_default=_NOW),
+    CheckConstraint(_in("status", FINAL_STATUSES), name="ck_decisions_status"),
+    CheckConstraint("cardinality(reason_codes) BETWEEN 1 AND 4", name="ck_decisions_reason_count"),
+    Index("ix_decisions_policy_version", "policy_version"),
+)
+
+shadow_decisions = Table(
+    "shadow_decisions",
+    metadata,
+    Column("application_id", UUID(as_uuid=True), ForeignKey("applications.id"), nullable=False),
+    Column("policy_version", Text, ForeignKey("policy_documents.version"), nullable=False),
+    Column("champion_version", Text, ForeignKey("policy_documents.version"), nullable=False),
+    Column("status", Text, nullable=False),
+    Column("champion_status", Text, nullable=False),
+    Column("reason_codes", ARRAY(Text), nullable=False),
+    Column("reasons", JSONB, nullable=False),
+    Column("trace", JSONB, nullable=False),
+    Column("offer", JSONB),
+    Column("decided_at", TIMESTAMP(timezone=True), nullable=False, server_default=_NOW),
+    PrimaryKeyConstraint("application_id", "policy_version", name="pk_shadow_decisions"),
+    CheckConstraint(_in("status", FINAL_STATUSES), name="ck_shadow_decisions_status"),
+    Index("ix_shadow_decisions_policy_version", "policy_version"),
+)
+
+consents = Table(
+    "consents",
+    metadata,
+    Column("application_id", UUID(as_uuid=True), ForeignKey("applications.id"), primary_key=True),
+    Column("soft_inquiry", Boolean, nullable=False),
+    Column("text_version", Text, nullable=False),
+    Column("captured_at", TIMESTAMP(timezone=True), nullable=False),
+    Column("channel", Text, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("recorded_at", TIMESTAMP(timezone=True), nullable=False, server_default=_NOW),
+    CheckConstraint("soft_inquiry", name="ck_consents_soft_inquiry"),
 )

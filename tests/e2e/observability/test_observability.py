@@ -25,6 +25,7 @@ from devstack import pipeline
 from devstack.net import free_port
 from devstack.platform import LocalPlatform, Ports
 from prequal.kafka import create_producer
+from tests.applications import consent
 
 DASHBOARDS = Path(__file__).parents[3] / "charts/loan-prequal/files/dashboards"
 FINAL = {"PRE_APPROVED", "REJECTED", "MANUAL_REVIEW"}
@@ -97,6 +98,7 @@ def _body(pan: str, email: str, phone: str, income: int, loan_type: str) -> dict
         "requested_amount": 400000,
         "monthly_income": income,
         "loan_type": loan_type,
+        "consent": consent(),
     }
 
 

@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry
 
 from credit_service.handler import CreditHandler, CreditMetrics, decrypt_only
 from decision_service.handler import DecisionHandler, DecisionMetrics
-from decision_service.rules import DecisionPolicy
+from decision_service.policy import DecisionPolicy
 from devstack.kafka import Kafka
 from devstack.postgres import Postgres
 from prequal import dlq, events
@@ -261,10 +261,16 @@ class ConsumerFactory:
         return self.start(topics.submitted, GROUP_CREDIT, handler, registry=registry, **kwargs)
 
     def decision(
-        self, topics: Topics, policy: DecisionPolicy | None = None, **kwargs: Any
+        self,
+        topics: Topics,
+        policy: DecisionPolicy | None = None,
+        challenger: DecisionPolicy | None = None,
+        **kwargs: Any,
     ) -> RunningConsumer:
         registry = CollectorRegistry()
-        handler = DecisionHandler(policy or DecisionPolicy(), DecisionMetrics(registry))
+        handler = DecisionHandler(
+            policy or DecisionPolicy(), DecisionMetrics(registry), challenger=challenger
+        )
         return self.start(topics.reports, GROUP_DECISION, handler, registry=registry, **kwargs)
 
 

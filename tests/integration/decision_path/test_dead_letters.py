@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import psycopg
 
-from decision_service.rules import DecisionPolicy
+from decision_service.policy import DecisionPolicy
 from devstack.postgres import Postgres
 from prequal import dlq, events
 from prequal.kafka import InboundRecord

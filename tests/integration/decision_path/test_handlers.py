@@ -9,7 +9,7 @@ from decimal import Decimal
 import psycopg
 
 from credit_service.handler import report_id
-from decision_service.rules import DecisionPolicy
+from decision_service.policy import DecisionPolicy
 from prequal import events
 from tests.polling import wait_until
 

@@ -59,7 +59,7 @@ def test_post_stores_pan_encrypted_with_blind_index_audit_and_outbox_event(
     assert pan_number not in event[1]
     payload = ApplicationSubmitted.model_validate_json(event[1])
     assert keyring.decrypt(pan.from_transport(payload.pan_encrypted), app_id) == pan_number
-    assert audits == [("encrypt", "v1")]
+    assert audits == [("encrypt", "v1"), ("consent", None)]
 
 
 def test_status_returns_the_masked_pan_and_audits_the_read(
@@ -75,6 +75,8 @@ def test_status_returns_the_masked_pan_and_audits_the_read(
         "status",
         "pan_masked",
         "credit_score",
+        "decision",
+        "consent",
         "decision_reason",
         "max_approved_amount",
         "created_at",
@@ -88,7 +90,7 @@ def test_status_returns_the_masked_pan_and_audits_the_read(
             "SELECT action FROM audit_log WHERE application_id = %s ORDER BY id",
             (created["application_id"],),
         ).fetchall()
-    assert [a for (a,) in actions] == ["encrypt", "decrypt", "mask"]
+    assert [a for (a,) in actions] == ["encrypt", "consent", "decrypt", "mask"]
 
 
 def test_status_of_an_unknown_application_is_404_in_the_error_shape(client: httpx.Client) -> None:
@@ -167,6 +169,7 @@ def test_post_with_an_invalid_field_is_422_naming_that_field(
         "phone_number",
         "requested_amount",
         "monthly_income",
+        "consent",
     ],
 )
 def test_post_without_a_required_field_is_422_naming_it(client: httpx.Client, field: str) -> None:

@@ -8,6 +8,7 @@ import base64
 from kubernetes import client
 
 from devstack.kafka import Kafka
+from loan_operator.decision_policy import DEFAULT_DECISION_POLICY, canonical_json, policy_version
 from tests.k8s.operator.conftest import OperatorProcess, Pipelines, pipeline_body, wait_for
 
 
@@ -33,6 +34,10 @@ def test_key_secret_is_generated_with_the_contract_keys_and_a_configmap_is_writt
         "TOPIC_CREDIT_REPORTS": f"{pipelines.namespace}.credit_reports_generated",
         "DECISION_MIN_CREDIT_SCORE": "650",
         "DECISION_TERM_MONTHS": "48",
+        "DECISION_POLICY": canonical_json(DEFAULT_DECISION_POLICY),
+        "DECISION_POLICY_VERSION": policy_version(DEFAULT_DECISION_POLICY),
+        "DECISION_CHALLENGER_POLICY": "",
+        "DECISION_CHALLENGER_POLICY_VERSION": "",
     }
     # No key material in the operator's log.
     assert keyring(keys)["v1"] not in operator.log()

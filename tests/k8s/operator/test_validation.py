@@ -9,6 +9,7 @@ import yaml
 from kubernetes.client import ApiException
 
 from devstack.kube import ControlPlane
+from loan_operator.decision_policy import DEFAULT_DECISION_POLICY
 from tests.k8s.operator.conftest import REPO, Pipelines, kubectl, pipeline_body
 
 CONSUMER = {
@@ -39,6 +40,46 @@ def refused(pipelines: Pipelines, body: dict[str, Any]) -> str:
             "partitions must be at least 1",
         ),
         ({"consumers": [{**CONSUMER, "topic": "other"}]}, "Unsupported value"),
+        (
+            {
+                "decisionPolicy": {
+                    "scoreBands": [{"name": "PRIME", "minScore": 700, "annualRate": "0.12"}]
+                }
+            },
+            "the lowest scoreBands minScore must not exceed minCreditScore",
+        ),
+        (
+            {
+                "decisionPolicy": {
+                    "scoreBands": [
+                        {"name": "A", "minScore": 300, "annualRate": "0.12"},
+                        {"name": "B", "minScore": 300, "annualRate": "0.14"},
+                    ]
+                }
+            },
+            "scoreBands need distinct minScores",
+        ),
+        (
+            {
+                "decisionPolicy": {
+                    "scoreBands": [{"name": "A", "minScore": 300, "annualRate": "12"}]
+                }
+            },
+            "annualRate",
+        ),
+        (
+            {"decisionPolicy": {"processingFee": {"minimum": "500.00", "maximum": "100.00"}}},
+            "processingFee.minimum must not exceed processingFee.maximum",
+        ),
+        (
+            {
+                "challengerPolicy": {
+                    "minCreditScore": 600,
+                    "scoreBands": [{"name": "A", "minScore": 650, "annualRate": "0.12"}],
+                }
+            },
+            "the lowest scoreBands minScore must not exceed minCreditScore",
+        ),
     ],
 )
 def test_invalid_spec_is_rejected_with_the_rule_message(
@@ -64,7 +105,9 @@ def test_defaults_are_applied_by_the_api_server(crd: None, pipelines: Pipelines)
     assert stored["deletionPolicy"] == "Retain"
     assert stored["kafka"]["dlq"] == {"partitions": 1}
     assert stored["encryption"]["keyVersion"] == 1
-    assert stored["decisionPolicy"] == {"minCreditScore": 650, "termMonths": 48}
+    # The API server fills in the whole policy document, exactly as the service defaults it.
+    assert stored["decisionPolicy"] == DEFAULT_DECISION_POLICY
+    assert "challengerPolicy" not in stored  # no challenger unless one is named
     consumer = stored["consumers"][0]
     assert (consumer["minReplicas"], consumer["maxReplicas"], consumer["lagThreshold"]) == (
         1,

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from prequal_api.schemas import ApplicationRequest, age_on
 from prequalctl.main import build_parser, main
+from tests.applications import consent
 
 BODY = {
     "pan_number": " abcde1234f ",
@@ -22,6 +23,7 @@ BODY = {
     "phone_number": "9876543210",
     "requested_amount": "500000",
     "monthly_income": "85000",
+    "consent": consent(),
 }
 
 
