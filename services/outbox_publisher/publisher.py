@@ -24,6 +24,7 @@ from outbox_publisher.breaker import CircuitBreaker
 from outbox_publisher.lanes import LaneLeases
 from outbox_publisher.metrics import PublisherMetrics
 from outbox_publisher.settings import PublisherSettings
+from prequal.db import outages
 from prequal.kafka import EventProducer
 from prequal.outbox import NOTIFY_CHANNEL
 
@@ -73,7 +74,9 @@ class Publisher:
         while not self.stopping.is_set():
             try:
                 self._hold_leases()
-            except psycopg.OperationalError as exc:
+            except psycopg.Error as exc:
+                if not outages.is_outage(exc):
+                    raise
                 log.warning("lease connection lost (%s); reconnecting", type(exc).__name__)
                 self._set_owned(frozenset())
                 self.stopping.wait(_RECONNECT_DELAY)
@@ -137,7 +140,9 @@ class Publisher:
                     conn = self.connect()
                     conn.autocommit = True  # one explicit transaction per batch
                 full = self._one_batch(conn, producer, index)
-            except psycopg.OperationalError as exc:
+            except psycopg.Error as exc:
+                if not outages.is_outage(exc):
+                    raise
                 log.warning("worker %d: database unavailable (%s)", index, type(exc).__name__)
                 if conn is not None:
                     conn.close()

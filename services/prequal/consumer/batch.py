@@ -19,6 +19,7 @@ import psycopg
 
 from prequal.consumer.handler import AfterCommit, Handler, OutageError, PoisonRecordError
 from prequal.consumer.metrics import ConsumerMetrics
+from prequal.db import outages
 from prequal.dlq import Failure
 from prequal.kafka import InboundRecord, KafkaUnavailableError
 
@@ -88,7 +89,7 @@ class BatchApplier(Generic[C]):
         try:
             if not self._apply_fast(conn, pending, outcomes, after_commit):
                 self._apply_careful(conn, pending, dead, failed, outcomes, after_commit)
-        except (psycopg.OperationalError, psycopg.InterfaceError, KafkaUnavailableError) as exc:
+        except (psycopg.Error, KafkaUnavailableError) as exc:
             if not self.is_outage(exc):
                 raise
             self._drop_connection()
@@ -220,10 +221,5 @@ class BatchApplier(Generic[C]):
             self._conn = None
 
     def is_outage(self, exc: BaseException) -> bool:
-        """Connection-level trouble; a deadlock or a constraint is the record's own problem."""
-        if isinstance(exc, OutageError | KafkaUnavailableError):
-            return True
-        if not isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
-            return False
-        conn = self._conn
-        return conn is None or conn.closed or conn.broken
+        """An outage blames no record (prequal.db.outages); a constraint is the record's own."""
+        return isinstance(exc, OutageError | KafkaUnavailableError) or outages.is_outage(exc)
