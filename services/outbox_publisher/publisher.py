@@ -5,7 +5,7 @@ instance splits its lanes among `OUTBOX_WORKERS` threads, each with its own conn
 batches: one worker's database work overlaps another's wait for Kafka. The main thread keeps
 the lane leases (and LISTENs on the same connection). Each worker has its own idempotent
 producer, so a batch's flush waits for that batch only. Lanes are only released while no batch
-is in flight.
+is in flight, and at stop only once every worker has finished its batch.
 
 A worker survives what a worker can meet: a database outage (it reconnects), and any other
 failure of a batch, a fatal producer error after a broker restart included (it rolls the batch
@@ -111,6 +111,9 @@ class Publisher:
                     self._purge(conn)
                     next_purge = now + 60.0
                 self._wait_for_notify(conn, next_rebalance - time.monotonic())
+            # The locks go with this connection: not before the in-flight batches are settled,
+            # or another instance could publish a lane's later rows before them.
+            self._join_workers()
         self._set_owned(frozenset())
 
     def _rebalance(self, leases: LaneLeases) -> None:

@@ -159,3 +159,48 @@ def test_a_worker_that_cannot_be_rebuilt_stops_the_process_and_frees_its_lanes(
     assert running.publisher.failed
     assert not running.publisher.healthy()
     assert _lane_locks(database_url) == 0
+
+
+class _HeldFlush(EventProducer):
+    """A real producer whose first batch stays unconfirmed until the test releases it."""
+
+    entered: threading.Event
+    release: threading.Event
+
+    def flush(self, timeout: float) -> int:
+        if not self.release.is_set():
+            self.entered.set()
+            self.release.wait(60)
+        return super().flush(timeout)
+
+
+def test_a_graceful_stop_keeps_the_lanes_until_the_batch_in_flight_is_confirmed(
+    run_publisher: object, database_url: str, kafka: Kafka, fresh_topic: str
+) -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    def producers(worker: int) -> EventProducer:
+        held = _HeldFlush(create_producer(kafka.bootstrap, f"pubheld-{worker}")._producer)
+        held.entered, held.release = entered, release
+        return held
+
+    _insert_events(database_url, fresh_topic, 10)
+    # No rebalance after the first: a rebalance waits for the batch in flight, which would
+    # hide a lease loop that lets its locks go at stop without waiting.
+    running = run_publisher(producers, rebalance_interval=60)  # type: ignore[operator]
+    assert entered.wait(30), "the first batch never reached its flush"
+    held = _lane_locks(database_url)
+    assert held == 64
+    running.publisher.stop()
+    # The lease loop sees the stop within 0.25 s (its LISTEN wait); eight times that, the
+    # locks must still be held, since the batch is still in flight.
+    deadline = threading.Event()
+    for _ in range(10):
+        assert _lane_locks(database_url) == held, "lane locks released with a batch in flight"
+        deadline.wait(0.2)
+    assert running.thread.is_alive()
+    release.set()
+    running.thread.join(30)
+    assert not running.thread.is_alive()
+    assert _unpublished(database_url) == 0, "the in-flight batch was confirmed and committed"
+    assert _lane_locks(database_url) == 0
