@@ -12,16 +12,21 @@ The runtime owns everything else, one module per concept:
   record's effects, with no savepoint. If any record fails, that transaction is rolled back
   and the batch runs again on the careful path, a savepoint and an inbox insert per record,
   so a failing record rolls back only itself.
-- Offsets: stored only after the batch's transaction committed and its dead letters are
-  confirmed by Kafka; librdkafka commits stored offsets in the background (and at revocation and
-  shutdown). A crash at any moment re-delivers at most the batch in hand, which the inbox turns
-  into duplicates.
+- Offsets (`offsets`): stored only for settled records, those whose effects committed or
+  whose dead letter Kafka confirmed, and per partition only up to the first unsettled one;
+  librdkafka commits stored offsets in the background (and at revocation and shutdown). A
+  crash at any moment re-delivers at most the batch in hand, which the inbox turns into
+  duplicates.
 - Failures: a poison record goes to `<topic>_dlq` at once. A record failing for its own
   reasons (a bug, a constraint, a lost optimistic-lock race) is retried `max_attempts` times
   with backoff, then dead-lettered. An outage (PostgreSQL unreachable, the DLQ produce not
   confirmed) is not the record's fault: the assignment is paused and the same records are
-  retried with capped backoff until the outage ends, never dead-lettered for it.
-- Shutdown: `stop()` (SIGTERM) lets the batch in hand finish, stores its offsets and commits.
+  retried with capped backoff until the outage ends, never dead-lettered for it. At most one dead
+  letter per event id and group (`dead_letters`): it is recorded in PostgreSQL, with its
+  reason on the application, once Kafka confirmed it.
+- Shutdown: `stop()` (SIGTERM) lets the transaction in hand finish and stores the offsets of
+  what is settled. Records waiting out a retry backoff or an outage stay unsettled: the next
+  owner starts them afresh, never dead-lettered for the stop.
 """
 
 from prequal.consumer.batch import CLAIM_SQL, INBOX_SQL

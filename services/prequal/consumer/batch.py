@@ -26,6 +26,7 @@ from prequal.kafka import InboundRecord, KafkaUnavailableError
 log = logging.getLogger(__name__)
 
 C = TypeVar("C")
+T = TypeVar("T")
 DeadLetters = list[tuple[InboundRecord, Failure]]
 
 INBOX_SQL = (
@@ -78,9 +79,14 @@ class BatchApplier(Generic[C]):
     _conn: psycopg.Connection[Any] | None = None
 
     def apply(
-        self, pending: list[Pending[C]], dead: DeadLetters, started: float
-    ) -> list[Pending[C]]:
-        """One committed transaction for the batch; returns the records to try again."""
+        self, pending: list[Pending[C]], started: float
+    ) -> tuple[list[Pending[C]], DeadLetters]:
+        """One committed transaction for the batch: the records to try again, and the poison.
+
+        The poison found on the careful path is handed back only once the transaction
+        committed: a batch retried after an outage finds it again, and reports it once.
+        """
+        dead: DeadLetters = []
         after_commit: list[AfterCommit] = []
         failed: list[Pending[C]] = []
         outcomes = {"processed": 0, "duplicate": 0}
@@ -100,7 +106,19 @@ class BatchApplier(Generic[C]):
         self.metrics.committed(self.topic, self.group, outcomes, time.perf_counter() - started)
         for then in after_commit:
             then()
-        return failed
+        return failed, dead
+
+    def within(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """`work` in one transaction of this applier's connection; an outage is OutageError."""
+        conn = self._connection()
+        try:
+            with conn.transaction():
+                return work(conn)
+        except psycopg.Error as exc:
+            if not self.is_outage(exc):
+                raise
+            self._drop_connection()
+            raise OutageError(f"{exc.__class__.__name__}: {exc}") from exc
 
     def close(self) -> None:
         if self._conn is not None:

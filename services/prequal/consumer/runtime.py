@@ -11,11 +11,12 @@ from typing import Any, Generic, TypeVar
 
 import psycopg
 
+from prequal.consumer import dead_letters
 from prequal.consumer.batch import BatchApplier, DeadLetters, Pending, failure, record_ids
 from prequal.consumer.dead_letters import DeadLetterWriter
 from prequal.consumer.handler import Handler, OutageError, PoisonRecordError
 from prequal.consumer.metrics import ConsumerMetrics
-from prequal.consumer.offsets import Ownership
+from prequal.consumer.offsets import Ownership, settled_prefix
 from prequal.consumer.retry import PausedWait, RetryPolicy, StopRequestedError
 from prequal.dlq import dlq_topic
 from prequal.events import InvalidEnvelopeError, parse_headers
@@ -24,6 +25,7 @@ from prequal.kafka import EventConsumer, InboundRecord, KafkaUnavailableError
 log = logging.getLogger(__name__)
 
 C = TypeVar("C")
+T = TypeVar("T")
 
 
 @dataclass
@@ -79,7 +81,7 @@ class ConsumerRuntime(Generic[C]):
                     self._report_lag()
                     next_lag = time.monotonic() + self.lag_interval
         except StopRequestedError:
-            log.warning("stopping during an outage; unfinished records will be re-delivered")
+            log.warning("stopped during a wait; unfinished records stay for the next owner")
         finally:
             self._running = False
             self.consumer.close()
@@ -89,13 +91,18 @@ class ConsumerRuntime(Generic[C]):
     # --- one batch ---------------------------------------------------------------------------
 
     def _process(self, records: list[InboundRecord]) -> None:
+        """Applies a batch; stores offsets for its settled prefix, also when stopped midway."""
         started = time.perf_counter()
         self.metrics.consumed.labels(self.topic, self.group).inc(len(records))
-        dead: DeadLetters = []
-        pending = self._decode(records, dead)
-        self._apply_until_done(pending, dead, started)
-        self._send_dead_letters(dead)
-        self.consumer.store_offsets([r for r in records if self._ownership.owns(r)])
+        settled: list[InboundRecord] = []
+        try:
+            dead: DeadLetters = []
+            pending = self._decode(records, dead)
+            self._apply_until_done(pending, dead, settled, started)
+            self._send_dead_letters(dead, settled)
+        finally:
+            prefix = settled_prefix(records, settled)
+            self.consumer.store_offsets([r for r in prefix if self._ownership.owns(r)])
 
     def _decode(self, records: list[InboundRecord], dead: DeadLetters) -> list[Pending[C]]:
         pending: list[Pending[C]] = []
@@ -110,15 +117,25 @@ class ConsumerRuntime(Generic[C]):
         return pending
 
     def _apply_until_done(
-        self, pending: list[Pending[C]], dead: DeadLetters, started: float
+        self,
+        pending: list[Pending[C]],
+        dead: DeadLetters,
+        settled: list[InboundRecord],
+        started: float,
     ) -> None:
+        """Applies until every record is settled, dead, or another member's.
+
+        A stop during any wait (an outage or a retry backoff) leaves the records in hand
+        unsettled: their offsets are not stored and the next owner starts them afresh,
+        instead of retrying them here without the backoff and dead-lettering them.
+        """
         outages = 0
         while pending:
             pending = [p for p in pending if self._ownership.owns(p.record)]
             if not pending:
                 break  # every record left in hand is now another member's
             try:
-                failed = self._batches.apply(pending, dead, started)
+                failed, poison = self._batches.apply(pending, started)
             except OutageError as exc:
                 outages += 1
                 self._count(pending, "retried")
@@ -126,6 +143,9 @@ class ConsumerRuntime(Generic[C]):
                 self._wait(self.outage_backoff.backoff(outages), give_up_on_stop=True)
                 continue
             outages = 0
+            dead.extend(poison)
+            unsettled = {id(item.record) for item in failed} | {id(r) for r, _ in poison}
+            settled.extend(p.record for p in pending if id(p.record) not in unsettled)
             pending = []
             for item in failed:
                 if item.attempts >= self.retry.max_attempts:
@@ -137,24 +157,47 @@ class ConsumerRuntime(Generic[C]):
                     pending.append(item)
             if pending:
                 self._count(pending, "retried")
-                self._wait(self.retry.backoff(max(p.attempts for p in pending)))
+                self._wait(
+                    self.retry.backoff(max(p.attempts for p in pending)), give_up_on_stop=True
+                )
 
-    def _send_dead_letters(self, dead: DeadLetters) -> None:
-        dead = [(record, failure) for record, failure in dead if self._ownership.owns(record)]
+    def _send_dead_letters(self, dead: DeadLetters, settled: list[InboundRecord]) -> None:
+        """Writes each dead letter once (see dead_letters), then counts its record settled."""
+        dead = [(record, failed) for record, failed in dead if self._ownership.owns(record)]
         if not dead:
             return
+        repeated = self._until_done(
+            lambda: self._batches.within(
+                lambda conn: dead_letters.already_written(conn, self.group, dead)
+            )
+        )
+        for record, _ in repeated:
+            log.info(
+                "dead letter already written for %s[%d]@%d; not again",
+                record.topic,
+                record.partition,
+                record.offset,
+                extra=record_ids(record, dead_letters.event_id(record)),
+            )
+        repeats = {id(record) for record, _ in repeated}
+        fresh = [(record, failed) for record, failed in dead if id(record) not in repeats]
+        unsent = fresh
         outages = 0
-        while True:
-            try:
-                self.dead_letters.send(dead)
-                break
-            except (OutageError, KafkaUnavailableError) as exc:
+        while unsent:
+            unsent = self.dead_letters.send(unsent)
+            if unsent:
                 outages += 1
-                log.warning("dead letters not written yet, retrying: %s", exc)
+                log.warning("%d dead letter(s) not confirmed by Kafka, retrying", len(unsent))
                 self._wait(self.outage_backoff.backoff(outages), give_up_on_stop=True)
-        self.metrics.dead_lettered.labels(dlq_topic(self.topic)).inc(len(dead))
-        self.metrics.records.labels(self.topic, self.group, "dead_lettered").inc(len(dead))
-        for record, failed in dead:
+        self._until_done(
+            lambda: self._batches.within(
+                lambda conn: dead_letters.record_written(conn, self.group, fresh)
+            )
+        )
+        settled.extend(record for record, _ in dead)
+        self.metrics.dead_lettered.labels(dlq_topic(self.topic)).inc(len(fresh))
+        self.metrics.records.labels(self.topic, self.group, "dead_lettered").inc(len(fresh))
+        for record, failed in fresh:
             log.warning(
                 "dead-lettered %s[%d]@%d after %d attempt(s): %s: %s",
                 record.topic,
@@ -165,6 +208,17 @@ class ConsumerRuntime(Generic[C]):
                 failed.error_message,
                 extra=record_ids(record, None),
             )
+
+    def _until_done(self, step: Callable[[], T]) -> T:
+        """`step()`, retried with the outage backoff while the database is unavailable."""
+        outages = 0
+        while True:
+            try:
+                return step()
+            except (OutageError, KafkaUnavailableError) as exc:
+                outages += 1
+                log.warning("dead letters waiting for the database: %s", exc)
+                self._wait(self.outage_backoff.backoff(outages), give_up_on_stop=True)
 
     # --- helpers -----------------------------------------------------------------------------
 
