@@ -66,11 +66,14 @@ def build(
         # deleted since the last vacuum. A bitmap scan visits all of them on every claim (4 ms
         # for an empty outbox after 26,000 deletions); the ordered index scan stops at the
         # batch size and marks dead entries as it passes, so the next claim skips them.
+        session = settings.session_options()
+        options = f"-c synchronous_commit=off -c enable_bitmapscan=off {session.pop('options')}"
         return psycopg.connect(
             url,
             connect_timeout=5,
             application_name=settings.service_name,
-            options="-c synchronous_commit=off -c enable_bitmapscan=off",
+            options=options,
+            **session,
         )
 
     def producer(worker: int) -> EventProducer:

@@ -98,6 +98,9 @@ class Publisher:
     def _hold_leases(self) -> None:
         with self.connect() as conn:
             conn.autocommit = True
+            # Ended by the server when silent: a partitioned instance's locks do not outlive it.
+            idle_ms = int(self.settings.outbox_lease_idle_timeout_seconds * 1000)
+            conn.execute(f"SET idle_session_timeout = {idle_ms}")
             leases = LaneLeases(conn)
             if self.settings.outbox_listen:
                 conn.execute(f"LISTEN {NOTIFY_CHANNEL}")

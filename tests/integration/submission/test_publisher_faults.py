@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from prequal import outbox
 from prequal.events import APPLICATION_SUBMITTED
 from prequal.kafka import EventProducer, create_producer, create_topics
 from tests.integration.submission.kafka_reader import read_records
+from tests.integration.tcp_proxy import TcpProxy
 from tests.polling import wait_until
 
 
@@ -81,15 +83,22 @@ def run_publisher(database_url: str, kafka: Kafka, fresh_topic: str) -> Iterator
         conn.execute("DELETE FROM outbox_events")  # what an earlier test left behind
     started: list[Running] = []
 
-    def _start(producers: object, rebalance_interval: float = 0.2) -> Running:
+    def _start(
+        producers: object,
+        rebalance_interval: float = 0.2,
+        url: str | None = None,
+        lease_idle: float | None = None,
+        delivery_timeout: float = 5,
+    ) -> Running:
         settings = PublisherSettings(
-            database_url=database_url,  # type: ignore[arg-type]
+            database_url=url or database_url,  # type: ignore[arg-type]
             kafka_bootstrap_servers=kafka.bootstrap,
             topic_applications_submitted=fresh_topic,
             outbox_workers=1,
             outbox_poll_interval_seconds=0.2,
             outbox_rebalance_interval_seconds=rebalance_interval,
-            outbox_delivery_timeout_seconds=5,
+            outbox_lease_idle_timeout_seconds=lease_idle or rebalance_interval + 60,
+            outbox_delivery_timeout_seconds=delivery_timeout,
         )
         publisher, _registry = build(settings, producers)  # type: ignore[arg-type]
         running = Running(publisher, threading.Thread(target=lambda: None))
@@ -204,3 +213,31 @@ def test_a_graceful_stop_keeps_the_lanes_until_the_batch_in_flight_is_confirmed(
     assert not running.thread.is_alive()
     assert _unpublished(database_url) == 0, "the in-flight batch was confirmed and committed"
     assert _lane_locks(database_url) == 0
+
+
+def test_a_partitioned_publisher_loses_its_lanes_to_another_within_the_lease_idle_timeout(
+    run_publisher: object, database_url: str, kafka: Kafka, fresh_topic: str
+) -> None:
+    """Bound: OUTBOX_LEASE_IDLE_TIMEOUT_SECONDS (7 s here) + one rebalance (0.2 s) + 3 s."""
+    port = int(database_url.rsplit(":", 1)[1].split("/", 1)[0])
+    proxy = TcpProxy(port)
+    proxied = database_url.replace(f":{port}/", f":{proxy.port}/")
+
+    def producers(worker: int) -> EventProducer:
+        return create_producer(kafka.bootstrap, f"partition-{worker}")
+
+    try:
+        run_publisher(producers, url=proxied, lease_idle=7, delivery_timeout=1)  # type: ignore[operator]
+        wait_until(lambda: _lane_locks(database_url) == 64, timeout=20)
+        proxy.blackhole()
+        cut = time.monotonic()
+        heir = run_publisher(producers, lease_idle=7, delivery_timeout=1)  # type: ignore[operator]
+        wait_until(lambda: heir.publisher.metrics.lanes_owned._value.get() == 64, timeout=30)
+        took_over = time.monotonic() - cut
+        ids = _insert_events(database_url, fresh_topic, 20)
+        wait_until(lambda: _unpublished(database_url) == 0, timeout=30)
+        records = read_records(kafka.bootstrap, fresh_topic, until=20, timeout=30)
+        assert {r.headers["ce_id"] for r in records} >= ids
+    finally:
+        proxy.close()  # the partitioned instance learns now, and can stop
+    assert took_over < 7 + 0.2 + 3, f"took over after {took_over:.1f}s"
