@@ -52,6 +52,8 @@ class ApplicationRow:
     max_approved_amount: Decimal | None
     created_at: datetime
     updated_at: datetime
+    # (code, message, since) of the latest dead letter, until a final status (migration 0004).
+    processing_issue: tuple[str, str, datetime] | None = None
 
 
 def advisory_key(digest: bytes) -> int:
@@ -146,7 +148,8 @@ async def store_response(
 async def get_application(conn: Conn, application_id: uuid.UUID) -> ApplicationRow | None:
     cur = await conn.execute(
         "SELECT id, status, pan_ciphertext, credit_score, decision_reason, max_approved_amount, "
-        "created_at, updated_at FROM applications WHERE id = %s",
+        "created_at, updated_at, processing_issue_code, processing_issue_message, "
+        "processing_issue_since FROM applications WHERE id = %s",
         (application_id,),
     )
     row = await cur.fetchone()
@@ -161,6 +164,7 @@ async def get_application(conn: Conn, application_id: uuid.UUID) -> ApplicationR
         max_approved_amount=row[5],
         created_at=row[6],
         updated_at=row[7],
+        processing_issue=(row[8], row[9], row[10]) if row[8] is not None else None,
     )
 
 

@@ -73,6 +73,14 @@ class Accepted(BaseModel):
     created_at: datetime
 
 
+class ProcessingIssue(BaseModel):
+    """Why the application is stuck: its latest dead letter, until a replay succeeds."""
+
+    code: str
+    message: str
+    since: datetime
+
+
 class ApplicationStatus(BaseModel):
     application_id: uuid.UUID
     status: Status
@@ -80,6 +88,7 @@ class ApplicationStatus(BaseModel):
     credit_score: int | None
     decision_reason: str | None
     max_approved_amount: Decimal | None
+    processing_issue: ProcessingIssue | None = None
     created_at: datetime
     updated_at: datetime
 
