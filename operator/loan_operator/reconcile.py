@@ -259,9 +259,10 @@ class Reconciler:
 
     def _converge_secrets(self, state: PipelineState, spec: PipelineSpec, generation: int) -> bool:
         ref = state.ref
-        # The key Secret outlives a Retain pipeline: losing it makes every stored PAN unreadable.
-        owned = spec.deletion_policy == "Delete"
-        problem = self._ensure_keys(ref, spec, owned)
+        # The key Secret outlives the pipeline whatever its deletionPolicy: the rows it encrypts
+        # stay in PostgreSQL, and without it every stored PAN is unreadable. A Secret an older
+        # operator made owned (deletionPolicy Delete) loses that ownerReference here.
+        problem = self._ensure_keys(ref, spec, owned=False)
         if problem is None:
             problem = self._check_database(ref, spec)
         changed = self.kube.apply_config_map(
