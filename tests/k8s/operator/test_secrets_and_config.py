@@ -65,10 +65,27 @@ def test_existing_key_secret_is_never_overwritten_and_rotation_appends(
     pipelines.patch_spec(
         "retail", {"encryption": {"keySecretName": "retail-pan-keys", "keyVersion": 2}}
     )
+    # Phase one: v2 reaches every reader while v1 still encrypts.
+    distributed = wait_for(
+        lambda: (
+            (s := pipelines.secret("retail-pan-keys")) and "v2:" in s["pan_encryption_keys"] and s
+        ),
+        20,
+        "key v2 to be distributed",
+    )
+    assert distributed["pan_active_key_id"] == "v1"
+    rotation = pipelines.get("retail")["status"]["keyRotation"]
+    assert (rotation["phase"], rotation["keyId"]) == ("Distributing", "v2")
+    # Phase two, after OPERATOR_KEY_DISTRIBUTION_SECONDS (4 s here): v2 encrypts.
     rotated = wait_for(
         lambda: (s := pipelines.secret("retail-pan-keys")) and s["pan_active_key_id"] == "v2" and s,
-        20,
+        30,
         "key v2 to become active",
+    )
+    wait_for(
+        lambda: pipelines.get("retail")["status"]["keyRotation"]["phase"] == "Active",
+        20,
+        "the status to say the rotation is done",
     )
     ring = keyring(rotated)
     assert list(ring) == ["v1", "v2"]
@@ -76,6 +93,7 @@ def test_existing_key_secret_is_never_overwritten_and_rotation_appends(
     assert len(base64.b64decode(ring["v2"])) == 32
     assert rotated["pan_blind_index_key"] == mine["pan_blind_index_key"]
     assert pipelines.events("KeyRotated")
+    assert pipelines.events("KeyActivated")
 
 
 def test_missing_database_secret_is_reported_until_it_exists(
