@@ -1,8 +1,10 @@
 """The PAN key Secret's content: an append-only keyring and a blind-index key.
 
-Keys come from `secrets.token_bytes(32)` and are never logged. Rotation appends `v<version>`
-and makes it active; existing keys are kept byte for byte so every stored ciphertext stays
-readable. The functions return new data or say why they will not: they never drop a key.
+Keys come from `secrets.token_bytes(32)` and are never logged. Rotation has two phases:
+`v<version>` is appended first (distributed: every reader can decrypt with it) and made active
+only later (`activate`), once every reader has it; existing keys are kept byte for byte so
+every stored ciphertext stays readable. The functions return new data or say why they will
+not: they never drop a key.
 """
 
 from __future__ import annotations
@@ -60,9 +62,17 @@ class Rotation:
     data: dict[str, str]
     added: str | None  # the key id that was appended, if any
 
+    @property
+    def active(self) -> str:
+        return self.data[ACTIVE_KEY_ID]
 
-def rotate(existing: Mapping[str, str], version: int) -> Rotation:
-    """Make `v<version>` active, appending it when new; `existing` holds decoded values."""
+
+def rotate(existing: Mapping[str, str], version: int, *, activate: bool = True) -> Rotation:
+    """Appends `v<version>` when new and, with `activate`, makes it active.
+
+    `existing` holds decoded values. Without `activate` the new key is only distributed: the
+    active key stays what it was until a later call activates it.
+    """
     missing = [k for k in REQUIRED if not existing.get(k)]
     if missing:
         raise KeyringError(f"the key Secret lacks {', '.join(missing)}; it is left untouched")
@@ -79,5 +89,6 @@ def rotate(existing: Mapping[str, str], version: int) -> Rotation:
         ring[kid] = _new_key()
         data[ENCRYPTION_KEYS] = format_keyring(ring)
         added = kid
-    data[ACTIVE_KEY_ID] = kid
+    if activate:
+        data[ACTIVE_KEY_ID] = kid
     return Rotation(data, added)

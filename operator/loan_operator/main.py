@@ -55,7 +55,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     metrics = Metrics()
     start_http_server(settings.metrics_port, settings.metrics_host, registry=metrics.registry)
     kube = Kube(api_client_from_environment())
-    reconciler = Reconciler(kube, KafkaAdmins(settings.kafka_timeout_seconds), metrics)
+    reconciler = Reconciler(
+        kube,
+        KafkaAdmins(settings.kafka_timeout_seconds),
+        metrics,
+        key_distribution_seconds=settings.key_distribution_seconds,
+    )
 
     def make_worker(body: Mapping[str, Any]) -> PipelineWorker:
         return PipelineWorker(

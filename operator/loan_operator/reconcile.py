@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from loan_operator import conditions as cond
@@ -92,11 +93,15 @@ class PipelineState:
     topics: list[dict[str, Any]] = field(default_factory=list)
     consumers: dict[str, ConsumerState] = field(default_factory=dict)
     observed_generation: int | None = None
+    # {phase: Distributing | Active, keyId, since}: where the key rotation stands.
+    key_rotation: dict[str, str] | None = None
 
     @classmethod
     def resume(cls, ref: PipelineRef, status: Mapping[str, Any]) -> PipelineState:
         """Picks up from a previous operator's status, so transition times survive restarts."""
         state = cls(ref, conditions=cond.from_list(status.get("conditions")))
+        if status.get("keyRotation"):
+            state.key_rotation = dict(status["keyRotation"])
         for item in status.get("consumers") or ():
             state.consumers[item["name"]] = ConsumerState(
                 lag=int(item.get("lag", 0)),
@@ -111,7 +116,9 @@ class PipelineState:
         self.conditions = conditions
         ready_topics = sum(1 for t in self.topics if t["ready"])
         consumers = [c.as_status(n) for n, c in sorted(self.consumers.items())]
+        extra = {"keyRotation": self.key_rotation} if self.key_rotation else {}
         return {
+            **extra,
             "observedGeneration": self.observed_generation,
             "conditions": cond.as_list(conditions),
             "topics": self.topics,
@@ -129,7 +136,9 @@ class Reconciler:
         kafka: Callable[[str], KafkaAdmin],
         metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
+        key_distribution_seconds: float = 180.0,
     ) -> None:
+        self.key_distribution_seconds = key_distribution_seconds
         self.kube = kube
         self.kafka = kafka
         self.metrics = metrics
@@ -268,9 +277,10 @@ class Reconciler:
 
     def _converge_secrets(self, state: PipelineState, spec: PipelineSpec, generation: int) -> bool:
         ref = state.ref
-        # The key Secret outlives a Retain pipeline: losing it makes every stored PAN unreadable.
-        owned = spec.deletion_policy == "Delete"
-        problem = self._ensure_keys(ref, spec, owned)
+        # The key Secret outlives the pipeline whatever its deletionPolicy: the rows it encrypts
+        # stay in PostgreSQL, and without it every stored PAN is unreadable. A Secret an older
+        # operator made owned (deletionPolicy Delete) loses that ownerReference here.
+        problem = self._ensure_keys(state, spec, owned=False)
         if problem is None:
             problem = self._check_database(ref, spec)
         changed = self.kube.apply_config_map(
@@ -294,7 +304,7 @@ class Reconciler:
             generation,
             ok=True,
             reason="SecretsReconciled",
-            message=f"keys v{spec.key_version} active; database Secret present",
+            message=_keys_message(state) + "; database Secret present",
         )
         return True
 
@@ -310,24 +320,25 @@ class Reconciler:
         return None
 
     def _ensure_keys(
-        self, ref: PipelineRef, spec: PipelineSpec, owned: bool
+        self, state: PipelineState, spec: PipelineSpec, owned: bool
     ) -> tuple[str, str] | None:
+        ref = state.ref
         name = spec.key_secret_name
+        wanted = keyring.key_id(spec.key_version)
         secret = self.kube.read_secret(ref.namespace, name)
         if secret is None:
             data = keyring.new_key_data(spec.key_version)
             if self.kube.create_secret(ref.namespace, name, data, ref if owned else None):
-                self._changed(
-                    ref,
-                    "KeySecretCreated",
-                    f"generated Secret {name} with key {keyring.key_id(spec.key_version)}",
-                )
+                self._changed(ref, "KeySecretCreated", f"generated Secret {name} with key {wanted}")
+                state.key_rotation = {"phase": "Active", "keyId": wanted, "since": now_iso()}
                 return None
             secret = self.kube.read_secret(ref.namespace, name)  # lost a race: use theirs
             if secret is None:
                 return ("KeySecretInvalid", f"Secret {name} vanished while being created")
         try:
-            rotation = keyring.rotate(secret.data, spec.key_version)
+            rotation = keyring.rotate(
+                secret.data, spec.key_version, activate=self._distributed(state, wanted)
+            )
         except keyring.KeyringError as exc:
             return ("KeySecretInvalid", f"Secret {name}: {exc}")
         data_changed = rotation.data != secret.data
@@ -347,14 +358,11 @@ class Reconciler:
                 self._changed(
                     ref,
                     "KeyRotated",
-                    f"Secret {name}: appended key {rotation.added} and made it active",
+                    f"Secret {name}: appended key {rotation.added}; active once every reader has "
+                    f"it ({self.key_distribution_seconds:g}s)",
                 )
             elif data_changed:
-                self._changed(
-                    ref,
-                    "KeyActivated",
-                    f"Secret {name}: active key {rotation.data[keyring.ACTIVE_KEY_ID]}",
-                )
+                self._changed(ref, "KeyActivated", f"Secret {name}: active key {rotation.active}")
             if owner_changed:
                 self._changed(
                     ref,
@@ -363,7 +371,23 @@ class Reconciler:
                     + ("now goes with" if owned else "now outlives")
                     + " the pipeline",
                 )
+        self._record_phase(state, wanted, rotation.active)
         return None
+
+    def _distributed(self, state: PipelineState, wanted: str) -> bool:
+        """True once `wanted` has been in the Secret, inactive, for the distribution period."""
+        phase = state.key_rotation or {}
+        if phase.get("phase") != "Distributing" or phase.get("keyId") != wanted:
+            return False
+        since = datetime.strptime(phase["since"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        return (datetime.now(UTC) - since).total_seconds() >= self.key_distribution_seconds
+
+    @staticmethod
+    def _record_phase(state: PipelineState, wanted: str, active: str) -> None:
+        phase = "Active" if active == wanted else "Distributing"
+        current = state.key_rotation or {}
+        if current.get("phase") != phase or current.get("keyId") != wanted:
+            state.key_rotation = {"phase": phase, "keyId": wanted, "since": now_iso()}
 
     # --- scaling -------------------------------------------------------------------------------
     def scale(self, state: PipelineState, spec: PipelineSpec, consumer: ConsumerSpec) -> None:
@@ -494,3 +518,10 @@ class Reconciler:
             f"{spec.kafka.bootstrap_servers} unreachable; delete them by hand",
             warning=True,
         )
+
+
+def _keys_message(state: PipelineState) -> str:
+    phase = state.key_rotation or {}
+    if phase.get("phase") == "Distributing":
+        return f"key {phase.get('keyId')} distributed since {phase.get('since')}, not active yet"
+    return f"key {phase.get('keyId')} active"

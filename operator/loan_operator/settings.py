@@ -16,6 +16,11 @@ class Settings(BaseSettings):
     kafka_timeout_seconds: float = Field(
         default=5.0, gt=0, validation_alias="OPERATOR_KAFKA_TIMEOUT_SECONDS"
     )
+    # Phase one of a key rotation lasts this long: a mounted Secret reaches every running pod
+    # within the kubelet's sync period plus its cache TTL (about two minutes by default).
+    key_distribution_seconds: float = Field(
+        default=180.0, ge=0, validation_alias="OPERATOR_KEY_DISTRIBUTION_SECONDS"
+    )
     max_backoff_seconds: float = Field(
         default=60.0, gt=0, validation_alias="OPERATOR_MAX_BACKOFF_SECONDS"
     )

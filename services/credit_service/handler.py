@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,7 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from credit_service.scoring import LoanType, ScoreInput, credit_score
 from prequal import audit, outbox
-from prequal.consumer import AfterCommit, PoisonRecordError
+from prequal.consumer import AfterCommit, OutageError, PoisonRecordError
 from prequal.events import (
     APPLICATION_SUBMITTED,
     CREDIT_REPORT_GENERATED,
@@ -29,7 +30,7 @@ from prequal.events import (
     parse_payload,
 )
 from prequal.kafka import InboundRecord
-from prequal.pan import Keyring, PanDecryptionError, from_transport
+from prequal.pan import Keyring, PanDecryptionError, UnknownKeyIdError, from_transport
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +68,22 @@ def decrypt_only(keys: dict[str, bytes]) -> Keyring:
     return Keyring(keys, active_key_id=next(iter(keys)))
 
 
+KeySource = Callable[[], dict[str, bytes]]
+"""Reads the keys again from where the process got them (the mounted key Secret)."""
+
+
 class CreditHandler:
-    def __init__(self, keyring: Keyring, reports_topic: str, metrics: CreditMetrics) -> None:
+    def __init__(
+        self,
+        keyring: Keyring,
+        reports_topic: str,
+        metrics: CreditMetrics,
+        reload_keys: KeySource | None = None,
+    ) -> None:
         self.keyring = keyring
         self.reports_topic = reports_topic
         self.metrics = metrics
+        self.reload_keys = reload_keys
 
     def decode(self, event: CloudEventAttributes, record: InboundRecord) -> ScoreApplication:
         if event.type != APPLICATION_SUBMITTED:
@@ -82,11 +94,37 @@ class CreditHandler:
             raise PoisonRecordError("record key does not match the payload's application_id")
         return ScoreApplication(event.id, payload)
 
+    def _decrypt(self, blob: bytes, application_id: uuid.UUID) -> str:
+        """A key id this process does not know yet is an outage of this process, not poison.
+
+        After a rotation the API may encrypt with a key the mounted Secret has not brought to
+        this pod yet: the keys are read again from their source and, while the key is still
+        missing, the record waits (retried as an outage) instead of being dead-lettered.
+        """
+        try:
+            return self.keyring.decrypt(blob, application_id)
+        except UnknownKeyIdError as exc:
+            wanted = Keyring.key_id_of(blob)
+            keys: dict[str, bytes] = {}
+            if self.reload_keys is not None:
+                try:
+                    keys = self.reload_keys()
+                except Exception as reload_error:  # noqa: BLE001 - a half-written Secret
+                    log.warning("reloading the keys failed: %s", reload_error)
+            if wanted not in keys:
+                raise OutageError(
+                    f"{exc}; not in the reloaded keys either: waiting for the key Secret "
+                    "to reach this process"
+                ) from exc
+            self.keyring = decrypt_only(keys)
+            log.info("keys reloaded; key %s is now known", wanted)
+            return self.keyring.decrypt(blob, application_id)
+
     def apply(self, conn: psycopg.Connection[Any], command: ScoreApplication) -> AfterCommit:
         application = command.application
         try:
             blob = from_transport(application.pan_encrypted)
-            pan = self.keyring.decrypt(blob, application.application_id)
+            pan = self._decrypt(blob, application.application_id)
         except PanDecryptionError as exc:
             raise PoisonRecordError(f"PAN cannot be decrypted: {exc}") from exc
         key_id = Keyring.key_id_of(blob)

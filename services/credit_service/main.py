@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 from credit_service.handler import CreditHandler, CreditMetrics, decrypt_only
 from credit_service.settings import CreditSettings
 from prequal.consumer_process import build, serve
+from prequal.settings import load_settings
 from prequal.startup import start
 
 SERVICE = "credit-service"
@@ -20,7 +21,10 @@ def main() -> int:
     settings = start(SERVICE, CreditSettings)
     registry = CollectorRegistry()
     handler = CreditHandler(
-        decrypt_only(settings.keyring()), settings.topic_credit_reports, CreditMetrics(registry)
+        decrypt_only(settings.keyring()),
+        settings.topic_credit_reports,
+        CreditMetrics(registry),
+        reload_keys=lambda: load_settings(CreditSettings).keyring(),
     )
     runtime = build(
         settings,

@@ -40,7 +40,10 @@ SELECT_SQL = (
 )
 UPDATE_SQL = (
     "UPDATE applications SET status = %s, credit_score = %s, decision_reason = %s, "
-    "max_approved_amount = %s, version = version + 1, updated_at = now() "
+    "max_approved_amount = %s, version = version + 1, updated_at = now(), "
+    # A final status ends any processing issue (a replay that succeeded).
+    "processing_issue_code = NULL, processing_issue_message = NULL, "
+    "processing_issue_since = NULL "
     "WHERE id = %s AND version = %s AND status = 'PENDING'"
 )
 

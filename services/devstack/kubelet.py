@@ -14,13 +14,16 @@ the thread that forked the child.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from kubernetes import client
 from kubernetes.client import ApiException
 
+from devstack.process import ComponentStartError
 from devstack.services import RunningService, Services, ServiceSpec
+from devstack.supervisor import BackOff, CrashLoop, first_line
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,7 @@ class ManagedDeployment:
     extra_env: Mapping[str, str]
     instances: list[RunningService] = field(default_factory=list)
     next_instance: int = 1
+    crashes: CrashLoop | None = None
 
 
 @dataclass
@@ -41,11 +45,15 @@ class LocalKubelet:
     services: Services
     on_start: Callable[[ManagedDeployment, RunningService], None] = lambda d, s: None
     deployments: list[ManagedDeployment] = field(default_factory=list)
+    backoff: BackOff = field(default_factory=BackOff)
+    clock: Callable[[], float] = time.monotonic
 
     def manage(
         self, namespace: str, name: str, spec: ServiceSpec, extra_env: Mapping[str, str]
     ) -> None:
-        self.deployments.append(ManagedDeployment(namespace, name, spec, extra_env))
+        deployment = ManagedDeployment(namespace, name, spec, extra_env)
+        deployment.crashes = CrashLoop(name, self.backoff)
+        self.deployments.append(deployment)
 
     def sync(self) -> None:
         apps = client.AppsV1Api(self.api)
@@ -60,17 +68,27 @@ class LocalKubelet:
             self._report(apps, deployment)
 
     def _converge(self, deployment: ManagedDeployment, desired: int) -> None:
-        # A crashed instance is replaced, as a kubelet restarts a container.
+        # A crashed instance is replaced, as a kubelet restarts a container: after a back-off
+        # that grows while it keeps crashing (also while starting), never stopping the rest.
+        crashes = deployment.crashes
+        assert crashes is not None
         for dead in [s for s in deployment.instances if not s.process.alive()]:
-            print(f"==> {dead.process.name} exited; restarting it", flush=True)
+            code = dead.process._proc.returncode if dead.process._proc else None
             deployment.instances.remove(dead)
             self.services.stop(dead)
-        while len(deployment.instances) < desired:
+            print(crashes.crashed(self.clock(), f"{dead.process.name} exited with code {code}"))
+        while len(deployment.instances) < desired and crashes.may_start(self.clock()):
             instance = deployment.next_instance
             deployment.next_instance += 1
-            service = self.services.start(
-                deployment.spec, instance=instance, extra_env=deployment.extra_env
-            )
+            try:
+                service = self.services.start(
+                    deployment.spec, instance=instance, extra_env=deployment.extra_env
+                )
+            except ComponentStartError as exc:
+                why = f"instance {instance} died while starting ({first_line(exc)})"
+                print(crashes.crashed(self.clock(), why), flush=True)
+                break
+            crashes.started(self.clock())
             deployment.instances.append(service)
             self.on_start(deployment, service)
             print(

@@ -34,6 +34,7 @@ from devstack.services import (
     console_script,
     migrate,
 )
+from devstack.supervisor import Supervisor
 from devstack.tools import REPO_ROOT
 
 ALERT_RULES = REPO_ROOT / "charts" / "loan-prequal" / "files" / "alerts.rules.yaml"
@@ -71,6 +72,9 @@ class LocalPlatform:
     services: Services | None = None
     kubelet: LocalKubelet | None = None
     api_client: client.ApiClient | None = None
+    # Restarts the API, the publisher and the operator when they die (the kubelet does the
+    # consumers), with a growing back-off; nothing they do stops the platform.
+    supervisor: Supervisor = field(default_factory=Supervisor)
 
     def check_ports(self) -> None:
         flags = {
@@ -143,26 +147,9 @@ class LocalPlatform:
         pipeline.apply_prerequisites(self.api_client, sample, self.postgres.url)
         progress("starting loan-operator")
         self.operator_metrics_port = free_port()
-        liveness_port = free_port()
-        self.operator = ManagedProcess(
-            "loan-operator",
-            [
-                console_script("loan-operator"),
-                "--namespace",
-                sample.namespace,
-                "--liveness",
-                f"http://{LOOPBACK}:{liveness_port}/healthz",
-            ],
-            self.log_dir / "loan-operator.log",
-            env={
-                **os.environ,
-                "KUBECONFIG": str(self.kubeconfig),
-                "METRICS_PORT": str(self.operator_metrics_port),
-            },
-        )
-        self.operator.start()
-        self.operator.wait_ready(
-            lambda: http_ok(f"http://{LOOPBACK}:{liveness_port}/healthz"), timeout=60
+        self.operator = self._start_operator(sample.namespace)
+        self.supervisor.keep(
+            "loan-operator", lambda: self._start_operator(sample.namespace), self.operator
         )
         self.prometheus.add_target("loan-operator", f"{LOOPBACK}:{self.operator_metrics_port}")
         progress(f"waiting for LoanPipeline {sample.namespace}/{sample.name} to be Ready")
@@ -173,6 +160,35 @@ class LocalPlatform:
         self._consumers = sample
         return env
 
+    def _start_operator(self, namespace: str) -> ManagedProcess:
+        liveness_port = free_port()
+        operator = ManagedProcess(
+            "loan-operator",
+            [
+                console_script("loan-operator"),
+                "--namespace",
+                namespace,
+                "--liveness",
+                f"http://{LOOPBACK}:{liveness_port}/healthz",
+            ],
+            self.log_dir / "loan-operator.log",
+            env={
+                **os.environ,
+                "KUBECONFIG": str(self.kubeconfig),
+                "METRICS_PORT": str(self.operator_metrics_port),
+            },
+        )
+        self.operator = operator
+        operator.start()
+        try:
+            operator.wait_ready(
+                lambda: http_ok(f"http://{LOOPBACK}:{liveness_port}/healthz"), timeout=60
+            )
+        except BaseException:
+            operator.stop()
+            raise
+        return operator
+
     def _start_services(self, env: dict[str, str], progress: ProgressFn) -> None:
         assert self.api_client
         assert self.prometheus
@@ -180,11 +196,13 @@ class LocalPlatform:
         migrate(env, self.log_dir)
         self.services = Services(env, self.log_dir)
         progress("starting prequal-api")
-        api = self.services.start(API, port=self.ports.api, extra_env={"API_HOST": LOOPBACK})
-        self.prometheus.add_target("prequal-api", f"{LOOPBACK}:{api.port}")
+        api = self._start_api()
+        self.supervisor.keep("prequal-api", lambda: self._start_api().process, api.process)
         progress("starting outbox-publisher")
-        publisher = self.services.start(PUBLISHER)
-        self.prometheus.add_target("outbox-publisher", f"{LOOPBACK}:{publisher.port}")
+        publisher = self._start_publisher()
+        self.supervisor.keep(
+            "outbox-publisher", lambda: self._start_publisher().process, publisher.process
+        )
 
         prometheus = self.prometheus
 
@@ -203,8 +221,23 @@ class LocalPlatform:
         progress("starting the consumers, as many as the operator scales their Deployments to")
         self.kubelet.sync()
 
+    def _start_api(self) -> RunningService:
+        assert self.services
+        assert self.prometheus
+        api = self.services.start(API, port=self.ports.api, extra_env={"API_HOST": LOOPBACK})
+        self.prometheus.add_target("prequal-api", f"{LOOPBACK}:{api.port}")
+        return api
+
+    def _start_publisher(self) -> RunningService:
+        assert self.services
+        assert self.prometheus
+        publisher = self.services.start(PUBLISHER)
+        self.prometheus.add_target("outbox-publisher", f"{LOOPBACK}:{publisher.port}")
+        return publisher
+
     def tick(self) -> None:
         """Called every second or so from the main thread while the platform runs."""
+        self.supervisor.tick()
         if self.kubelet:
             self.kubelet.sync()
 

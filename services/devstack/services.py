@@ -103,7 +103,11 @@ class Services:
         process.start()
         service = RunningService(spec, port, process)
         self.running.append(service)
-        process.wait_ready(lambda: http_ok(f"{service.url}{spec.health_path}"), timeout)
+        try:
+            process.wait_ready(lambda: http_ok(f"{service.url}{spec.health_path}"), timeout)
+        except ComponentStartError:
+            self.stop(service)  # nothing of a failed start stays behind
+            raise
         return service
 
     def stop(self, service: RunningService) -> None:

@@ -17,7 +17,7 @@ from prometheus_client.registry import Collector
 
 from outbox_publisher import store
 from outbox_publisher.metrics import PublisherMetrics
-from outbox_publisher.publisher import Publisher
+from outbox_publisher.publisher import ProducerFactory, Publisher
 from outbox_publisher.settings import PublisherSettings
 from prequal.kafka import EventProducer, create_producer
 from prequal.metrics import db_query_histogram, serve_metrics
@@ -49,7 +49,10 @@ class BacklogCollector(Collector):
         )
 
 
-def build(settings: PublisherSettings) -> tuple[Publisher, CollectorRegistry]:
+def build(
+    settings: PublisherSettings, producers: ProducerFactory | None = None
+) -> tuple[Publisher, CollectorRegistry]:
+    """The publisher and its registry; tests may hand in their own producer factory."""
     registry = CollectorRegistry()
     url = settings.database_url.get_secret_value()
     registry.register(BacklogCollector(url, db_query_histogram(registry)))
@@ -63,11 +66,14 @@ def build(settings: PublisherSettings) -> tuple[Publisher, CollectorRegistry]:
         # deleted since the last vacuum. A bitmap scan visits all of them on every claim (4 ms
         # for an empty outbox after 26,000 deletions); the ordered index scan stops at the
         # batch size and marks dead entries as it passes, so the next claim skips them.
+        session = settings.session_options()
+        options = f"-c synchronous_commit=off -c enable_bitmapscan=off {session.pop('options')}"
         return psycopg.connect(
             url,
             connect_timeout=5,
             application_name=settings.service_name,
-            options="-c synchronous_commit=off -c enable_bitmapscan=off",
+            options=options,
+            **session,
         )
 
     def producer(worker: int) -> EventProducer:
@@ -82,7 +88,7 @@ def build(settings: PublisherSettings) -> tuple[Publisher, CollectorRegistry]:
     for topic in (settings.topic_applications_submitted, settings.topic_credit_reports):
         metrics.published.labels(topic)  # exported at 0, so the first error is an increase
         metrics.errors.labels(topic)
-    publisher = Publisher(settings, connect, producer, metrics)
+    publisher = Publisher(settings, connect, producers or producer, metrics)
     return publisher, registry
 
 
@@ -99,7 +105,7 @@ def main() -> int:
     server = serve_metrics(
         settings.metrics_host,
         settings.metrics_port,
-        healthy=lambda: not publisher.stopping.is_set(),
+        healthy=publisher.healthy,
         registry=registry,
     )
     log.info(
@@ -112,7 +118,7 @@ def main() -> int:
         publisher.run()
     finally:
         server.shutdown()
-    return 0
+    return 1 if publisher.failed else 0
 
 
 if __name__ == "__main__":

@@ -28,6 +28,11 @@ class PublisherMetrics:
         self.circuit_open = Gauge(
             "prequal_outbox_circuit_open", "1 while publishing is backing off", registry=registry
         )
+        self.producer_replacements = Counter(
+            "prequal_outbox_producer_replacements",
+            "Worker producers replaced after a batch failed with something other than an outage",
+            registry=registry,
+        )
         self.lanes_owned = Gauge(
             "prequal_outbox_lanes_owned", "Outbox lanes this instance publishes", registry=registry
         )

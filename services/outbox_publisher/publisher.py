@@ -5,7 +5,13 @@ instance splits its lanes among `OUTBOX_WORKERS` threads, each with its own conn
 batches: one worker's database work overlaps another's wait for Kafka. The main thread keeps
 the lane leases (and LISTENs on the same connection). Each worker has its own idempotent
 producer, so a batch's flush waits for that batch only. Lanes are only released while no batch
-is in flight.
+is in flight, and at stop only once every worker has finished its batch.
+
+A worker survives what a worker can meet: a database outage (it reconnects), and any other
+failure of a batch, a fatal producer error after a broker restart included (it rolls the batch
+back, replaces its producer and connection, and goes on). Should a worker end all the same, the
+process stops and reports itself unhealthy, so its lanes move to another instance instead of
+staying held by a process that no longer publishes them.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from outbox_publisher.breaker import CircuitBreaker
 from outbox_publisher.lanes import LaneLeases
 from outbox_publisher.metrics import PublisherMetrics
 from outbox_publisher.settings import PublisherSettings
+from prequal.db import outages
 from prequal.kafka import EventProducer
 from prequal.outbox import NOTIFY_CHANNEL
 
@@ -54,36 +61,46 @@ class Publisher:
         self._owned: frozenset[int] = frozenset()
         self._busy = 0
         self._wake = [threading.Event() for _ in range(settings.outbox_workers)]
+        self._threads: list[threading.Thread] = []
+        self.failed = False
 
     def stop(self) -> None:
         self.stopping.set()
         for event in self._wake:
             event.set()
 
+    def healthy(self) -> bool:
+        """False once stopping or once a worker ended: a restart would move its lanes."""
+        return not self.stopping.is_set() and all(t.is_alive() for t in self._threads)
+
     # -- the main thread: leases and wake-ups ---------------------------------------------
 
     def run(self) -> None:
         """Publishes until stop(); survives database and Kafka outages."""
-        threads = [
+        self._threads = [
             threading.Thread(target=self._work, args=(i,), name=f"worker-{i}", daemon=True)
             for i in range(self.settings.outbox_workers)
         ]
-        for thread in threads:
+        for thread in self._threads:
             thread.start()
         while not self.stopping.is_set():
             try:
                 self._hold_leases()
-            except psycopg.OperationalError as exc:
+            except psycopg.Error as exc:
+                if not outages.is_outage(exc):
+                    raise
                 log.warning("lease connection lost (%s); reconnecting", type(exc).__name__)
                 self._set_owned(frozenset())
                 self.stopping.wait(_RECONNECT_DELAY)
-        for thread in threads:
-            thread.join()
+        self._join_workers()
         log.info("stopped; unconfirmed batches stay in the outbox")
 
     def _hold_leases(self) -> None:
         with self.connect() as conn:
             conn.autocommit = True
+            # Ended by the server when silent: a partitioned instance's locks do not outlive it.
+            idle_ms = int(self.settings.outbox_lease_idle_timeout_seconds * 1000)
+            conn.execute(f"SET idle_session_timeout = {idle_ms}")
             leases = LaneLeases(conn)
             if self.settings.outbox_listen:
                 conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
@@ -97,6 +114,9 @@ class Publisher:
                     self._purge(conn)
                     next_purge = now + 60.0
                 self._wait_for_notify(conn, next_rebalance - time.monotonic())
+            # The locks go with this connection: not before the in-flight batches are settled,
+            # or another instance could publish a lane's later rows before them.
+            self._join_workers()
         self._set_owned(frozenset())
 
     def _rebalance(self, leases: LaneLeases) -> None:
@@ -106,6 +126,10 @@ class Publisher:
                 self._lanes.wait()
             self._owned = frozenset(leases.rebalance())
         self.metrics.lanes_owned.set(len(self._owned))
+
+    def _join_workers(self) -> None:
+        for thread in self._threads:
+            thread.join()
 
     def _set_owned(self, lanes: frozenset[int]) -> None:
         with self._lanes:
@@ -128,30 +152,64 @@ class Publisher:
     # -- worker threads -------------------------------------------------------------------
 
     def _work(self, index: int) -> None:
+        try:
+            self._work_until_stopped(index)
+        except BaseException:
+            log.exception("worker %d ended; stopping so that its lanes move elsewhere", index)
+            self.failed = True
+            self.stop()
+
+    def _work_until_stopped(self, index: int) -> None:
         conn: psycopg.Connection[Any] | None = None
         producer = self.producers(index)
-        wake = self._wake[index]
-        while not self.stopping.is_set():
-            try:
-                if conn is None or conn.closed:
-                    conn = self.connect()
-                    conn.autocommit = True  # one explicit transaction per batch
-                full = self._one_batch(conn, producer, index)
-            except psycopg.OperationalError as exc:
-                log.warning("worker %d: database unavailable (%s)", index, type(exc).__name__)
-                if conn is not None:
-                    conn.close()
-                conn = None
-                self.stopping.wait(_RECONNECT_DELAY)
-                continue
-            if not self.settings.outbox_listen:
-                self.stopping.wait(self.settings.outbox_poll_interval_seconds)
-            elif not full:
-                wake.wait(self.settings.outbox_poll_interval_seconds)
-                wake.clear()
-        if conn is not None:
-            conn.close()
+        try:
+            while not self.stopping.is_set():
+                try:
+                    if conn is None or conn.closed:
+                        conn = self.connect()
+                        conn.autocommit = True  # one explicit transaction per batch
+                    full = self._one_batch(conn, producer, index)
+                except Exception as exc:  # noqa: BLE001 - every failure of a batch is survived
+                    if conn is not None:
+                        conn.close()
+                    conn = None
+                    producer = self._survive(exc, producer, index)
+                    self.stopping.wait(_RECONNECT_DELAY)
+                    continue
+                self._idle(index, full=full)
+        finally:
+            if conn is not None:
+                conn.close()
         producer.flush(self.settings.outbox_delivery_timeout_seconds)
+
+    def _idle(self, index: int, *, full: bool) -> None:
+        if not self.settings.outbox_listen:
+            self.stopping.wait(self.settings.outbox_poll_interval_seconds)
+        elif not full:
+            self._wake[index].wait(self.settings.outbox_poll_interval_seconds)
+            self._wake[index].clear()
+
+    def _survive(self, exc: Exception, producer: EventProducer, index: int) -> EventProducer:
+        """The producer to go on with after a failed batch (rolled back with its connection)."""
+        if isinstance(exc, psycopg.Error) and outages.is_outage(exc):
+            log.warning("worker %d: database unavailable (%s)", index, type(exc).__name__)
+            return producer
+        log.error(
+            "worker %d: batch failed (%s: %s); rolled back, replacing its producer",
+            index,
+            type(exc).__name__,
+            exc,
+        )
+        return self._replace(producer, index)
+
+    def _replace(self, producer: EventProducer, index: int) -> EventProducer:
+        """A new producer: after a fatal error the old one never sends again."""
+        try:
+            producer.purge()  # what it still holds belongs to a rolled-back batch
+        except Exception:  # a fatal producer may refuse even this
+            log.debug("purging the old producer failed", exc_info=True)
+        self.metrics.producer_replacements.inc()
+        return self.producers(index)
 
     def _one_batch(
         self, conn: psycopg.Connection[Any], producer: EventProducer, index: int

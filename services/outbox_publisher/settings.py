@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from prequal.settings import DatabaseSettings, KafkaSettings
+from prequal.settings import DatabaseSettings, KafkaSettings, SessionSettings
 
 
-class PublisherSettings(DatabaseSettings, KafkaSettings):
+class PublisherSettings(DatabaseSettings, SessionSettings, KafkaSettings):
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9101
     # Rows claimed per transaction; large batches amortize the round trips.
@@ -26,4 +26,22 @@ class PublisherSettings(DatabaseSettings, KafkaSettings):
     outbox_retention_seconds: float = Field(default=3600.0, ge=0)
     outbox_backoff_max_seconds: float = Field(default=30.0, gt=0)
     outbox_rebalance_interval_seconds: float = Field(default=2.0, gt=0)
+    # The lease session runs a query every rebalance interval, except while it waits for a
+    # batch in flight (at most the delivery timeout + 5 s). Silent longer than this, the server
+    # ends it and its lane locks go to the other instances (a partitioned or frozen instance).
+    outbox_lease_idle_timeout_seconds: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _lease_outlives_a_batch(self) -> PublisherSettings:
+        longest_batch = (
+            self.outbox_delivery_timeout_seconds + 5 + self.outbox_rebalance_interval_seconds
+        )
+        if self.outbox_lease_idle_timeout_seconds <= longest_batch:
+            raise ValueError(
+                "OUTBOX_LEASE_IDLE_TIMEOUT_SECONDS must exceed OUTBOX_DELIVERY_TIMEOUT_SECONDS "
+                f"+ 5 + OUTBOX_REBALANCE_INTERVAL_SECONDS ({longest_batch:g}), or the lane locks "
+                "could go while a batch is in flight"
+            )
+        return self
+
     service_name: str = "outbox-publisher"

@@ -27,14 +27,14 @@ from prequal.consumer import (
 )
 from prequal.kafka import create_consumer, create_producer
 from prequal.metrics import serve_metrics
-from prequal.settings import DatabaseSettings, KafkaSettings
+from prequal.settings import DatabaseSettings, KafkaSettings, SessionSettings
 
 log = logging.getLogger(__name__)
 
 C = TypeVar("C")
 
 
-class ConsumerSettings(DatabaseSettings, KafkaSettings):
+class ConsumerSettings(DatabaseSettings, SessionSettings, KafkaSettings):
     """Settings every consumer reads (docs/configuration.md)."""
 
     metrics_host: str = "127.0.0.1"
@@ -59,7 +59,13 @@ def build(
     client_id = f"{service}-{socket.gethostname()}-{os.getpid()}"
 
     def connect() -> psycopg.Connection[Any]:
-        return psycopg.connect(url, autocommit=True, connect_timeout=5, application_name=service)
+        return psycopg.connect(
+            url,
+            autocommit=True,
+            connect_timeout=5,
+            application_name=service,
+            **settings.session_options(),
+        )
 
     return ConsumerRuntime(
         topic=topic,

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SECRETS_DIR = "/var/run/secrets/prequal"
@@ -54,6 +54,41 @@ class DatabaseSettings(BaseServiceSettings):
                 "DATABASE_URL must be a libpq URL: postgresql://user:pass@host:port/db"
             )
         return SecretStr(url)
+
+
+class SessionSettings(BaseServiceSettings):
+    """How a long-lived worker session fails fast instead of holding locks for hours.
+
+    A node crash or a partition leaves no FIN: without these a session's locks and open
+    transaction outlive its process until the kernel gives up (about two hours). TCP keepalives
+    let the client notice; the server-side timeouts end what the server would otherwise keep.
+    """
+
+    database_keepalives_idle_seconds: int = Field(default=10, ge=1)
+    database_keepalives_interval_seconds: int = Field(default=5, ge=1)
+    database_keepalives_count: int = Field(default=3, ge=1)
+    # A transaction left idle this long is ended by the server (its locks go with it). Longer
+    # than the publisher's wait for Kafka within a batch (OUTBOX_DELIVERY_TIMEOUT_SECONDS + 5).
+    database_idle_in_transaction_timeout_seconds: float = Field(default=60.0, gt=0)
+    database_statement_timeout_seconds: float = Field(default=30.0, gt=0)
+    database_lock_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    def session_options(self) -> dict[str, Any]:
+        """libpq keyword arguments for psycopg.connect (with `options` to extend, not replace)."""
+        ms = {
+            "idle_in_transaction_session_timeout": (
+                self.database_idle_in_transaction_timeout_seconds
+            ),
+            "statement_timeout": self.database_statement_timeout_seconds,
+            "lock_timeout": self.database_lock_timeout_seconds,
+        }
+        return {
+            "keepalives": 1,
+            "keepalives_idle": self.database_keepalives_idle_seconds,
+            "keepalives_interval": self.database_keepalives_interval_seconds,
+            "keepalives_count": self.database_keepalives_count,
+            "options": " ".join(f"-c {name}={int(s * 1000)}" for name, s in ms.items()),
+        }
 
 
 class KafkaSettings(BaseServiceSettings):

@@ -61,6 +61,8 @@ class ApplicationRow:
     updated_at: datetime
     consent: dict[str, Any] | None = None
     decision: dict[str, Any] | None = None
+    # (code, message, since) of the latest dead letter, until a final status (migration 0004).
+    processing_issue: tuple[str, str, datetime] | None = None
 
 
 def advisory_key(digest: bytes) -> int:
@@ -186,7 +188,8 @@ GET_APPLICATION_SQL = (
     "'amount', d.offer_amount::text, 'term_months', d.offer_term_months, "
     "'annual_rate', d.offer_annual_rate::text, 'processing_fee', d.offer_processing_fee::text, "
     "'apr', d.offer_apr::text, 'emi', d.offer_emi::text, 'currency', d.offer_currency, "
-    "'expires_at', d.offer_expires_at) END) END "
+    "'expires_at', d.offer_expires_at) END) END, "
+    "a.processing_issue_code, a.processing_issue_message, a.processing_issue_since "
     "FROM applications a "
     "LEFT JOIN consents c ON c.application_id = a.id "
     "LEFT JOIN decisions d ON d.application_id = a.id "
@@ -210,6 +213,7 @@ async def get_application(conn: Conn, application_id: uuid.UUID) -> ApplicationR
         updated_at=row[7],
         consent=row[8],
         decision=row[9],
+        processing_issue=(row[10], row[11], row[12]) if row[10] is not None else None,
     )
 
 

@@ -140,6 +140,14 @@ class Decision(BaseModel):
     offer: Offer | None
 
 
+class ProcessingIssue(BaseModel):
+    """Why the application is stuck: its latest dead letter, until a replay succeeds."""
+
+    code: str
+    message: str
+    since: datetime
+
+
 class ApplicationStatus(BaseModel):
     application_id: uuid.UUID
     status: Status
@@ -149,6 +157,7 @@ class ApplicationStatus(BaseModel):
     consent: Consent | None
     decision_reason: str | None
     max_approved_amount: Decimal | None
+    processing_issue: ProcessingIssue | None = None
     created_at: datetime
     updated_at: datetime
 

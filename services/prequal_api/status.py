@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from psycopg_pool import AsyncConnectionPool
 
 from prequal import audit, pan
 from prequal_api import repository
 from prequal_api.errors import ApiError
-from prequal_api.schemas import ApplicationStatus, Consent, Decision
+from prequal_api.schemas import ApplicationStatus, Consent, Decision, ProcessingIssue
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,14 @@ class StatusService:
             consent=None if row.consent is None else Consent.model_validate(row.consent),
             decision_reason=row.decision_reason,
             max_approved_amount=row.max_approved_amount,
+            processing_issue=_issue(row.processing_issue),
             created_at=row.created_at,
             updated_at=row.updated_at,
         )
+
+
+def _issue(issue: tuple[str, str, datetime] | None) -> ProcessingIssue | None:
+    if issue is None:
+        return None
+    code, message, since = issue
+    return ProcessingIssue(code=code, message=message, since=since)

@@ -63,6 +63,10 @@ applications = Table(
     Column("decision_reason", Text),
     Column("max_approved_amount", Numeric(16, 2)),
     Column("version", Integer, nullable=False, server_default=text("1")),
+    # The latest dead letter's reason, until a final status (migration 0004).
+    Column("processing_issue_code", Text),
+    Column("processing_issue_message", Text),
+    Column("processing_issue_since", TIMESTAMP(timezone=True)),
     Column("created_at", TIMESTAMP(timezone=True), nullable=False, server_default=_NOW),
     Column("updated_at", TIMESTAMP(timezone=True), nullable=False, server_default=_NOW),
     CheckConstraint(_in("status", STATUSES), name="ck_applications_status"),
@@ -104,6 +108,19 @@ processed_messages = Table(
     Column("event_id", UUID(as_uuid=True), nullable=False),
     Column("processed_at", TIMESTAMP(timezone=True), nullable=False, server_default=_NOW),
     PrimaryKeyConstraint("consumer_group", "event_id", name="pk_processed_messages"),
+)
+
+# One row per dead letter written, so a record is dead-lettered once per group (and replay).
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("consumer_group", Text, nullable=False),
+    Column("event_id", UUID(as_uuid=True), nullable=False),
+    Column("replay_of", Text, nullable=False, server_default=text("''")),
+    Column("application_id", UUID(as_uuid=True)),
+    Column("error_class", Text, nullable=False),
+    Column("dead_lettered_at", TIMESTAMP(timezone=True), nullable=False, server_default=_NOW),
+    PrimaryKeyConstraint("consumer_group", "event_id", "replay_of", name="pk_dead_letters"),
 )
 
 audit_log = Table(

@@ -5,7 +5,6 @@ record."""
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from decimal import Decimal
 
@@ -15,7 +14,7 @@ from decision_service.policy import DecisionPolicy
 from devstack.postgres import Postgres
 from prequal import dlq, events
 from prequal.kafka import InboundRecord
-from prequal.pan import Keyring
+from prequal.pan import to_transport
 from tests.polling import wait_until
 
 from .conftest import (
@@ -57,14 +56,11 @@ def test_poison_submissions_are_dead_lettered_at_once_and_the_consumer_keeps_goi
     producer.event(topics.submitted, "loan.application.withdrawn.v1", b"{}", key=key)
     # 3. Valid JSON missing fields.
     producer.event(topics.submitted, events.APPLICATION_SUBMITTED, {"application_id": key}, key=key)
-    # 4. A PAN sealed under a key the service does not hold.
-    stranger = Keyring({"v9": os.urandom(32)}, active_key_id="v9")
-    producer.event(
-        topics.submitted,
-        events.APPLICATION_SUBMITTED,
-        submitted_payload(foreign, stranger),
-        key=str(foreign.id),
-    )
+    # 4. A PAN sealed for another application: it fails authentication. (A key id the service
+    # does not hold yet is an outage, not poison: test_key_rotation.py.)
+    misdirected = submitted_payload(foreign, keyring)
+    misdirected["pan_encrypted"] = to_transport(keyring.encrypt(foreign.pan, uuid.uuid4()))
+    producer.event(topics.submitted, events.APPLICATION_SUBMITTED, misdirected, key=str(foreign.id))
     # 5. No CloudEvents headers at all.
     producer.send(topics.submitted, key, b"{}", [])
     # And a good record behind them.
@@ -88,7 +84,7 @@ def test_poison_submissions_are_dead_lettered_at_once_and_the_consumer_keeps_goi
     assert "unexpected event type 'loan.application.withdrawn.v1'" in reasons
     assert "lacks CloudEvents headers" in reasons
     assert "is invalid" in reasons
-    assert "key id 'v9'" in reasons
+    assert "belongs to another application" in reasons
     for record in dead:
         assert record.header(dlq.ORIGINAL_TOPIC) == topics.submitted
         assert record.header(dlq.CONSUMER_GROUP) == GROUP_CREDIT
@@ -97,7 +93,9 @@ def test_poison_submissions_are_dead_lettered_at_once_and_the_consumer_keeps_goi
         assert record.header(dlq.ORIGINAL_OFFSET) is not None
         assert good.pan not in str(record.headers)
         assert foreign.pan not in str(record.headers)
-    undecryptable = next(r for r in dead if "key id" in str(r.header(dlq.ERROR_MESSAGE)))
+    undecryptable = next(
+        r for r in dead if "another application" in str(r.header(dlq.ERROR_MESSAGE))
+    )
     assert undecryptable.key == str(foreign.id).encode()
     assert undecryptable.header("ce_type") == events.APPLICATION_SUBMITTED  # original headers
 

@@ -139,6 +139,7 @@ class OperatorProcess:
             "OPERATOR_RESYNC_SECONDS": "3",
             "OPERATOR_KAFKA_TIMEOUT_SECONDS": "2",
             "OPERATOR_MAX_BACKOFF_SECONDS": "8",
+            "OPERATOR_KEY_DISTRIBUTION_SECONDS": "4",
             "LOG_LEVEL": "INFO",
         }
         self.process = ManagedProcess(

@@ -54,3 +54,17 @@ def test_a_lower_version_than_the_newest_key_is_refused() -> None:
 def test_an_incomplete_secret_is_left_untouched() -> None:
     with pytest.raises(KeyringError, match="pan_blind_index_key"):
         rotate({ENCRYPTION_KEYS: "v1:AAAA", ACTIVE_KEY_ID: "v1"}, 1)
+
+
+def test_rotation_in_two_phases_distributes_before_it_activates() -> None:
+    data = new_key_data(1)
+    distributed = rotate(data, 2, activate=False)
+    assert list(parse_keyring(distributed.data[ENCRYPTION_KEYS])) == ["v1", "v2"]
+    assert distributed.active == "v1"
+    assert distributed.added == "v2"
+    activated = rotate(distributed.data, 2, activate=True)
+    assert activated.active == "v2"
+    assert activated.added is None
+    assert parse_keyring(activated.data[ENCRYPTION_KEYS]) == parse_keyring(
+        distributed.data[ENCRYPTION_KEYS]
+    )

@@ -1,0 +1,35 @@
+"""What a service gives the consumer runtime: a handler, and the errors that steer the runtime."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+import psycopg
+
+from prequal.events import CloudEventAttributes
+from prequal.kafka import InboundRecord
+
+C = TypeVar("C")
+AfterCommit = Callable[[], None]
+"""What a handler wants done once its effects are committed (metrics, logs)."""
+
+
+class PoisonRecordError(Exception):
+    """The record can never succeed as it is: it goes to the DLQ at once, without retries."""
+
+
+class OutageError(Exception):
+    """PostgreSQL or Kafka is unreachable: retry the same records later, blame none of them."""
+
+
+class Handler(Protocol[C]):
+    """A service's part of consuming: decode a record, apply it in a transaction."""
+
+    def decode(self, event: CloudEventAttributes, record: InboundRecord) -> C:
+        """The command for a record; raise PoisonRecordError when it can never succeed."""
+        ...
+
+    def apply(self, conn: psycopg.Connection[Any], command: C) -> AfterCommit | None:
+        """The command's database effects, inside the runtime's transaction."""
+        ...
