@@ -142,6 +142,14 @@ def test_make_run_serves_decisions_and_stops_cleanly(tmp_path: Path) -> None:
             "loan-operator",
         }
         assert expected <= _scraped_jobs(env["PROMETHEUS_URL"], expected)
+
+        # A process that dies is restarted after a back-off, visibly, and nothing else stops.
+        api = next(p for p in descendants if "prequal-api" in " ".join(p.cmdline()))
+        api.kill()
+        lines = _wait_for_line(proc, "prequal-api restarted (restart 1)", 120)
+        assert any("prequal-api exited with code -9; restart 1" in line for line in lines)
+        assert set(_decide(env["API_URL"], ["KLMNO9012P"])) == {"KLMNO9012P"}  # decided
+        descendants += psutil.Process(proc.pid).children(recursive=True)
     finally:
         proc.send_signal(signal.SIGINT)
         try:

@@ -4,8 +4,8 @@ record."""
 
 from __future__ import annotations
 
-import json
 import uuid
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import psycopg
@@ -85,12 +85,21 @@ def test_poison_submissions_are_dead_lettered_at_once_and_the_consumer_keeps_goi
     assert "lacks CloudEvents headers" in reasons
     assert "is invalid" in reasons
     assert "belongs to another application" in reasons
+    # Where each one was: its partition and offset in the original topic, by ce_id.
+    originals = {
+        r.header("ce_id"): (str(r.partition), str(r.offset))
+        for r in read_all(world.bootstrap, topics.submitted, expect=6)
+    }
+    started = datetime.now(UTC) - timedelta(minutes=5)
     for record in dead:
         assert record.header(dlq.ORIGINAL_TOPIC) == topics.submitted
         assert record.header(dlq.CONSUMER_GROUP) == GROUP_CREDIT
         assert record.header(dlq.ATTEMPTS) == "1"
-        assert record.header(dlq.ORIGINAL_PARTITION) is not None
-        assert record.header(dlq.ORIGINAL_OFFSET) is not None
+        position = (record.header(dlq.ORIGINAL_PARTITION), record.header(dlq.ORIGINAL_OFFSET))
+        # (The one record without headers is the one under None.)
+        assert position == originals[record.header("ce_id")]
+        failed_at = datetime.strptime(str(record.header(dlq.FAILED_AT)), "%Y-%m-%dT%H:%M:%SZ")
+        assert started <= failed_at.replace(tzinfo=UTC) <= datetime.now(UTC)
         assert good.pan not in str(record.headers)
         assert foreign.pan not in str(record.headers)
     undecryptable = next(
@@ -133,13 +142,23 @@ def test_a_report_for_an_unknown_application_is_dead_lettered(world: World) -> N
         report_payload(ghost, 700),
         key=str(ghost.id),
     )
+    # A report keyed by one application about another: poison of its own kind.
+    producer.event(
+        topics.reports,
+        events.CREDIT_REPORT_GENERATED,
+        report_payload(known, 700),
+        key=str(ghost.id),
+    )
     producer.event(
         topics.reports,
         events.CREDIT_REPORT_GENERATED,
         report_payload(known, 700),
         key=str(known.id),
     )
-    (dead,) = read_all(world.bootstrap, dlq.dlq_topic(topics.reports), expect=1)
+    letters = read_all(world.bootstrap, dlq.dlq_topic(topics.reports), expect=2)
+    mismatch = next(r for r in letters if "does not match" in str(r.header(dlq.ERROR_MESSAGE)))
+    assert mismatch.header(dlq.ERROR_CLASS) == "PoisonRecordError"
+    (dead,) = [r for r in letters if r is not mismatch]
     assert dead.header(dlq.ERROR_CLASS) == "UnknownApplicationError"
     assert str(ghost.id) in str(dead.header(dlq.ERROR_MESSAGE))
     assert dead.header(dlq.CONSUMER_GROUP) == GROUP_DECISION
@@ -219,4 +238,5 @@ def test_a_postgresql_outage_holds_records_without_dead_lettering_them(
         wait_until(lambda app=app: _status(database_url, app.id) == "PRE_APPROVED")
     assert decision.sample("dlq_records_total", topic=dlq.dlq_topic(topics.reports)) == 0
     assert read_all(world.bootstrap, dlq.dlq_topic(topics.reports), expect=0, timeout=2) == []
-    assert json.dumps([str(a.id) for a in apps])
+    processed = {"topic": topics.reports, "group": GROUP_DECISION, "outcome": "processed"}
+    assert decision.sample("consumer_records_total", **processed) == 1 + len(apps)

@@ -1,22 +1,41 @@
-"""`prequalctl dlq`: list and show never print a PAN; replay of a fixed record completes its
-application."""
+"""`prequalctl dlq`: list and show never print a PAN; a dry run sends nothing; replay of a fixed
+record completes its application, decision included."""
 
 from __future__ import annotations
 
 import json
+import threading
 
 import psycopg
 import pytest
 
+from outbox_publisher.main import build
+from outbox_publisher.publisher import Publisher
+from outbox_publisher.settings import PublisherSettings
 from prequal import dlq, events
-from prequal.pan import Keyring
 from prequalctl.main import main as prequalctl
 from tests.polling import wait_until
 
-from .conftest import World, insert_application, submitted_payload
+from .conftest import World, insert_application, read_all, submitted_payload
 
 
-def test_list_show_and_replay_after_the_missing_key_is_configured(
+def _audit_writes_refused(database_url: str, refused: bool) -> None:
+    """A fault the operator can fix: every audit row is refused (CheckViolation, the record's
+    own failure), until the constraint is dropped."""
+    with psycopg.connect(database_url) as conn:
+        if refused:
+            conn.execute(
+                "ALTER TABLE audit_log ADD CONSTRAINT ck_test_refuse CHECK (false) NOT VALID"
+            )
+        else:
+            conn.execute("ALTER TABLE audit_log DROP CONSTRAINT ck_test_refuse")
+
+
+def _end_offsets(bootstrap: str, topic: str) -> int:
+    return len(read_all(bootstrap, topic, expect=0, timeout=2))
+
+
+def test_list_show_and_replay_after_the_cause_is_fixed(
     world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("SECRETS_DIR", "/nonexistent")
@@ -24,9 +43,8 @@ def test_list_show_and_replay_after_the_missing_key_is_configured(
     monkeypatch.setenv("TOPIC_APPLICATIONS_SUBMITTED", world.topics.submitted)
     monkeypatch.setenv("TOPIC_CREDIT_REPORTS", world.topics.reports)
     app = insert_application(world.database_url, world.keyring)
-    # The service was deployed with only the old key: the new key's ciphertext cannot be read.
-    old_ring = Keyring({"v1": world.keyring.keys["v1"]}, active_key_id="v1")
-    stale = world.consumers.credit(world.topics, old_ring)
+    _audit_writes_refused(world.database_url, refused=True)
+    broken = world.consumers.credit(world.topics, world.keyring)
     world.producer.event(
         world.topics.submitted,
         events.APPLICATION_SUBMITTED,
@@ -34,14 +52,14 @@ def test_list_show_and_replay_after_the_missing_key_is_configured(
         key=str(app.id),
     )
     dead_topic = dlq.dlq_topic(world.topics.submitted)
-    wait_until(lambda: stale.sample("dlq_records_total", topic=dead_topic) == 1)
-    stale.stop()
+    wait_until(lambda: broken.sample("dlq_records_total", topic=dead_topic) == 1)
+    broken.stop()
 
     assert prequalctl(["dlq", "list"]) == 0
     listing = capsys.readouterr().out
     assert str(app.id) in listing
-    assert "PoisonRecordError" in listing
-    assert "key id 'v2'" in listing
+    assert "CheckViolation" in listing
+    assert "ck_test_refuse" in listing
     assert app.pan not in listing
 
     assert prequalctl(["dlq", "list", "-o", "json"]) == 0
@@ -55,10 +73,16 @@ def test_list_show_and_replay_after_the_missing_key_is_configured(
     assert shown["headers"][dlq.CONSUMER_GROUP] == "credit-service"
     assert app.pan not in json.dumps(shown)
 
-    # Fixed: the service now holds the whole keyring. Replay, and the application is scored.
+    # Fixed: the constraint is gone. A dry run sends nothing; the replay completes the
+    # application, through credit-service and decision-service.
+    _audit_writes_refused(world.database_url, refused=False)
     world.consumers.credit(world.topics, world.keyring)
+    world.consumers.decision(world.topics)
+    publisher = _publisher(world)
+    before = _end_offsets(world.bootstrap, world.topics.submitted)
     assert prequalctl(["dlq", "replay", "--topic", dead_topic, "--offset", "0", "--dry-run"]) == 0
     assert f"to {world.topics.submitted}" in capsys.readouterr().out
+    assert _end_offsets(world.bootstrap, world.topics.submitted) == before, "a dry run sent"
     assert prequalctl(["dlq", "replay", "--topic", dead_topic, "--offset", "0"]) == 0
     assert "replayed 1 record(s)" in capsys.readouterr().out
 
@@ -71,4 +95,41 @@ def test_list_show_and_replay_after_the_missing_key_is_configured(
         return row == (1,)
 
     wait_until(reported)
+    try:
+        wait_until(lambda: _status(world.database_url, app.id) != "PENDING", timeout=90)
+    finally:
+        publisher.stop()
     assert prequalctl(["dlq", "replay", "--topic", dead_topic, "--offset", "7"]) == 1
+
+
+def _status(database_url: str, application_id: object) -> str:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT status FROM applications WHERE id = %s", (application_id,)
+        ).fetchone()
+    return str(row[0]) if row else "missing"
+
+
+class _RunningPublisher:
+    def __init__(self, publisher: Publisher) -> None:
+        self.publisher = publisher
+        self.thread = threading.Thread(target=publisher.run, name="publisher", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.publisher.stop()
+        self.thread.join(30)
+
+
+def _publisher(world: World) -> _RunningPublisher:
+    """The real outbox publisher, in-process: it carries the credit report to decision-service."""
+    settings = PublisherSettings(
+        database_url=world.database_url,  # type: ignore[arg-type]
+        kafka_bootstrap_servers=world.bootstrap,
+        topic_applications_submitted=world.topics.submitted,
+        topic_credit_reports=world.topics.reports,
+        outbox_workers=1,
+        outbox_delete_published=False,  # the report's row stays, marked, for the test to see
+    )
+    publisher, _registry = build(settings)
+    return _RunningPublisher(publisher)

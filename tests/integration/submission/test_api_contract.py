@@ -79,9 +79,11 @@ def test_status_returns_the_masked_pan_and_audits_the_read(
         "consent",
         "decision_reason",
         "max_approved_amount",
+        "processing_issue",
         "created_at",
         "updated_at",
     }
+    assert body["processing_issue"] is None
     assert body["pan_masked"] == "XXXXX" + pan_number[5:]
     assert body["status"] == "PENDING"
     assert body["credit_score"] is None

@@ -4,6 +4,7 @@ checked, the services' ConfigMap written, and what is garbage-collected with the
 from __future__ import annotations
 
 import base64
+from datetime import datetime
 
 import pytest
 from kubernetes import client
@@ -139,3 +140,42 @@ def test_deletion_collects_the_configmap_and_never_the_key_secret(
     pipelines.delete("retail")
     wait_for(lambda: pipelines.config_map("retail-pipeline") is None, 60, "the ConfigMap's GC")
     assert pipelines.secret("retail-pan-keys") == keys
+
+
+def test_an_operator_restart_mid_rotation_keeps_the_distribution_period_and_ready_time(
+    operator: OperatorProcess, pipelines: Pipelines, kafka: Kafka
+) -> None:
+    pipelines.create_db_secret("retail-db")
+    pipelines.create(pipeline_body("retail", kafka.bootstrap, f"{pipelines.namespace}."))
+    ready = pipelines.wait_condition("retail", "Ready", "True")
+    pipelines.patch_spec(
+        "retail", {"encryption": {"keySecretName": "retail-pan-keys", "keyVersion": 2}}
+    )
+    distributing = wait_for(
+        lambda: (
+            (r := (pipelines.get("retail") or {}).get("status", {}).get("keyRotation"))
+            and r["phase"] == "Distributing"
+            and r
+        ),
+        20,
+        "the rotation to start distributing",
+    )
+    operator.stop()
+    operator.start()
+    done = wait_for(
+        lambda: (
+            (r := (pipelines.get("retail") or {}).get("status", {}).get("keyRotation"))
+            and r["phase"] == "Active"
+            and r
+        ),
+        30,
+        "the restarted operator to finish the rotation",
+    )
+    # The distribution period (OPERATOR_KEY_DISTRIBUTION_SECONDS, 4 s) held across the restart.
+    began, activated = (
+        datetime.strptime(t, "%Y-%m-%dT%H:%M:%SZ") for t in (distributing["since"], done["since"])
+    )
+    assert (activated - began).total_seconds() >= 4
+    assert pipelines.secret("retail-pan-keys")["pan_active_key_id"] == "v2"  # type: ignore[index]
+    after = pipelines.wait_condition("retail", "Ready", "True")
+    assert after["lastTransitionTime"] == ready["lastTransitionTime"]
