@@ -17,6 +17,7 @@ from pathlib import Path
 from kubernetes import client, config
 
 from devstack import pipeline
+from devstack.hydra import AUDIENCE, SCOPES, Hydra
 from devstack.kafka import Kafka
 from devstack.kube import ControlPlane
 from devstack.kubelet import LocalKubelet, ManagedDeployment
@@ -54,6 +55,8 @@ class Ports:
     kafka: int = 9092
     api: int = 8000
     prometheus: int = 9090
+    hydra: int = 4444
+    hydra_admin: int = 4445
 
 
 @dataclass
@@ -64,6 +67,9 @@ class LocalPlatform:
     scrape_interval: str = "5s"
     postgres: Postgres | None = None
     kafka: Kafka | None = None
+    hydra: Hydra | None = None
+    # The two demo clients' credentials: written to .run/env only, never printed or logged.
+    credentials: dict[str, str] = field(default_factory=dict)
     control_plane: ControlPlane | None = None
     prometheus: Prometheus | None = None
     operator: ManagedProcess | None = None
@@ -78,6 +84,8 @@ class LocalPlatform:
             "kafka": "--kafka-port",
             "api": "--api-port",
             "prometheus": "--prometheus-port",
+            "hydra": "--hydra-port",
+            "hydra_admin": "--hydra-admin-port",
         }
         busy = [
             f"{name} port {port} is already in use on {LOOPBACK}: stop whatever listens there "
@@ -106,13 +114,31 @@ class LocalPlatform:
         self._start_infrastructure(progress)
         env = self._start_pipeline(progress)
         self._start_services(env, progress)
-        self.env_file.write_text("".join(f"{k}={v}\n" for k, v in self.endpoints().items()))
+        assignments = {**self.endpoints(), **self.credentials}
+        self.env_file.touch(mode=0o600)
+        self.env_file.chmod(0o600)
+        self.env_file.write_text("".join(f"{k}={v}\n" for k, v in assignments.items()))
 
     def _start_infrastructure(self, progress: ProgressFn) -> None:
         progress("starting PostgreSQL")
         self.postgres = Postgres(
             self.run_dir / "postgres" / "data", port=self.ports.postgres, durable=True
         ).start()
+        progress("starting ORY Hydra (OAuth2 provider) and registering two demo clients")
+        self.hydra = Hydra(
+            self.run_dir / "hydra",
+            self.postgres,
+            public_port=self.ports.hydra,
+            admin_port=self.ports.hydra_admin,
+        ).start()
+        first = self.hydra.register_client("demo-client")
+        other = self.hydra.register_client("demo-other-client")
+        self.credentials = {
+            "OIDC_CLIENT_ID": first.client_id,
+            "OIDC_CLIENT_SECRET": first.secret,
+            "OIDC_OTHER_CLIENT_ID": other.client_id,
+            "OIDC_OTHER_CLIENT_SECRET": other.secret,
+        }
         progress("starting Kafka")
         self.kafka = Kafka(self.run_dir / "kafka" / "data", port=self.ports.kafka).start()
         progress(
@@ -170,6 +196,12 @@ class LocalPlatform:
         pipeline.wait_ready(self.api_client, sample, timeout=120)
         env = pipeline.service_environment(self.api_client, sample)
         env["DATABASE_URL"] = self.postgres.url
+        assert self.hydra
+        env |= {
+            "OIDC_ISSUER": self.hydra.issuer,
+            "OIDC_AUDIENCE": AUDIENCE,
+            "OIDC_JWKS_URL": self.hydra.jwks_url,
+        }
         self._consumers = sample
         return env
 
@@ -219,6 +251,10 @@ class LocalPlatform:
             "KUBECONFIG": str(self.kubeconfig.resolve()),
             "PROMETHEUS_URL": self.prometheus.url,
             "OPERATOR_METRICS_URL": f"http://{LOOPBACK}:{self.operator_metrics_port}/metrics",
+            "OIDC_ISSUER": self.hydra.issuer if self.hydra else "",
+            "OIDC_TOKEN_URL": self.hydra.token_url if self.hydra else "",
+            "OIDC_AUDIENCE": AUDIENCE,
+            "OIDC_SCOPE": f"'{SCOPES}'",
         }
 
     def stop(self) -> None:
@@ -228,7 +264,13 @@ class LocalPlatform:
             self.services.stop_all()
         if self.operator:
             self.operator.stop()
-        for component in (self.prometheus, self.control_plane, self.kafka, self.postgres):
+        for component in (
+            self.prometheus,
+            self.control_plane,
+            self.kafka,
+            self.hydra,
+            self.postgres,
+        ):
             if component is not None:
                 component.stop()
         if self.api_client:
