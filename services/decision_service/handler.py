@@ -28,7 +28,13 @@ from prequal.kafka import InboundRecord
 
 log = logging.getLogger(__name__)
 
-SELECT_SQL = "SELECT status, version FROM applications WHERE id = %s"
+SELECT_SQL = "SELECT status, version, recent_application_elsewhere FROM applications WHERE id = %s"
+# Another client submitted the PAN in the last 24 h (flagged by the API at submission): the
+# application is rejected before the rules run, whatever the score.
+RECENT_APPLICATION_EXISTS = Decision(
+    FinalStatus.REJECTED,
+    "RECENT_APPLICATION_EXISTS: an application for this PAN was submitted in the last 24 hours.",
+)
 UPDATE_SQL = (
     "UPDATE applications SET status = %s, credit_score = %s, decision_reason = %s, "
     "max_approved_amount = %s, version = version + 1, updated_at = now() "
@@ -99,11 +105,12 @@ class DecisionHandler:
             row = conn.execute(SELECT_SQL, (report.application_id,)).fetchone()
             if row is None:
                 raise UnknownApplicationError(f"application {report.application_id} does not exist")
-            status, version = row
+            status, version, recent_elsewhere = row
             if status != "PENDING":
                 return self._ignored(report.application_id, status)
-            if self._update(conn, report.application_id, version, report.credit_score, decision):
-                return self._committed(report.application_id, decision)
+            final = RECENT_APPLICATION_EXISTS if recent_elsewhere else decision
+            if self._update(conn, report.application_id, version, report.credit_score, final):
+                return self._committed(report.application_id, final)
             self.metrics.conflicts.inc()
             log.info(
                 "version %d of the application changed under us; reading it again",
