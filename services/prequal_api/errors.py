@@ -24,7 +24,9 @@ class ApiError(Exception):
         error_code: str,
         message: str,
         details: list[dict[str, str]] | None = None,
+        *,
         headers: dict[str, str] | None = None,
+        extra: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -32,6 +34,8 @@ class ApiError(Exception):
         self.message = message
         self.details = details or []
         self.headers = headers or {}
+        # Fields beside the shared four (the 409's application_id).
+        self.extra = extra or {}
 
 
 def request_id_of(request: Request) -> str:
@@ -44,6 +48,7 @@ def error_response(request: Request, error: ApiError) -> JSONResponse:
         "message": error.message,
         "details": error.details,
         "request_id": request_id_of(request),
+        **error.extra,
     }
     return JSONResponse(body, status_code=error.status, headers=error.headers)
 

@@ -23,6 +23,8 @@ Conn = AsyncConnection[tuple[Any, ...]]
 @dataclass(frozen=True)
 class NewApplication:
     id: uuid.UUID
+    client_id: str
+    pan_masked: str
     pan_ciphertext: bytes
     pan_blind_index: bytes
     first_name: str
@@ -46,7 +48,7 @@ class StoredResponse:
 class ApplicationRow:
     id: uuid.UUID
     status: str
-    pan_ciphertext: bytes
+    pan_masked: str | None
     credit_score: int | None
     decision_reason: str | None
     max_approved_amount: Decimal | None
@@ -67,9 +69,17 @@ async def lock(conn: Conn, key: int) -> None:
 # The duplicate rule and the three inserts (application, `encrypt` audit row, outbox event) are
 # one database function (migration 0002): one prepared call, one round trip per submission.
 SUBMIT_SQL = (
-    "SELECT submit_application(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-    "%s::smallint, %s, %s, %s::jsonb)"
+    "SELECT created_at, existing_id FROM submit_application(%s, %s, %s, %s, %s, %s, %s, %s, %s, "
+    "%s, %s, %s, %s, %s, %s, %s, %s, %s::smallint, %s, %s, %s::jsonb)"
 )
+
+
+@dataclass(frozen=True)
+class SubmitOutcome:
+    """Either the new row's created_at, or the id of this client's recent application."""
+
+    created_at: datetime | None
+    existing_id: uuid.UUID | None
 
 
 def submit_params(
@@ -78,6 +88,8 @@ def submit_params(
     return (
         lock_key,
         app.id,
+        app.client_id,
+        app.pan_masked,
         app.pan_ciphertext,
         app.pan_blind_index,
         app.first_name,
@@ -104,22 +116,30 @@ async def submit(
     app: NewApplication,
     encrypt_audit: audit.AuditEntry,
     event: outbox.OutboxRow,
-) -> datetime | None:
-    """Stores the submission unless the PAN was submitted in the last 24 hours.
+) -> SubmitOutcome:
+    """Stores the submission unless this client submitted the PAN in the last 24 hours.
 
-    Returns created_at, or None for a duplicate. `lock_key` is the PAN's advisory-lock key: the
+    Returns created_at, or the existing application's id for this client's duplicate. Another
+    client's recent application of the PAN is flagged on the row, not refused. `lock_key` is
+    the PAN's advisory-lock key: the
     function takes the lock before it looks, so concurrent submissions of one PAN queue and only
     the first passes. Alone on an autocommit connection it is its own transaction; inside a
     caller's transaction the lock is held until that one ends.
     """
     cur = await conn.execute(SUBMIT_SQL, submit_params(lock_key, app, encrypt_audit, event))
     row = await cur.fetchone()
-    return None if row is None else row[0]
+    assert row is not None  # a function with OUT parameters always returns one row
+    return SubmitOutcome(row[0], row[1])
 
 
-async def stored_response(conn: Conn, key: str) -> StoredResponse | None:
+async def stored_response(
+    conn: Conn, key_hmac: bytes, retention_seconds: float
+) -> StoredResponse | None:
+    """The stored answer for a key, unless it is older than the retention (then it is gone)."""
     cur = await conn.execute(
-        "SELECT request_hmac, status_code, response FROM idempotency_keys WHERE key = %s", (key,)
+        "SELECT request_hmac, status_code, response FROM idempotency_keys "
+        "WHERE key_hmac = %s AND created_at > now() - make_interval(secs => %s)",
+        (key_hmac, retention_seconds),
     )
     row = await cur.fetchone()
     if row is None:
@@ -129,7 +149,7 @@ async def stored_response(conn: Conn, key: str) -> StoredResponse | None:
 
 async def store_response(
     conn: Conn,
-    key: str,
+    key_hmac: bytes,
     *,
     request_hmac: bytes,
     application_id: uuid.UUID,
@@ -137,17 +157,32 @@ async def store_response(
     body: dict[str, Any],
 ) -> None:
     await conn.execute(
-        "INSERT INTO idempotency_keys (key, request_hmac, application_id, status_code, response) "
-        "VALUES (%s, %s, %s, %s, %s::jsonb)",
-        (key, request_hmac, application_id, status_code, json.dumps(body)),
+        # An expired row not purged yet is replaced.
+        "INSERT INTO idempotency_keys (key_hmac, request_hmac, application_id, status_code, "
+        "response) VALUES (%s, %s, %s, %s, %s::jsonb) ON CONFLICT (key_hmac) DO UPDATE SET "
+        "request_hmac = excluded.request_hmac, application_id = excluded.application_id, "
+        "status_code = excluded.status_code, response = excluded.response, created_at = now()",
+        (key_hmac, request_hmac, application_id, status_code, json.dumps(body)),
     )
 
 
-async def get_application(conn: Conn, application_id: uuid.UUID) -> ApplicationRow | None:
+async def purge_idempotency_keys(conn: Conn, retention_seconds: float) -> int:
+    """Deletes the keys older than the retention; returns how many went."""
     cur = await conn.execute(
-        "SELECT id, status, pan_ciphertext, credit_score, decision_reason, max_approved_amount, "
-        "created_at, updated_at FROM applications WHERE id = %s",
-        (application_id,),
+        "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => %s)",
+        (retention_seconds,),
+    )
+    return cur.rowcount
+
+
+async def get_application(
+    conn: Conn, application_id: uuid.UUID, client_id: str
+) -> ApplicationRow | None:
+    """The application if `client_id` owns it: another client's id reads as unknown (404)."""
+    cur = await conn.execute(
+        "SELECT id, status, pan_masked, credit_score, decision_reason, max_approved_amount, "
+        "created_at, updated_at FROM applications WHERE id = %s AND client_id = %s",
+        (application_id, client_id),
     )
     row = await cur.fetchone()
     if row is None:
@@ -155,7 +190,7 @@ async def get_application(conn: Conn, application_id: uuid.UUID) -> ApplicationR
     return ApplicationRow(
         id=row[0],
         status=row[1],
-        pan_ciphertext=bytes(row[2]),
+        pan_masked=row[2],
         credit_score=row[3],
         decision_reason=row[4],
         max_approved_amount=row[5],

@@ -94,3 +94,9 @@ class ErrorBody(BaseModel):
     message: str
     details: list[ErrorDetail] = []
     request_id: str
+
+
+class DuplicateBody(ErrorBody):
+    """The 409: the same client's earlier application of this PAN (to this client only)."""
+
+    application_id: uuid.UUID

@@ -1,6 +1,8 @@
-"""The API's settings: database, PAN keys, listen address and pool sizing."""
+"""The API's settings: database, PAN keys, listen address, pool sizing, tokens and limits."""
 
 from __future__ import annotations
+
+from pydantic import field_validator
 
 from prequal.settings import DatabaseSettings, KafkaSettings, PanKeySettings
 
@@ -14,3 +16,27 @@ class ApiSettings(DatabaseSettings, PanKeySettings, KafkaSettings):
     db_pool_timeout_seconds: float = 2.0
     retry_after_seconds: int = 5
     service_name: str = "prequal-api"
+    # A retry with the same Idempotency-Key within this time gets the original answer; older
+    # keys are ignored and deleted by a periodic purge in each API process.
+    idempotency_key_retention_hours: float = 24.0
+    idempotency_purge_interval_seconds: float = 600.0
+
+    # OAuth2: who may call. The issuer is required: an API without one would be open to all.
+    oidc_issuer: str
+    oidc_audience: str = "prequal-api"
+    # Defaults to the issuer's /.well-known/jwks.json (where Hydra and most providers serve it).
+    oidc_jwks_url: str = ""
+    oidc_leeway_seconds: float = 10.0
+    oidc_jwks_cache_seconds: float = 300.0
+    # An unknown key id refetches the JWKS at most this often (key rollover without a stampede).
+    oidc_jwks_min_refetch_seconds: float = 10.0
+
+    @field_validator("oidc_issuer")
+    @classmethod
+    def _issuer(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("OIDC_ISSUER must be the identity provider's URL, as tokens carry it")
+        return value
+
+    def jwks_url(self) -> str:
+        return self.oidc_jwks_url or self.oidc_issuer.rstrip("/") + "/.well-known/jwks.json"

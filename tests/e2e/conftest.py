@@ -24,6 +24,7 @@ from prequal.kafka import create_topics
 from prequalctl.keys import generate_keys
 from tests.applications import application
 from tests.polling import wait_until
+from tests.tokens import Oidc
 
 FINAL = {"PRE_APPROVED", "REJECTED", "MANUAL_REVIEW"}
 
@@ -48,6 +49,7 @@ class Platform:
     database_url: str
     bootstrap: str
     log_dir: Path
+    token: str = ""
     by_name: dict[str, RunningService] = field(default_factory=dict)
     pans: list[str] = field(default_factory=list)
 
@@ -56,7 +58,9 @@ class Platform:
         return self.by_name[API.name]
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.api.url, timeout=10)
+        """An API client with the bearer token of the session's first OAuth2 client."""
+        headers = {"Authorization": f"Bearer {self.token}"}
+        return httpx.Client(base_url=self.api.url, timeout=10, headers=headers)
 
     def submit(self, http: httpx.Client, **overrides: object) -> httpx.Response:
         body = application(**overrides)
@@ -84,7 +88,7 @@ class Platform:
 
 @pytest.fixture(scope="module")
 def platform(
-    postgres: Postgres, kafka: Kafka, tmp_path_factory: pytest.TempPathFactory
+    postgres: Postgres, kafka: Kafka, oidc: Oidc, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Platform]:
     run = uuid.uuid4().hex[:8]
     database_url = postgres.create_database(f"e2e_{run}")
@@ -101,11 +105,12 @@ def platform(
         "SECRETS_DIR": "/nonexistent",
         "LOG_LEVEL": "INFO",
         **generate_keys("v1"),
+        **oidc.api_env(),
     }
     log_dir = tmp_path_factory.mktemp("e2e-logs")
     migrate(env, log_dir)
     services = Services(env, log_dir)
-    platform = Platform(services, env, database_url, kafka.bootstrap, log_dir)
+    platform = Platform(services, env, database_url, kafka.bootstrap, log_dir, oidc.token())
     try:
         for spec in (API, PUBLISHER, CREDIT, DECISION):
             platform.by_name[spec.name] = services.start(spec)
