@@ -17,6 +17,7 @@ from prequal_api import repository
 from prequal_api.auth import KeySet, TokenValidator, http_jwks_fetcher
 from prequal_api.docs import install_docs
 from prequal_api.errors import install_error_handlers
+from prequal_api.limits import BodyLimitMiddleware, RateLimiter
 from prequal_api.metrics import ApiMetrics, MetricsMiddleware, TimedConnectionPool
 from prequal_api.routes import router
 from prequal_api.services import Services
@@ -113,6 +114,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.services = services
+    app.state.rate_limits = {
+        "post": RateLimiter(settings.rate_limit_post_per_second, settings.rate_limit_post_burst),
+        "get": RateLimiter(settings.rate_limit_get_per_second, settings.rate_limit_get_burst),
+    }
     app.state.token_validator = TokenValidator(
         keys=KeySet(
             http_jwks_fetcher(settings.jwks_url()),
@@ -126,5 +131,6 @@ def create_app(settings: ApiSettings) -> FastAPI:
     install_error_handlers(app, settings.retry_after_seconds)
     install_docs(app)
     app.include_router(router)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

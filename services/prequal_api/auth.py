@@ -190,8 +190,9 @@ def http_jwks_fetcher(url: str, timeout: float = 3.0) -> FetchJwks:
     return fetch
 
 
-def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
-    """A FastAPI dependency: the caller's Principal, if its token is valid and has `scope`."""
+def require_scope(scope: str, limiter: str) -> Callable[..., Awaitable[Principal]]:
+    """A FastAPI dependency: the caller's Principal, if its token is valid and has `scope`
+    and the client is within the rate limit named `limiter` (app.state.rate_limits)."""
 
     async def principal(
         request: Request,
@@ -203,7 +204,7 @@ def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
         found = await validator.validate(credentials.credentials)
         if scope not in found.scopes:
             raise _forbidden(scope)
-        request.state.client_id = found.client_id
+        request.app.state.rate_limits[limiter].check(found.client_id)
         return found
 
     return principal

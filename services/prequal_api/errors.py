@@ -81,7 +81,9 @@ def install_error_handlers(app: FastAPI, retry_after_seconds: int) -> None:
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
-        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
+        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}.get(
+            exc.status_code, "HTTP_ERROR"
+        )
         return error_response(request, ApiError(exc.status_code, code, str(exc.detail)))
 
     async def on_database_down(request: Request, exc: Exception) -> JSONResponse:

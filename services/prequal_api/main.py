@@ -25,7 +25,9 @@ def main() -> int:
         http="httptools",
         log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=10,
+        limit_concurrency=settings.api_limit_concurrency,
+        timeout_keep_alive=settings.api_timeout_keep_alive_seconds,
+        timeout_graceful_shutdown=settings.api_timeout_graceful_shutdown_seconds,
     )
     log.info("listening on http://%s:%d", settings.api_host, settings.api_port)
     uvicorn.Server(config).run()  # handles SIGTERM: stops accepting, finishes requests

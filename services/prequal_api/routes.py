@@ -44,7 +44,7 @@ def _services(request: Request) -> Services:
 async def submit_application(
     body: ApplicationRequest,
     request: Request,
-    caller: Annotated[Principal, Depends(require_scope(SCOPE_WRITE))],
+    caller: Annotated[Principal, Depends(require_scope(SCOPE_WRITE, "post"))],
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> JSONResponse:
     """Accepts the application for prequalification; the decision follows asynchronously."""
@@ -72,7 +72,7 @@ async def submit_application(
 async def application_status(
     application_id: uuid.UUID,
     request: Request,
-    caller: Annotated[Principal, Depends(require_scope(SCOPE_READ))],
+    caller: Annotated[Principal, Depends(require_scope(SCOPE_READ, "get"))],
 ) -> ApplicationStatus:
     """The current status, the decision when there is one, and the PAN masked (owner only)."""
     return await _services(request).status.status(application_id, caller.client_id)

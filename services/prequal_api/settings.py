@@ -31,6 +31,20 @@ class ApiSettings(DatabaseSettings, PanKeySettings, KafkaSettings):
     # An unknown key id refetches the JWKS at most this often (key rollover without a stampede).
     oidc_jwks_min_refetch_seconds: float = 10.0
 
+    # Abuse limits. Rate limits are per client and per API process (token buckets in memory:
+    # with N replicas a client may reach N times these); 0 disables one.
+    rate_limit_post_per_second: float = 50.0
+    rate_limit_post_burst: float = 100.0
+    rate_limit_get_per_second: float = 200.0
+    rate_limit_get_burst: float = 400.0
+    # Bodies beyond this are refused with 413 while they stream in (an application is ~1 KB).
+    max_body_bytes: int = 16 * 1024
+    # uvicorn: connections beyond this many at once get a 503; idle keep-alive connections close
+    # after this many seconds; a stop waits this long for requests in flight.
+    api_limit_concurrency: int = 256
+    api_timeout_keep_alive_seconds: int = 5
+    api_timeout_graceful_shutdown_seconds: int = 10
+
     @field_validator("oidc_issuer")
     @classmethod
     def _issuer(cls, value: str) -> str:

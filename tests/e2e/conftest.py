@@ -106,6 +106,8 @@ def platform(
         "LOG_LEVEL": "INFO",
         **generate_keys("v1"),
         **oidc.api_env(),
+        # One client drives every scenario here, 150 POSTs at once among them.
+        "RATE_LIMIT_POST_BURST": "1000",
     }
     log_dir = tmp_path_factory.mktemp("e2e-logs")
     migrate(env, log_dir)
