@@ -213,7 +213,7 @@ class LocalPlatform:
         self.services = Services(env, self.log_dir)
         progress("starting prequal-api")
         api = self.services.start(API, port=self.ports.api, extra_env={"API_HOST": LOOPBACK})
-        self.prometheus.add_target("prequal-api", f"{LOOPBACK}:{api.port}")
+        self.prometheus.add_target("prequal-api", api.metrics_address)
         progress("starting outbox-publisher")
         publisher = self.services.start(PUBLISHER)
         self.prometheus.add_target("outbox-publisher", f"{LOOPBACK}:{publisher.port}")
@@ -221,7 +221,7 @@ class LocalPlatform:
         prometheus = self.prometheus
 
         def scrape(deployment: ManagedDeployment, service: RunningService) -> None:
-            prometheus.add_target(deployment.spec.name, f"{LOOPBACK}:{service.port}")
+            prometheus.add_target(deployment.spec.name, service.metrics_address)
 
         self.kubelet = LocalKubelet(self.api_client, self.services, on_start=scrape)
         for consumer in self._consumers.consumers:

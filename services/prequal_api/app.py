@@ -127,6 +127,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         issuer=settings.oidc_issuer,
         audience=settings.oidc_audience,
         leeway_seconds=settings.oidc_leeway_seconds,
+        cache_seconds=settings.oidc_jwks_cache_seconds,
     )
     install_error_handlers(app, settings.retry_after_seconds)
     install_docs(app)

@@ -6,8 +6,7 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
-from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi.responses import JSONResponse
 
 from prequal_api.auth import SCOPE_READ, SCOPE_WRITE, Principal, require_scope
 from prequal_api.errors import ApiError
@@ -91,9 +90,3 @@ async def ready(request: Request) -> dict[str, str]:
     async with services.pool.connection(timeout=services.pool_timeout) as conn:
         await conn.execute("SELECT 1")
     return {"status": "ready"}
-
-
-@router.get("/metrics", include_in_schema=False)
-async def metrics(request: Request) -> Response:
-    registry = _services(request).metrics.registry
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -10,6 +10,8 @@ from prequal.settings import DatabaseSettings, KafkaSettings, PanKeySettings
 class ApiSettings(DatabaseSettings, PanKeySettings, KafkaSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # /metrics is served here, not on the API port: the Ingress never routes to it.
+    api_metrics_port: int = 9100
     db_pool_min_size: int = 4
     db_pool_max_size: int = 16
     # How long a request waits for a database connection before it answers 503.

@@ -31,7 +31,7 @@ FINAL = {"PRE_APPROVED", "REJECTED", "MANUAL_REVIEW"}
 
 def metric(service: RunningService, name: str, **labels: str) -> float:
     """One sample from a service's /metrics (0 when absent)."""
-    text = httpx.get(f"{service.url}/metrics", timeout=5).text
+    text = httpx.get(f"http://{service.metrics_address}/metrics", timeout=5).text
     wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
     pattern = re.compile(rf"^{re.escape(name)}(\{{(?P<labels>[^}}]*)\}})? (?P<value>\S+)$", re.M)
     total = 0.0

@@ -62,6 +62,7 @@ class ApiProcess:
     process: ManagedProcess
     url: str
     token: str = ""
+    metrics_url: str = ""
 
     def client(self, timeout: float = 10.0, token: str | None = None) -> httpx.Client:
         """A client that sends `token` (default: the one the API was started with) as bearer."""
@@ -73,17 +74,22 @@ class ApiProcess:
 def start_api(
     tmp: Path, env: dict[str, str], name: str = "prequal-api", *, token: str = ""
 ) -> ApiProcess:
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     process = ManagedProcess(
         name,
         [str(BIN / "prequal-api")],
         tmp / f"{name}.log",
-        env={**env, "API_HOST": LOOPBACK, "API_PORT": str(port)},
+        env={
+            **env,
+            "API_HOST": LOOPBACK,
+            "API_PORT": str(port),
+            "API_METRICS_PORT": str(metrics_port),
+        },
     )
     process.start()
     url = f"http://{LOOPBACK}:{port}"
     process.wait_ready(lambda: http_ok(f"{url}/health"), timeout=30)
-    return ApiProcess(process, url, token)
+    return ApiProcess(process, url, token, f"http://{LOOPBACK}:{metrics_port}/metrics")
 
 
 @pytest.fixture(scope="module")

@@ -289,11 +289,14 @@ def test_concurrent_retries_with_one_idempotency_key_create_one_application(
     assert len({app_id for _, app_id in results}) == 1
 
 
-def test_health_ready_metrics_and_offline_docs(client: httpx.Client) -> None:
+def test_health_ready_metrics_on_their_own_port_and_offline_docs(
+    client: httpx.Client, api: ApiProcess
+) -> None:
     assert client.get("/health").json() == {"status": "ok"}
     assert client.get("/ready").status_code == 200
     client.post("/applications", json=application())
-    metrics = client.get("/metrics").text
+    assert client.get("/metrics").status_code == 404  # not on the API port
+    metrics = httpx.get(api.metrics_url, timeout=5).text
     assert 'prequal_api_requests_total{method="POST",route="/applications",status="202"}' in metrics
     assert "prequal_api_request_duration_seconds_bucket" in metrics
     assert "prequal_applications_created_total" in metrics
