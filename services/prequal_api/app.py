@@ -108,6 +108,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         version="1.0.0",
         docs_url=None,
         redoc_url=None,
+        openapi_url="/openapi.json" if settings.api_docs_enabled else None,
         lifespan=lifespan,
         # Prometheus metrics come from our middleware; FastAPI's OpenTelemetry hooks would
         # only cost time per request.
@@ -130,7 +131,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
         cache_seconds=settings.oidc_jwks_cache_seconds,
     )
     install_error_handlers(app, settings.retry_after_seconds)
-    install_docs(app)
+    if settings.api_docs_enabled:
+        install_docs(app)
     app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)

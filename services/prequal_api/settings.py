@@ -12,6 +12,8 @@ class ApiSettings(DatabaseSettings, PanKeySettings, KafkaSettings):
     api_port: int = 8000
     # /metrics is served here, not on the API port: the Ingress never routes to it.
     api_metrics_port: int = 9100
+    # Swagger UI (/docs) and /openapi.json; production values turn them off.
+    api_docs_enabled: bool = True
     db_pool_min_size: int = 4
     db_pool_max_size: int = 16
     # How long a request waits for a database connection before it answers 503.
