@@ -124,6 +124,10 @@ INVALID_FIELDS = [
     ("requested_amount", 10_000_001),
     ("monthly_income", -1),
     ("loan_type", "BOAT"),
+    ("first_name", "Asha\x00"),  # NUL: PostgreSQL text cannot hold it
+    ("last_name", "Rao\nINFO forged log line"),
+    ("first_name", "\x1b[31mred"),
+    ("email", "asha\x00@example.com"),
 ]
 
 
