@@ -17,7 +17,7 @@ from pathlib import Path
 from kubernetes import client, config
 
 from devstack import pipeline
-from devstack.hydra import AUDIENCE, SCOPES, Hydra
+from devstack.hydra import AUDIENCE, SCOPES, Hydra, OAuthClient
 from devstack.kafka import Kafka
 from devstack.kube import ControlPlane
 from devstack.kubelet import LocalKubelet, ManagedDeployment
@@ -234,6 +234,15 @@ class LocalPlatform:
             )
         progress("starting the consumers, as many as the operator scales their Deployments to")
         self.kubelet.sync()
+
+    def demo_client(self) -> OAuthClient:
+        """The first demo client (OIDC_CLIENT_ID in .run/env), to get tokens with."""
+        return OAuthClient(
+            self.credentials["OIDC_CLIENT_ID"],
+            self.credentials["OIDC_CLIENT_SECRET"],
+            SCOPES,
+            AUDIENCE,
+        )
 
     def tick(self) -> None:
         """Called every second or so from the main thread while the platform runs."""

@@ -50,6 +50,7 @@ class Platform:
     bootstrap: str
     log_dir: Path
     token: str = ""
+    other_token: str = ""
     by_name: dict[str, RunningService] = field(default_factory=dict)
     pans: list[str] = field(default_factory=list)
 
@@ -57,9 +58,9 @@ class Platform:
     def api(self) -> RunningService:
         return self.by_name[API.name]
 
-    def client(self) -> httpx.Client:
-        """An API client with the bearer token of the session's first OAuth2 client."""
-        headers = {"Authorization": f"Bearer {self.token}"}
+    def client(self, token: str | None = None) -> httpx.Client:
+        """An API client with a bearer token (default: the session's first OAuth2 client's)."""
+        headers = {"Authorization": f"Bearer {token or self.token}"}
         return httpx.Client(base_url=self.api.url, timeout=10, headers=headers)
 
     def submit(self, http: httpx.Client, **overrides: object) -> httpx.Response:
@@ -112,7 +113,15 @@ def platform(
     log_dir = tmp_path_factory.mktemp("e2e-logs")
     migrate(env, log_dir)
     services = Services(env, log_dir)
-    platform = Platform(services, env, database_url, kafka.bootstrap, log_dir, oidc.token())
+    platform = Platform(
+        services,
+        env,
+        database_url,
+        kafka.bootstrap,
+        log_dir,
+        oidc.token(),
+        oidc.token(oidc.other),
+    )
     try:
         for spec in (API, PUBLISHER, CREDIT, DECISION):
             platform.by_name[spec.name] = services.start(spec)
