@@ -230,6 +230,8 @@ if [ ! -x "$hydra_out/hydra" ]; then
   rm -rf "$hydra_out" && mv "$hydra_out.tmp" "$hydra_out"
 fi
 link "$hydra_out/hydra" hydra
+# Headless Chromium from Debian: the test that /docs renders in a real browser.
+command -v chromium >/dev/null 2>&1 || apt_install chromium
 
 if [ "$did_something" = 0 ]; then
   echo "make tools: toolchain up to date in $bin (Kubernetes $K8S_VERSION, etcd $ETCD_VERSION, Kafka $KAFKA_VERSION, Helm $HELM_VERSION); nothing to do"

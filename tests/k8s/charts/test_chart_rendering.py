@@ -304,7 +304,7 @@ def test_the_ingress_routes_only_public_paths_and_production_turns_docs_off() ->
         return {p["path"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]}
 
     dev = ingress_paths("-f", str(CHARTS / "loan-prequal/ci/kind-values.yaml"))
-    assert dev == {"/applications", "/docs", "/docs-assets", "/openapi.json"}
+    assert dev == {"/applications", "/docs", "/docs-assets", "/openapi.json", "/redoc"}
     production = CHARTS / "loan-prequal/ci/production-values.yaml"
     assert ingress_paths("-f", str(production)) == {"/applications"}
     docs = documents(render("loan-prequal", "-f", str(production)))
