@@ -101,3 +101,23 @@ def test_twenty_simultaneous_submissions_under_repeatable_read_give_exactly_one_
     with psycopg.connect(url) as conn:
         isolation = conn.execute("SHOW default_transaction_isolation").fetchone()
     assert isolation == ("repeatable read",)  # the setting was in force for everyone else
+
+
+def test_an_idempotency_key_past_its_retention_is_not_replayed_and_is_purged(
+    api: ApiProcess, database_url: str
+) -> None:
+    key = f"retry-{uuid.uuid4()}"
+    body = application()
+    with api.client() as http:
+        first = http.post("/applications", json=body, headers={"Idempotency-Key": key})
+        with psycopg.connect(database_url) as conn:
+            conn.execute(
+                "UPDATE idempotency_keys SET created_at = now() - interval '24 hours 1 second' "
+                "WHERE application_id = %s",
+                (first.json()["application_id"],),
+            )
+        again = http.post("/applications", json=body, headers={"Idempotency-Key": key})
+    assert first.status_code == 202
+    assert again.status_code == 409  # a new submission of the same PAN, not a replay
+    assert again.json()["application_id"] == first.json()["application_id"]
+    assert "idempotent-replayed" not in again.headers
