@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 from measure import PeakRss
 
 from devstack.hydra import AUDIENCE, Hydra, fetch_token
@@ -202,7 +203,11 @@ def run(workdir: Path) -> dict[str, float]:
         rss = PeakRss({"api": api.pid})
         asyncio.run(_open_loop(port, 100, WARMUP_SECONDS))
         latencies, errors = asyncio.run(_open_loop(port, RATE, LATENCY_SECONDS))
+        cpu = psutil.Process(api.pid).cpu_times()
         completed = asyncio.run(_closed_loop(port, CONCURRENCY, THROUGHPUT_SECONDS))
+        after = psutil.Process(api.pid).cpu_times()
+        # CPU per POST moves least on a shared, noisy machine: compare this one first.
+        cpu_ms = (after.user + after.system - cpu.user - cpu.system) * 1000 / max(completed, 1)
         peak = rss.stop()["api"]
     finally:
         if api is not None:
@@ -220,6 +225,7 @@ def run(workdir: Path) -> dict[str, float]:
         "api_post_rate_rps": float(RATE),
         "api_post_concurrency": float(CONCURRENCY),
         "api_peak_rss_mb": round(peak, 1),
+        "api_cpu_ms_per_post": round(cpu_ms, 3),
         "api_token_validation_us": round(validation_us, 2),
         "api_token_verify_us": round(verify_us, 1),
         "api_jwks_fetches": float(jwks_fetches),
