@@ -8,7 +8,10 @@ less CPU than the API it measures. Two phases:
   request was due, so a stalled server cannot hide queueing (no coordinated omission);
 - throughput: a closed loop at a fixed concurrency of 16 for 10 s.
 
-Every request carries a distinct synthetic PAN, so each one is a real 202 insert.
+Every request carries a distinct synthetic PAN, so each one is a real 202 insert, and a bearer
+token from a real ORY Hydra (JWT access token), validated by the API against Hydra's JWKS. The
+cost of that validation alone is measured in-process too (`api_token_validation_us`): the JWKS
+is fetched once (`api_jwks_fetches`), so a validated token costs no network call.
 """
 
 from __future__ import annotations
@@ -22,12 +25,15 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 from measure import PeakRss
 
+from devstack.hydra import AUDIENCE, Hydra, fetch_token
 from devstack.net import LOOPBACK, free_port, http_ok
 from devstack.postgres import Postgres
 from devstack.process import ManagedProcess
 from prequal.db import migrate
+from prequal_api.auth import KeySet, TokenValidator, http_jwks_fetcher
 from prequalctl.keys import generate_keys
 
 RATE = 300
@@ -37,6 +43,8 @@ CONCURRENCY = 16
 THROUGHPUT_SECONDS = 10.0
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _counter = itertools.count(1)
+VALIDATIONS = 5000
+_bearer = b""
 
 
 def _pan(n: int) -> str:
@@ -70,9 +78,9 @@ def _request() -> bytes:
     ).encode()
     head = (
         "POST /applications HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
+        f"Content-Length: {len(body)}\r\n"
     )
-    return head.encode() + body
+    return head.encode() + _bearer + b"\r\n" + body
 
 
 class Connection:
@@ -146,10 +154,33 @@ def _percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 1000) - 1]
 
 
+async def _validation_cost(hydra: Hydra, token: str) -> tuple[float, float, int]:
+    """Microseconds per validation of a token seen before (the request path), per full
+    verification (signature and claims, a token's first use), and the JWKS fetches made."""
+    keys = KeySet(http_jwks_fetcher(hydra.jwks_url), cache_seconds=300, min_refetch_seconds=10)
+    validator = TokenValidator(keys, hydra.issuer, AUDIENCE, leeway_seconds=10)
+    await validator.validate(token)
+    started = time.perf_counter()
+    for _ in range(VALIDATIONS):
+        await validator.validate(token)
+    cached = (time.perf_counter() - started) / VALIDATIONS * 1e6
+    started = time.perf_counter()
+    for _ in range(VALIDATIONS // 10):
+        await validator._verify(token)  # the uncached cost, measured on purpose
+    verify = (time.perf_counter() - started) / (VALIDATIONS // 10) * 1e6
+    return cached, verify, keys.fetches
+
+
 def run(workdir: Path) -> dict[str, float]:
+    global _bearer  # noqa: PLW0603 - the load generator's one header, set once per run
     postgres = Postgres(workdir / "postgres" / "data", durable=True).start()
+    hydra: Hydra | None = None
     api: ManagedProcess | None = None
     try:
+        hydra = Hydra(workdir / "hydra", postgres).start()
+        token = fetch_token(hydra.token_url, hydra.register_client("bench"))
+        _bearer = f"Authorization: Bearer {token}\r\n".encode()
+        validation_us, verify_us, jwks_fetches = asyncio.run(_validation_cost(hydra, token))
         url = postgres.create_database("bench_api")
         migrate.upgrade(url)
         port = free_port()
@@ -160,6 +191,10 @@ def run(workdir: Path) -> dict[str, float]:
             "API_HOST": LOOPBACK,
             "API_PORT": str(port),
             "LOG_LEVEL": "WARNING",
+            "OIDC_ISSUER": hydra.issuer,
+            "OIDC_JWKS_URL": hydra.jwks_url,
+            # One client is the whole load here: its rate limit would cap the measurement.
+            "RATE_LIMIT_POST_PER_SECOND": "0",
             **generate_keys("v1"),
         }
         api = ManagedProcess(
@@ -174,11 +209,17 @@ def run(workdir: Path) -> dict[str, float]:
         rss = PeakRss({"api": api.pid})
         asyncio.run(_open_loop(port, 100, WARMUP_SECONDS))
         latencies, errors = asyncio.run(_open_loop(port, RATE, LATENCY_SECONDS))
+        cpu = psutil.Process(api.pid).cpu_times()
         completed = asyncio.run(_closed_loop(port, CONCURRENCY, THROUGHPUT_SECONDS))
+        after = psutil.Process(api.pid).cpu_times()
+        # CPU per POST moves least on a shared, noisy machine: compare this one first.
+        cpu_ms = (after.user + after.system - cpu.user - cpu.system) * 1000 / max(completed, 1)
         peak = rss.stop()["api"]
     finally:
         if api is not None:
             api.stop()
+        if hydra is not None:
+            hydra.stop()
         postgres.stop()
     if errors or not latencies:
         raise RuntimeError(f"{errors} requests did not answer 202 during the latency phase")
@@ -190,4 +231,8 @@ def run(workdir: Path) -> dict[str, float]:
         "api_post_rate_rps": float(RATE),
         "api_post_concurrency": float(CONCURRENCY),
         "api_peak_rss_mb": round(peak, 1),
+        "api_cpu_ms_per_post": round(cpu_ms, 3),
+        "api_token_validation_us": round(validation_us, 2),
+        "api_token_verify_us": round(verify_us, 1),
+        "api_jwks_fetches": float(jwks_fetches),
     }

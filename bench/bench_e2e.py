@@ -31,6 +31,7 @@ from typing import Any
 import psycopg
 from measure import CpuTime, PeakRss, Profiles
 
+from devstack.hydra import Hydra, fetch_token
 from devstack.kafka import Kafka
 from devstack.postgres import Postgres
 from devstack.process import ManagedProcess
@@ -74,6 +75,9 @@ def _body() -> bytes:
     ).encode()
 
 
+_bearer = ""  # "Authorization: Bearer …\r\n", from the run's Hydra
+
+
 class Connection:
     """One keep-alive HTTP/1.1 connection that POSTs and reads the JSON answer."""
 
@@ -88,7 +92,7 @@ class Connection:
         assert self.reader is not None
         self.writer.write(
             b"POST /applications HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + f"Content-Length: {len(body)}\r\n{_bearer}\r\n".encode()
             + body
         )
         status_line = await self.reader.readline()
@@ -208,7 +212,12 @@ def run(workdir: Path) -> dict[str, float]:
     postgres = Postgres(workdir / "postgres" / "data", durable=True).start()
     kafka = Kafka(workdir / "kafka" / "data", log_level="WARN").start()
     services: Services | None = None
+    hydra: Hydra | None = None
+    global _bearer  # noqa: PLW0603 - the load generator's one header, set once per run
     try:
+        hydra = Hydra(workdir / "hydra", postgres).start()
+        token = fetch_token(hydra.token_url, hydra.register_client("bench"))
+        _bearer = f"Authorization: Bearer {token}\r\n"
         url = postgres.create_database("bench_e2e")
         submitted, reports = "loan_applications_submitted", "credit_reports_generated"
         create_topics(
@@ -226,6 +235,9 @@ def run(workdir: Path) -> dict[str, float]:
             "DATABASE_URL": url,
             "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
             "LOG_LEVEL": "WARNING",
+            "OIDC_ISSUER": hydra.issuer,
+            "OIDC_JWKS_URL": hydra.jwks_url,
+            "RATE_LIMIT_POST_PER_SECOND": "0",  # one client is the whole load
             **generate_keys("v1"),
         }
         migrate(env, workdir / "logs")
@@ -279,6 +291,8 @@ def run(workdir: Path) -> dict[str, float]:
         if services is not None:
             services.stop_all()
         kafka.stop()
+        if hydra is not None:
+            hydra.stop()
         postgres.stop()
     return {
         "e2e_apps": float(len(final)),

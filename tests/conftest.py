@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from devstack.hydra import Hydra
 from devstack.kafka import Kafka
 from devstack.kube import ControlPlane
 from devstack.postgres import Postgres
 from devstack.prometheus import Prometheus
+from tests.tokens import Oidc
 
 TIERS = ("unit", "integration", "k8s", "e2e")
 
@@ -79,3 +81,15 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
         yield server.start()
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def oidc(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Oidc]:
+    """ORY Hydra on its own database in the session's PostgreSQL, with two registered clients
+    (scopes `applications:write applications:read`); `oidc.token()` gets a JWT access token."""
+    hydra = Hydra(tmp_path_factory.mktemp("hydra"), postgres)
+    try:
+        hydra.start()
+        yield Oidc(hydra, hydra.register_client("client-a"), hydra.register_client("client-b"))
+    finally:
+        hydra.stop()

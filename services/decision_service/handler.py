@@ -33,10 +33,12 @@ from prequal.kafka import InboundRecord
 
 log = logging.getLogger(__name__)
 
-# Income, amount and loan type come from the application's own row, never from the event.
+# Income, amount and loan type come from the application's own row, never from the event;
+# `recent_application_elsewhere` is set by the API when another client submitted the same PAN
+# in the last 24 hours (the policy then rejects with RECENT_APPLICATION_EXISTS, whatever the score).
 SELECT_SQL = (
-    "SELECT status, version, monthly_income, requested_amount, loan_type "
-    "FROM applications WHERE id = %s"
+    "SELECT status, version, monthly_income, requested_amount, loan_type, "
+    "recent_application_elsewhere FROM applications WHERE id = %s"
 )
 UPDATE_SQL = (
     "UPDATE applications SET status = %s, credit_score = %s, decision_reason = %s, "
@@ -150,7 +152,7 @@ class DecisionHandler:
             row = conn.execute(SELECT_SQL, (report.application_id,)).fetchone()
             if row is None:
                 raise UnknownApplicationError(f"application {report.application_id} does not exist")
-            status, version, monthly_income, requested_amount, loan_type = row
+            status, version, monthly_income, requested_amount, loan_type, recent_elsewhere = row
             if status != "PENDING":
                 return self._ignored(report.application_id, status)
             applicant = Applicant(
@@ -158,6 +160,7 @@ class DecisionHandler:
                 monthly_income=Decimal(monthly_income),
                 requested_amount=Decimal(requested_amount),
                 loan_type=str(loan_type),
+                recent_application_elsewhere=bool(recent_elsewhere),
             )
             decided_at = self.clock()
             decision = decide(applicant, self.policy, decided_at)

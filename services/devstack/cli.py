@@ -37,12 +37,21 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--kafka-port", type=int, default=defaults.kafka)
     up.add_argument("--api-port", type=int, default=defaults.api)
     up.add_argument("--prometheus-port", type=int, default=defaults.prometheus)
+    up.add_argument("--hydra-port", type=int, default=defaults.hydra, help="Hydra's public port")
+    up.add_argument("--hydra-admin-port", type=int, default=defaults.hydra_admin)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    ports = Ports(args.postgres_port, args.kafka_port, args.api_port, args.prometheus_port)
+    ports = Ports(
+        args.postgres_port,
+        args.kafka_port,
+        args.api_port,
+        args.prometheus_port,
+        args.hydra_port,
+        args.hydra_admin_port,
+    )
     platform = LocalPlatform(args.run_dir.resolve(), ports)
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
@@ -70,5 +79,12 @@ def _report(platform: LocalPlatform, seconds: float) -> None:
     for key, value in endpoints.items():
         print(f"  {key}={value}")
     print(f"Logs: {platform.log_dir}/, {platform.run_dir}/*/*.log, {platform.run_dir}/kube/logs/")
+    print(
+        "Tokens (OAuth2 client_credentials; two clients, scopes "
+        "`applications:write applications:read`, secrets only in the env file):\n"
+        f"  . {platform.env_file} && curl -s $OIDC_TOKEN_URL -d grant_type=client_credentials "
+        "-d client_id=$OIDC_CLIENT_ID -d client_secret=$OIDC_CLIENT_SECRET "
+        "-d audience=$OIDC_AUDIENCE -d 'scope=applications:write applications:read'"
+    )
     print("Try: make demo    kubectl --kubeconfig .run/kubeconfig get lp -A")
     print("Ctrl-C stops everything.", flush=True)

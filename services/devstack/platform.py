@@ -17,6 +17,7 @@ from pathlib import Path
 from kubernetes import client, config
 
 from devstack import pipeline
+from devstack.hydra import AUDIENCE, SCOPES, Hydra, OAuthClient
 from devstack.kafka import Kafka
 from devstack.kube import ControlPlane
 from devstack.kubelet import LocalKubelet, ManagedDeployment
@@ -55,6 +56,8 @@ class Ports:
     kafka: int = 9092
     api: int = 8000
     prometheus: int = 9090
+    hydra: int = 4444
+    hydra_admin: int = 4445
 
 
 @dataclass
@@ -65,6 +68,9 @@ class LocalPlatform:
     scrape_interval: str = "5s"
     postgres: Postgres | None = None
     kafka: Kafka | None = None
+    hydra: Hydra | None = None
+    # The two demo clients' credentials: written to .run/env only, never printed or logged.
+    credentials: dict[str, str] = field(default_factory=dict)
     control_plane: ControlPlane | None = None
     prometheus: Prometheus | None = None
     operator: ManagedProcess | None = None
@@ -82,6 +88,8 @@ class LocalPlatform:
             "kafka": "--kafka-port",
             "api": "--api-port",
             "prometheus": "--prometheus-port",
+            "hydra": "--hydra-port",
+            "hydra_admin": "--hydra-admin-port",
         }
         busy = [
             f"{name} port {port} is already in use on {LOOPBACK}: stop whatever listens there "
@@ -110,13 +118,31 @@ class LocalPlatform:
         self._start_infrastructure(progress)
         env = self._start_pipeline(progress)
         self._start_services(env, progress)
-        self.env_file.write_text("".join(f"{k}={v}\n" for k, v in self.endpoints().items()))
+        assignments = {**self.endpoints(), **self.credentials}
+        self.env_file.touch(mode=0o600)
+        self.env_file.chmod(0o600)
+        self.env_file.write_text("".join(f"{k}={v}\n" for k, v in assignments.items()))
 
     def _start_infrastructure(self, progress: ProgressFn) -> None:
         progress("starting PostgreSQL")
         self.postgres = Postgres(
             self.run_dir / "postgres" / "data", port=self.ports.postgres, durable=True
         ).start()
+        progress("starting ORY Hydra (OAuth2 provider) and registering two demo clients")
+        self.hydra = Hydra(
+            self.run_dir / "hydra",
+            self.postgres,
+            public_port=self.ports.hydra,
+            admin_port=self.ports.hydra_admin,
+        ).start()
+        first = self.hydra.register_client("demo-client")
+        other = self.hydra.register_client("demo-other-client")
+        self.credentials = {
+            "OIDC_CLIENT_ID": first.client_id,
+            "OIDC_CLIENT_SECRET": first.secret,
+            "OIDC_OTHER_CLIENT_ID": other.client_id,
+            "OIDC_OTHER_CLIENT_SECRET": other.secret,
+        }
         progress("starting Kafka")
         self.kafka = Kafka(self.run_dir / "kafka" / "data", port=self.ports.kafka).start()
         progress(
@@ -157,6 +183,12 @@ class LocalPlatform:
         pipeline.wait_ready(self.api_client, sample, timeout=120)
         env = pipeline.service_environment(self.api_client, sample)
         env["DATABASE_URL"] = self.postgres.url
+        assert self.hydra
+        env |= {
+            "OIDC_ISSUER": self.hydra.issuer,
+            "OIDC_AUDIENCE": AUDIENCE,
+            "OIDC_JWKS_URL": self.hydra.jwks_url,
+        }
         self._consumers = sample
         return env
 
@@ -207,7 +239,7 @@ class LocalPlatform:
         prometheus = self.prometheus
 
         def scrape(deployment: ManagedDeployment, service: RunningService) -> None:
-            prometheus.add_target(deployment.spec.name, f"{LOOPBACK}:{service.port}")
+            prometheus.add_target(deployment.spec.name, service.metrics_address)
 
         self.kubelet = LocalKubelet(self.api_client, self.services, on_start=scrape)
         for consumer in self._consumers.consumers:
@@ -225,7 +257,7 @@ class LocalPlatform:
         assert self.services
         assert self.prometheus
         api = self.services.start(API, port=self.ports.api, extra_env={"API_HOST": LOOPBACK})
-        self.prometheus.add_target("prequal-api", f"{LOOPBACK}:{api.port}")
+        self.prometheus.add_target("prequal-api", api.metrics_address)
         return api
 
     def _start_publisher(self) -> RunningService:
@@ -234,6 +266,15 @@ class LocalPlatform:
         publisher = self.services.start(PUBLISHER)
         self.prometheus.add_target("outbox-publisher", f"{LOOPBACK}:{publisher.port}")
         return publisher
+
+    def demo_client(self) -> OAuthClient:
+        """The first demo client (OIDC_CLIENT_ID in .run/env), to get tokens with."""
+        return OAuthClient(
+            self.credentials["OIDC_CLIENT_ID"],
+            self.credentials["OIDC_CLIENT_SECRET"],
+            SCOPES,
+            AUDIENCE,
+        )
 
     def tick(self) -> None:
         """Called every second or so from the main thread while the platform runs."""
@@ -252,6 +293,10 @@ class LocalPlatform:
             "KUBECONFIG": str(self.kubeconfig.resolve()),
             "PROMETHEUS_URL": self.prometheus.url,
             "OPERATOR_METRICS_URL": f"http://{LOOPBACK}:{self.operator_metrics_port}/metrics",
+            "OIDC_ISSUER": self.hydra.issuer if self.hydra else "",
+            "OIDC_TOKEN_URL": self.hydra.token_url if self.hydra else "",
+            "OIDC_AUDIENCE": AUDIENCE,
+            "OIDC_SCOPE": f"'{SCOPES}'",
         }
 
     def stop(self) -> None:
@@ -261,7 +306,13 @@ class LocalPlatform:
             self.services.stop_all()
         if self.operator:
             self.operator.stop()
-        for component in (self.prometheus, self.control_plane, self.kafka, self.postgres):
+        for component in (
+            self.prometheus,
+            self.control_plane,
+            self.kafka,
+            self.hydra,
+            self.postgres,
+        ):
             if component is not None:
                 component.stop()
         if self.api_client:

@@ -38,9 +38,11 @@ class ServiceSpec:
     script: str
     port_env: str
     health_path: str
+    # Set when /metrics has a port of its own (the API's): started on a free port.
+    metrics_port_env: str = ""
 
 
-API = ServiceSpec("prequal-api", "prequal-api", "API_PORT", "/ready")
+API = ServiceSpec("prequal-api", "prequal-api", "API_PORT", "/ready", "API_METRICS_PORT")
 PUBLISHER = ServiceSpec("outbox-publisher", "outbox-publisher", "METRICS_PORT", "/health")
 CREDIT = ServiceSpec("credit-service", "credit-service", "METRICS_PORT", "/health")
 DECISION = ServiceSpec("decision-service", "decision-service", "METRICS_PORT", "/health")
@@ -67,10 +69,16 @@ class RunningService:
     spec: ServiceSpec
     port: int
     process: ManagedProcess
+    metrics_port: int = 0
 
     @property
     def url(self) -> str:
         return f"http://{LOOPBACK}:{self.port}"
+
+    @property
+    def metrics_address(self) -> str:
+        """host:port serving /metrics (the service port unless it has its own)."""
+        return f"{LOOPBACK}:{self.metrics_port or self.port}"
 
 
 @dataclass
@@ -91,7 +99,10 @@ class Services:
         timeout: float = 60,
     ) -> RunningService:
         port = port or free_port()
+        metrics_port = free_port() if spec.metrics_port_env else 0
         env = {**os.environ, **self.env, spec.port_env: str(port), **(extra_env or {})}
+        if metrics_port:
+            env[spec.metrics_port_env] = str(metrics_port)
         suffix = f"-{instance}" if instance else ""
         process = ManagedProcess(
             f"{spec.name}{suffix}",
@@ -101,7 +112,7 @@ class Services:
             stop_timeout=30,
         )
         process.start()
-        service = RunningService(spec, port, process)
+        service = RunningService(spec, port, process, metrics_port)
         self.running.append(service)
         try:
             process.wait_ready(lambda: http_ok(f"{service.url}{spec.health_path}"), timeout)

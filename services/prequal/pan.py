@@ -61,8 +61,12 @@ def normalize_pan(text: str) -> str:
 
 
 def mask_pan(pan: str) -> str:
-    """Only the last five characters stay: `XXXXX1234F`."""
-    return "X" * (len(pan) - 5) + pan[-5:]
+    """Only the last four characters stay: `XXXXXX234F`.
+
+    Not five: for individuals the 4th letter is `P` and the 5th the surname's initial, so a
+    five-character mask plus a duplicate answer left ~17,600 candidates to try.
+    """
+    return "X" * (len(pan) - 4) + pan[-4:]
 
 
 @dataclass(frozen=True)

@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import psycopg
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from prequal import pan
+from prequal_api import repository
+from prequal_api.auth import KeySet, TokenValidator, http_jwks_fetcher
 from prequal_api.docs import install_docs
 from prequal_api.errors import install_error_handlers
+from prequal_api.limits import BodyLimitMiddleware, RateLimiter
 from prequal_api.metrics import ApiMetrics, MetricsMiddleware, TimedConnectionPool
 from prequal_api.routes import router
 from prequal_api.services import Services
 from prequal_api.settings import ApiSettings
 from prequal_api.status import StatusService
 from prequal_api.submission import SubmissionService
+
+log = logging.getLogger(__name__)
 
 
 def create_pool(settings: ApiSettings) -> AsyncConnectionPool:
@@ -34,10 +42,33 @@ def create_pool(settings: ApiSettings) -> AsyncConnectionPool:
             "autocommit": True,
             "connect_timeout": 3,
             "application_name": settings.service_name,
-            "options": "-c statement_timeout=5000",
+            # READ COMMITTED whatever the database's or role's default: the 24-hour rule needs
+            # each statement after the PAN's lock to see what committed before it was granted
+            # (client options override ALTER DATABASE/ROLE settings).
+            "options": (
+                "-c statement_timeout=5000 -c default_transaction_isolation=read\\ committed"
+            ),
         },
         open=False,
     )
+
+
+async def purge_idempotency_keys(services: Services, settings: ApiSettings) -> None:
+    """Deletes idempotency keys past their retention, every few minutes, in every replica.
+
+    Lookups already ignore expired keys; this only keeps the table small. Concurrent replicas
+    delete the same rows harmlessly.
+    """
+    retention = settings.idempotency_key_retention_hours * 3600
+    while True:
+        await asyncio.sleep(settings.idempotency_purge_interval_seconds)
+        try:
+            async with services.pool.connection(timeout=services.pool_timeout) as conn:
+                purged = await repository.purge_idempotency_keys(conn, retention)
+            if purged:
+                log.info("purged %d expired idempotency keys", purged)
+        except (psycopg.Error, PoolTimeout) as exc:
+            log.warning("idempotency key purge failed (%s); trying again later", type(exc).__name__)
 
 
 def create_app(settings: ApiSettings) -> FastAPI:
@@ -55,13 +86,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
             topic=settings.topic_applications_submitted,
             actor=settings.service_name,
             pool_timeout=settings.db_pool_timeout_seconds,
+            idempotency_retention_seconds=settings.idempotency_key_retention_hours * 3600,
         ),
-        status=StatusService(
-            pool=pool,
-            keyring=keyring,
-            actor=settings.service_name,
-            pool_timeout=settings.db_pool_timeout_seconds,
-        ),
+        status=StatusService(pool=pool, pool_timeout=settings.db_pool_timeout_seconds),
         metrics=metrics,
     )
 
@@ -69,9 +96,11 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # wait=False: a database that is down now makes requests answer 503, not the process die.
         await pool.open(wait=False)
+        purger = asyncio.create_task(purge_idempotency_keys(services, settings))
         try:
             yield
         finally:
+            purger.cancel()
             await pool.close()
 
     app = FastAPI(
@@ -79,14 +108,32 @@ def create_app(settings: ApiSettings) -> FastAPI:
         version="1.0.0",
         docs_url=None,
         redoc_url=None,
+        openapi_url="/openapi.json" if settings.api_docs_enabled else None,
         lifespan=lifespan,
         # Prometheus metrics come from our middleware; FastAPI's OpenTelemetry hooks would
         # only cost time per request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.services = services
+    app.state.rate_limits = {
+        "post": RateLimiter(settings.rate_limit_post_per_second, settings.rate_limit_post_burst),
+        "get": RateLimiter(settings.rate_limit_get_per_second, settings.rate_limit_get_burst),
+    }
+    app.state.token_validator = TokenValidator(
+        keys=KeySet(
+            http_jwks_fetcher(settings.jwks_url()),
+            cache_seconds=settings.oidc_jwks_cache_seconds,
+            min_refetch_seconds=settings.oidc_jwks_min_refetch_seconds,
+        ),
+        issuer=settings.oidc_issuer,
+        audience=settings.oidc_audience,
+        leeway_seconds=settings.oidc_leeway_seconds,
+        cache_seconds=settings.oidc_jwks_cache_seconds,
+    )
     install_error_handlers(app, settings.retry_after_seconds)
-    install_docs(app)
+    if settings.api_docs_enabled:
+        install_docs(app)
     app.include_router(router)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -24,7 +24,9 @@ class ApiError(Exception):
         error_code: str,
         message: str,
         details: list[dict[str, str]] | None = None,
+        *,
         headers: dict[str, str] | None = None,
+        extra: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -32,6 +34,8 @@ class ApiError(Exception):
         self.message = message
         self.details = details or []
         self.headers = headers or {}
+        # Fields beside the shared four (the 409's application_id).
+        self.extra = extra or {}
 
 
 def request_id_of(request: Request) -> str:
@@ -44,6 +48,7 @@ def error_response(request: Request, error: ApiError) -> JSONResponse:
         "message": error.message,
         "details": error.details,
         "request_id": request_id_of(request),
+        **error.extra,
     }
     return JSONResponse(body, status_code=error.status, headers=error.headers)
 
@@ -76,7 +81,9 @@ def install_error_handlers(app: FastAPI, retry_after_seconds: int) -> None:
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
-        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
+        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}.get(
+            exc.status_code, "HTTP_ERROR"
+        )
         return error_response(request, ApiError(exc.status_code, code, str(exc.detail)))
 
     async def on_database_down(request: Request, exc: Exception) -> JSONResponse:

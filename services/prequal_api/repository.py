@@ -23,6 +23,8 @@ Conn = AsyncConnection[tuple[Any, ...]]
 @dataclass(frozen=True)
 class NewApplication:
     id: uuid.UUID
+    client_id: str
+    pan_masked: str
     pan_ciphertext: bytes
     pan_blind_index: bytes
     first_name: str
@@ -53,7 +55,7 @@ class StoredResponse:
 class ApplicationRow:
     id: uuid.UUID
     status: str
-    pan_ciphertext: bytes
+    pan_masked: str | None
     credit_score: int | None
     decision_reason: str | None
     max_approved_amount: Decimal | None
@@ -79,16 +81,25 @@ async def lock(conn: Conn, key: int) -> None:
 # one database function (migration 0002); the consent and its `consent` audit row are written
 # by the same statement when the function accepted the submission: one round trip in all.
 SUBMIT_SQL = (
-    "WITH submitted AS MATERIALIZED (SELECT submit_application(%s, %s, %s, %s, %s, %s, %s, %s, "
-    "%s, %s, %s, %s, %s, %s, %s, %s::smallint, %s, %s, %s::jsonb) AS created_at), "
+    "WITH submitted AS MATERIALIZED (SELECT created_at, existing_id FROM submit_application("
+    "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::smallint, %s, %s, "
+    "%s::jsonb)), "
     "consent AS (INSERT INTO consents (application_id, soft_inquiry, text_version, captured_at, "
     "channel, actor) SELECT %s, true, %s, %s, %s, %s FROM submitted "
     "WHERE created_at IS NOT NULL RETURNING application_id, text_version, channel, actor), "
     "audited AS (INSERT INTO audit_log (application_id, action, actor, detail) "
     "SELECT application_id, 'consent', actor, 'soft inquiry, text ' || text_version || "
     "' via ' || channel FROM consent) "
-    "SELECT created_at FROM submitted"
+    "SELECT created_at, existing_id FROM submitted"
 )
+
+
+@dataclass(frozen=True)
+class SubmitOutcome:
+    """Either the new row's created_at, or the id of this client's recent application."""
+
+    created_at: datetime | None
+    existing_id: uuid.UUID | None
 
 
 def submit_params(
@@ -101,6 +112,8 @@ def submit_params(
     return (
         lock_key,
         app.id,
+        app.client_id,
+        app.pan_masked,
         app.pan_ciphertext,
         app.pan_blind_index,
         app.first_name,
@@ -134,10 +147,12 @@ async def submit(
     event: outbox.OutboxRow,
     *,
     consent: NewConsent,
-) -> datetime | None:
-    """Stores the submission unless the PAN was submitted in the last 24 hours.
+) -> SubmitOutcome:
+    """Stores the submission unless this client submitted the PAN in the last 24 hours.
 
-    Returns created_at, or None for a duplicate. `lock_key` is the PAN's advisory-lock key: the
+    Returns created_at, or the existing application's id for this client's duplicate. Another
+    client's recent application of the PAN is flagged on the row, not refused. `lock_key` is
+    the PAN's advisory-lock key: the
     function takes the lock before it looks, so concurrent submissions of one PAN queue and only
     the first passes. Alone on an autocommit connection it is its own transaction; inside a
     caller's transaction the lock is held until that one ends.
@@ -146,12 +161,18 @@ async def submit(
         SUBMIT_SQL, submit_params(lock_key, app, encrypt_audit, event, consent)
     )
     row = await cur.fetchone()
-    return None if row is None else row[0]
+    assert row is not None  # a function with OUT parameters always returns one row
+    return SubmitOutcome(row[0], row[1])
 
 
-async def stored_response(conn: Conn, key: str) -> StoredResponse | None:
+async def stored_response(
+    conn: Conn, key_hmac: bytes, retention_seconds: float
+) -> StoredResponse | None:
+    """The stored answer for a key, unless it is older than the retention (then it is gone)."""
     cur = await conn.execute(
-        "SELECT request_hmac, status_code, response FROM idempotency_keys WHERE key = %s", (key,)
+        "SELECT request_hmac, status_code, response FROM idempotency_keys "
+        "WHERE key_hmac = %s AND created_at > now() - make_interval(secs => %s)",
+        (key_hmac, retention_seconds),
     )
     row = await cur.fetchone()
     if row is None:
@@ -161,7 +182,7 @@ async def stored_response(conn: Conn, key: str) -> StoredResponse | None:
 
 async def store_response(
     conn: Conn,
-    key: str,
+    key_hmac: bytes,
     *,
     request_hmac: bytes,
     application_id: uuid.UUID,
@@ -169,15 +190,28 @@ async def store_response(
     body: dict[str, Any],
 ) -> None:
     await conn.execute(
-        "INSERT INTO idempotency_keys (key, request_hmac, application_id, status_code, response) "
-        "VALUES (%s, %s, %s, %s, %s::jsonb)",
-        (key, request_hmac, application_id, status_code, json.dumps(body)),
+        # An expired row not purged yet is replaced.
+        "INSERT INTO idempotency_keys (key_hmac, request_hmac, application_id, status_code, "
+        "response) VALUES (%s, %s, %s, %s, %s::jsonb) ON CONFLICT (key_hmac) DO UPDATE SET "
+        "request_hmac = excluded.request_hmac, application_id = excluded.application_id, "
+        "status_code = excluded.status_code, response = excluded.response, created_at = now()",
+        (key_hmac, request_hmac, application_id, status_code, json.dumps(body)),
     )
 
 
-# One read for the status: the application, its consent and its decision (migration 0006).
+async def purge_idempotency_keys(conn: Conn, retention_seconds: float) -> int:
+    """Deletes the keys older than the retention; returns how many went."""
+    cur = await conn.execute(
+        "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => %s)",
+        (retention_seconds,),
+    )
+    return cur.rowcount
+
+
+# One read for the status: the application (if this client owns it: another client's id reads
+# as unknown, a 404), its consent and its decision.
 GET_APPLICATION_SQL = (
-    "SELECT a.id, a.status, a.pan_ciphertext, a.credit_score, a.decision_reason, "
+    "SELECT a.id, a.status, a.pan_masked, a.credit_score, a.decision_reason, "
     "a.max_approved_amount, a.created_at, a.updated_at, "
     "CASE WHEN c.application_id IS NULL THEN NULL ELSE jsonb_build_object("
     "'soft_inquiry', c.soft_inquiry, 'text_version', c.text_version, "
@@ -193,19 +227,22 @@ GET_APPLICATION_SQL = (
     "FROM applications a "
     "LEFT JOIN consents c ON c.application_id = a.id "
     "LEFT JOIN decisions d ON d.application_id = a.id "
-    "WHERE a.id = %s"
+    "WHERE a.id = %s AND a.client_id = %s"
 )
 
 
-async def get_application(conn: Conn, application_id: uuid.UUID) -> ApplicationRow | None:
-    cur = await conn.execute(GET_APPLICATION_SQL, (application_id,))
+async def get_application(
+    conn: Conn, application_id: uuid.UUID, client_id: str
+) -> ApplicationRow | None:
+    """The application if `client_id` owns it, with its consent and decision."""
+    cur = await conn.execute(GET_APPLICATION_SQL, (application_id, client_id))
     row = await cur.fetchone()
     if row is None:
         return None
     return ApplicationRow(
         id=row[0],
         status=row[1],
-        pan_ciphertext=bytes(row[2]),
+        pan_masked=row[2],
         credit_score=row[3],
         decision_reason=row[4],
         max_approved_amount=row[5],

@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request
-from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import JSONResponse
 
+from prequal_api.auth import SCOPE_READ, SCOPE_WRITE, Principal, require_scope
 from prequal_api.errors import ApiError
-from prequal_api.schemas import Accepted, ApplicationRequest, ApplicationStatus, ErrorBody
+from prequal_api.schemas import (
+    Accepted,
+    ApplicationRequest,
+    ApplicationStatus,
+    DuplicateBody,
+    ErrorBody,
+)
 from prequal_api.services import Services
 
 router = APIRouter()
 
-_ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorBody} for code in (404, 409, 422, 503)
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (401, 403, 413, 422, 429, 503)
 }
+_POST_ERRORS: dict[int | str, dict[str, Any]] = {**_ERRORS, 409: {"model": DuplicateBody}}
+_GET_ERRORS: dict[int | str, dict[str, Any]] = {**_ERRORS, 404: {"model": ErrorBody}}
 
 
 def _services(request: Request) -> Services:
@@ -29,12 +37,13 @@ def _services(request: Request) -> Services:
     "/applications",
     status_code=202,
     response_model=Accepted,
-    responses=_ERRORS,
+    responses=_POST_ERRORS,
     summary="Submit a loan application",
 )
 async def submit_application(
     body: ApplicationRequest,
     request: Request,
+    caller: Annotated[Principal, Depends(require_scope(SCOPE_WRITE, "post"))],
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> JSONResponse:
     """Accepts the application for prequalification; the decision follows asynchronously."""
@@ -46,7 +55,7 @@ async def submit_application(
             "invalid fields: Idempotency-Key",
             [{"field": "Idempotency-Key", "message": "must not be empty"}],
         )
-    result = await services.submission.submit(body, idempotency_key)
+    result = await services.submission.submit(body, idempotency_key, caller.client_id)
     if not result.replayed:
         services.metrics.created.inc()
     headers = {"Idempotent-Replayed": "true"} if result.replayed else None
@@ -56,12 +65,16 @@ async def submit_application(
 @router.get(
     "/applications/{application_id}/status",
     response_model=ApplicationStatus,
-    responses=_ERRORS,
+    responses=_GET_ERRORS,
     summary="Status of an application",
 )
-async def application_status(application_id: uuid.UUID, request: Request) -> ApplicationStatus:
-    """The current status, the decision when there is one, and the PAN masked."""
-    return await _services(request).status.status(application_id)
+async def application_status(
+    application_id: uuid.UUID,
+    request: Request,
+    caller: Annotated[Principal, Depends(require_scope(SCOPE_READ, "get"))],
+) -> ApplicationStatus:
+    """The current status, the decision when there is one, and the PAN masked (owner only)."""
+    return await _services(request).status.status(application_id, caller.client_id)
 
 
 @router.get("/health", summary="Liveness")
@@ -77,9 +90,3 @@ async def ready(request: Request) -> dict[str, str]:
     async with services.pool.connection(timeout=services.pool_timeout) as conn:
         await conn.execute("SELECT 1")
     return {"status": "ready"}
-
-
-@router.get("/metrics", include_in_schema=False)
-async def metrics(request: Request) -> Response:
-    registry = _services(request).metrics.registry
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -13,7 +13,18 @@ from prequal.pan import PAN_PATTERN
 
 Status = Literal["PENDING", "PRE_APPROVED", "REJECTED", "MANUAL_REVIEW"]
 LoanType = Literal["PERSONAL", "HOME", "AUTO"]
-Name = Annotated[str, Field(min_length=1, max_length=100)]
+# Free text: 1-100 characters, no control characters (C0, DEL, C1: NUL, newlines, escapes), so
+# what a fuzzer sends gets a 422 naming the field, never a database error or a forged log line.
+_NO_CONTROL = r"^[^\x00-\x1f\x7f-\x9f]*$"
+Name = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=100,
+        pattern=_NO_CONTROL,
+        description="1-100 characters, no control characters",
+    ),
+]
 MIN_AGE, MAX_AGE = 18, 100
 # How far ahead of the server's clock a consent's captured_at may be (clock skew).
 CONSENT_CLOCK_SKEW = timedelta(minutes=5)
@@ -77,7 +88,7 @@ class ApplicationRequest(BaseModel):
     # cost a third of a request's CPU for little more certainty than a confirmation mail gives.)
     email: str = Field(
         max_length=254,
-        pattern=r"^[^@\s]+@[^@\s]+\.[^@\s.]+$",
+        pattern=r"^[^@\s\x00-\x1f\x7f-\x9f]+@[^@\s\x00-\x1f\x7f-\x9f]+\.[^@\s.\x00-\x1f\x7f-\x9f]+$",
         examples=["asha.rao@example.com"],
     )
     phone_number: str = Field(pattern=r"^[0-9]{10}$", description="10 digits")
@@ -172,3 +183,9 @@ class ErrorBody(BaseModel):
     message: str
     details: list[ErrorDetail] = []
     request_id: str
+
+
+class DuplicateBody(ErrorBody):
+    """The 409: the same client's earlier application of this PAN (to this client only)."""
+
+    application_id: uuid.UUID

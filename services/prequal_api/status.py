@@ -1,4 +1,9 @@
-"""Answering an application's status, with its PAN masked (and the reads audited)."""
+"""Answering an application's status to the client that owns it.
+
+The PAN mask was computed and stored at submission, so a status read decrypts nothing: the API
+needs no decryption key for it. The owner check is part of the query (`WHERE id = … AND
+client_id = …`): another client's application is indistinguishable from an unknown id.
+"""
 
 from __future__ import annotations
 
@@ -8,42 +13,28 @@ from datetime import datetime
 
 from psycopg_pool import AsyncConnectionPool
 
-from prequal import audit, pan
 from prequal_api import repository
 from prequal_api.errors import ApiError
 from prequal_api.schemas import ApplicationStatus, Consent, Decision, ProcessingIssue
+
+# Rows from before the mask was stored (migration 0005) show nothing of the PAN.
+_NO_MASK = "X" * 10
 
 
 @dataclass(frozen=True)
 class StatusService:
     pool: AsyncConnectionPool
-    keyring: pan.Keyring
-    actor: str
     pool_timeout: float
 
-    async def status(self, application_id: uuid.UUID) -> ApplicationStatus:
-        async with (
-            self.pool.connection(timeout=self.pool_timeout) as conn,
-            conn.transaction(),
-        ):
-            row = await repository.get_application(conn, application_id)
-            if row is None:
-                raise ApiError(404, "NOT_FOUND", f"no application {application_id}")
-            # Masking needs the last characters, so the PAN is decrypted here; both the
-            # decryption and the masking leave an audit row in this transaction.
-            key_id = pan.Keyring.key_id_of(row.pan_ciphertext)
-            masked = pan.mask_pan(self.keyring.decrypt(row.pan_ciphertext, application_id))
-            await repository.record_audit(
-                conn,
-                [
-                    audit.AuditEntry(application_id, "decrypt", self.actor, key_id, "status read"),
-                    audit.AuditEntry(application_id, "mask", self.actor, key_id, "status read"),
-                ],
-            )
+    async def status(self, application_id: uuid.UUID, client_id: str) -> ApplicationStatus:
+        async with self.pool.connection(timeout=self.pool_timeout) as conn:
+            row = await repository.get_application(conn, application_id, client_id)
+        if row is None:
+            raise ApiError(404, "NOT_FOUND", f"no application {application_id}")
         return ApplicationStatus(
             application_id=row.id,
             status=row.status,
-            pan_masked=masked,
+            pan_masked=row.pan_masked or _NO_MASK,
             credit_score=row.credit_score,
             decision=None if row.decision is None else Decision.model_validate(row.decision),
             consent=None if row.consent is None else Consent.model_validate(row.consent),

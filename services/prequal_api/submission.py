@@ -2,9 +2,14 @@
 
 Everything happens in one transaction. The 24-hour duplicate rule is serialized with a
 transaction-scoped advisory lock keyed by the PAN's blind index: two submissions of one PAN
-queue on the lock, and the second one's check (a new snapshot in READ COMMITTED) sees the
-first one's committed row. Submissions of different PANs never wait for each other, and no
-extra table row per PAN is needed. Idempotency keys are serialized the same way.
+queue on the lock, and the second one's check (a new snapshot in READ COMMITTED, which the
+API sets on every connection whatever the database's default) sees the first one's committed
+row. Submissions of different PANs never wait for each other. Idempotency keys are serialized
+the same way.
+
+The rule is per client: the same client's duplicate gets a 409 naming its earlier
+application; another client's duplicate is accepted and flagged, and decision-service rejects
+it (`RECENT_APPLICATION_EXISTS`), so no answer tells one client about another's applicant.
 """
 
 from __future__ import annotations
@@ -31,13 +36,18 @@ class Submitted:
     replayed: bool
 
 
-def _duplicate() -> ApiError:
-    return ApiError(
-        409,
-        "DUPLICATE_APPLICATION",
-        "an application with this PAN was submitted in the last 24 hours",
-        [{"field": "pan_number", "message": "submitted in the last 24 hours"}],
-    )
+class DuplicateApplicationError(ApiError):
+    """This client submitted the PAN in the last 24 h; the body names that application."""
+
+    def __init__(self, existing_id: uuid.UUID) -> None:
+        super().__init__(
+            409,
+            "DUPLICATE_APPLICATION",
+            "you submitted an application with this PAN in the last 24 hours: "
+            "follow it with GET /applications/{application_id}/status",
+            [{"field": "pan_number", "message": "submitted in the last 24 hours"}],
+            extra={"application_id": str(existing_id)},
+        )
 
 
 def _accepted(application_id: uuid.UUID, created_at: datetime) -> dict[str, Any]:
@@ -54,18 +64,28 @@ class SubmissionService:
     topic: str
     actor: str
     pool_timeout: float
+    idempotency_retention_seconds: float = 24 * 3600
+
+    def key_hmac(self, client_id: str, key: str) -> bytes:
+        """Keys are per client and stored only as an HMAC of (client, key)."""
+        message = b"idempotency-key:" + client_id.encode() + b"\x00" + key.encode()
+        return hmac.new(self.blind_index_key, message, hashlib.sha256).digest()
 
     def request_hmac(self, request: ApplicationRequest) -> bytes:
         # The body holds a PAN, so it is fingerprinted with a secret key, never bare-hashed.
         canonical = request.model_dump_json().encode()
         return hmac.new(self.blind_index_key, b"idempotency:" + canonical, hashlib.sha256).digest()
 
-    async def submit(self, request: ApplicationRequest, idempotency_key: str | None) -> Submitted:
+    async def submit(
+        self, request: ApplicationRequest, idempotency_key: str | None, client_id: str
+    ) -> Submitted:
         application_id = uuid.uuid4()
         index = pan.blind_index(request.pan_number, self.blind_index_key)
         ciphertext = self.keyring.encrypt(request.pan_number, application_id)
         new = repository.NewApplication(
             id=application_id,
+            client_id=client_id,
+            pan_masked=pan.mask_pan(request.pan_number),
             pan_ciphertext=ciphertext,
             pan_blind_index=index,
             first_name=request.first_name,
@@ -87,21 +107,21 @@ class SubmissionService:
         )
         event = self._event(application_id, ciphertext, request)
         if idempotency_key:
-            return await self._submit_once(
-                idempotency_key, request, new, encrypted, event, consent=consent
-            )
+            key_hmac = self.key_hmac(client_id, idempotency_key)
+            return await self._submit_once(key_hmac, request, new, encrypted, event, consent=consent)
 
         async with self.pool.connection(timeout=self.pool_timeout) as conn:
-            created_at = await repository.submit(
+            outcome = await repository.submit(
                 conn, repository.advisory_key(index), new, encrypted, event, consent=consent
             )
-        if created_at is None:
-            raise _duplicate()
-        return Submitted(202, _accepted(application_id, created_at), replayed=False)
+        if outcome.created_at is None:
+            assert outcome.existing_id is not None
+            raise DuplicateApplicationError(outcome.existing_id)
+        return Submitted(202, _accepted(application_id, outcome.created_at), replayed=False)
 
     async def _submit_once(
         self,
-        key: str,
+        key_hmac: bytes,
         request: ApplicationRequest,
         new: repository.NewApplication,
         encrypted: audit.AuditEntry,
@@ -115,10 +135,10 @@ class SubmissionService:
             self.pool.connection(timeout=self.pool_timeout) as conn,
             conn.transaction(),
         ):
-            await repository.lock(
-                conn, repository.advisory_key(hashlib.sha256(key.encode()).digest())
+            await repository.lock(conn, repository.advisory_key(key_hmac))
+            previous = await repository.stored_response(
+                conn, key_hmac, self.idempotency_retention_seconds
             )
-            previous = await repository.stored_response(conn, key)
             if previous is not None:
                 if not hmac.compare_digest(previous.request_hmac, fingerprint):
                     raise ApiError(
@@ -128,7 +148,7 @@ class SubmissionService:
                         [{"field": "Idempotency-Key", "message": "reused with another body"}],
                     )
                 return Submitted(previous.status_code, previous.body, replayed=True)
-            created_at = await repository.submit(
+            outcome = await repository.submit(
                 conn,
                 repository.advisory_key(new.pan_blind_index),
                 new,
@@ -136,12 +156,13 @@ class SubmissionService:
                 event,
                 consent=consent,
             )
-            if created_at is None:
-                raise _duplicate()
-            body = _accepted(new.id, created_at)
+            if outcome.created_at is None:
+                assert outcome.existing_id is not None
+                raise DuplicateApplicationError(outcome.existing_id)
+            body = _accepted(new.id, outcome.created_at)
             await repository.store_response(
                 conn,
-                key,
+                key_hmac,
                 request_hmac=fingerprint,
                 application_id=new.id,
                 status_code=202,

@@ -1,9 +1,11 @@
 """`prequalctl demo`: submit the dev log's sample applications and the test PANs, print outcomes.
 
 Against a running platform (`make run`): the API URL comes from `--api-url`, else `API_URL`,
-else `.run/env`, else http://127.0.0.1:8000. The dev log's second sample PAN is replaced by a
-random well-formed one generated here (only the two documented test PANs are ever written
-down). A second run within 24 hours meets the duplicate rule: those rows show `409`.
+else `.run/env`, else http://127.0.0.1:8000. The bearer token comes from one client_credentials
+POST to `OIDC_TOKEN_URL` as `OIDC_CLIENT_ID` / `OIDC_CLIENT_SECRET` (environment, else
+`.run/env`, which `make run` writes), or from `--token`. The dev log's second sample PAN is
+replaced by a random well-formed one generated here (only the two documented test PANs are
+ever written down). A second run within 24 hours meets the duplicate rule: those rows show `409`.
 """
 
 from __future__ import annotations
@@ -34,20 +36,50 @@ def register(commands: Any) -> None:
     demo.add_argument("--api-url", help="base URL of prequal-api")
     demo.add_argument("--env-file", type=Path, default=Path(".run/env"))
     demo.add_argument("--timeout", type=float, default=30.0, help="seconds to wait per answer")
+    demo.add_argument("--token", help="a bearer token (default: get one with OIDC_* settings)")
     demo.set_defaults(handler=_demo)
+
+
+def setting(wanted: str, env_file: Path) -> str | None:
+    """`wanted` from the environment, else from the shell assignments in `env_file`."""
+    if os.environ.get(wanted):
+        return os.environ[wanted]
+    if env_file.is_file():
+        for line in env_file.read_text().splitlines():
+            name, sep, value = line.partition("=")
+            if sep and name.strip() == wanted and value.strip():
+                return value.strip().strip("'\"")
+    return None
 
 
 def api_url(explicit: str | None, env_file: Path) -> str:
     if explicit:
         return explicit.rstrip("/")
-    if os.environ.get("API_URL"):
-        return os.environ["API_URL"].rstrip("/")
-    if env_file.is_file():
-        for line in env_file.read_text().splitlines():
-            name, sep, value = line.partition("=")
-            if sep and name.strip() == "API_URL" and value.strip():
-                return value.strip().strip("'\"").rstrip("/")
-    return DEFAULT_API_URL
+    return (setting("API_URL", env_file) or DEFAULT_API_URL).rstrip("/")
+
+
+def bearer_token(env_file: Path, timeout: float) -> str:
+    """One standard client_credentials POST to the identity provider."""
+    names = ("OIDC_TOKEN_URL", "OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET")
+    token_url, client_id, secret = (setting(n, env_file) for n in names)
+    if not (token_url and client_id and secret):
+        raise SystemExit(
+            f"error: set {', '.join(names)} (make run writes them to {env_file}) or pass --token"
+        )
+    answer = httpx.post(
+        token_url,
+        data={
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_secret": secret,
+            "scope": setting("OIDC_SCOPE", env_file) or "applications:write applications:read",
+            "audience": setting("OIDC_AUDIENCE", env_file) or "prequal-api",
+        },
+        timeout=timeout,
+    )
+    if answer.status_code != 200:
+        raise SystemExit(f"error: the token endpoint answered {answer.status_code}")
+    return str(answer.json()["access_token"])
 
 
 def random_pan() -> str:
@@ -157,7 +189,9 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"submitting to {url}")
     rows: list[tuple[str, ...]] = []
     try:
-        with httpx.Client(base_url=url, timeout=args.timeout) as http:
+        token = args.token or bearer_token(args.env_file, args.timeout)
+        headers = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=url, timeout=args.timeout, headers=headers) as http:
             for label, body in sample_applications():
                 result = _outcome(http, body, args.timeout)
                 rows.append(

@@ -24,13 +24,14 @@ from prequal.kafka import create_topics
 from prequalctl.keys import generate_keys
 from tests.applications import application
 from tests.polling import wait_until
+from tests.tokens import Oidc
 
 FINAL = {"PRE_APPROVED", "REJECTED", "MANUAL_REVIEW"}
 
 
 def metric(service: RunningService, name: str, **labels: str) -> float:
     """One sample from a service's /metrics (0 when absent)."""
-    text = httpx.get(f"{service.url}/metrics", timeout=5).text
+    text = httpx.get(f"http://{service.metrics_address}/metrics", timeout=5).text
     wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
     pattern = re.compile(rf"^{re.escape(name)}(\{{(?P<labels>[^}}]*)\}})? (?P<value>\S+)$", re.M)
     total = 0.0
@@ -48,6 +49,8 @@ class Platform:
     database_url: str
     bootstrap: str
     log_dir: Path
+    token: str = ""
+    other_token: str = ""
     by_name: dict[str, RunningService] = field(default_factory=dict)
     pans: list[str] = field(default_factory=list)
 
@@ -55,8 +58,10 @@ class Platform:
     def api(self) -> RunningService:
         return self.by_name[API.name]
 
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.api.url, timeout=10)
+    def client(self, token: str | None = None) -> httpx.Client:
+        """An API client with a bearer token (default: the session's first OAuth2 client's)."""
+        headers = {"Authorization": f"Bearer {token or self.token}"}
+        return httpx.Client(base_url=self.api.url, timeout=10, headers=headers)
 
     def submit(self, http: httpx.Client, **overrides: object) -> httpx.Response:
         body = application(**overrides)
@@ -84,7 +89,7 @@ class Platform:
 
 @pytest.fixture(scope="module")
 def platform(
-    postgres: Postgres, kafka: Kafka, tmp_path_factory: pytest.TempPathFactory
+    postgres: Postgres, kafka: Kafka, oidc: Oidc, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Platform]:
     run = uuid.uuid4().hex[:8]
     database_url = postgres.create_database(f"e2e_{run}")
@@ -101,11 +106,22 @@ def platform(
         "SECRETS_DIR": "/nonexistent",
         "LOG_LEVEL": "INFO",
         **generate_keys("v1"),
+        **oidc.api_env(),
+        # One client drives every scenario here, 150 POSTs at once among them.
+        "RATE_LIMIT_POST_BURST": "1000",
     }
     log_dir = tmp_path_factory.mktemp("e2e-logs")
     migrate(env, log_dir)
     services = Services(env, log_dir)
-    platform = Platform(services, env, database_url, kafka.bootstrap, log_dir)
+    platform = Platform(
+        services,
+        env,
+        database_url,
+        kafka.bootstrap,
+        log_dir,
+        oidc.token(),
+        oidc.token(oidc.other),
+    )
     try:
         for spec in (API, PUBLISHER, CREDIT, DECISION):
             platform.by_name[spec.name] = services.start(spec)

@@ -52,8 +52,26 @@ def _wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float) -> 
     pytest.fail(f"devstack up printed no {needle!r} within {timeout}s:\n{''.join(lines)}")
 
 
-def _decide(api_url: str, pans: list[str]) -> dict[str, str]:
-    with httpx.Client(base_url=api_url, timeout=10) as api:
+def _token(env: dict[str, str]) -> str:
+    """One standard client_credentials POST with what .run/env says, as any script would."""
+    answer = httpx.post(
+        env["OIDC_TOKEN_URL"],
+        data={
+            "grant_type": "client_credentials",
+            "client_id": env["OIDC_CLIENT_ID"],
+            "client_secret": env["OIDC_CLIENT_SECRET"],
+            "audience": env["OIDC_AUDIENCE"],
+            "scope": env["OIDC_SCOPE"].strip("'"),
+        },
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["access_token"])
+
+
+def _decide(api_url: str, pans: list[str], token: str) -> dict[str, str]:
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=api_url, timeout=10, headers=headers) as api:
         ids = {
             pan: api.post("/applications", json=_body(pan)).json()["application_id"] for pan in pans
         }
@@ -80,7 +98,10 @@ def _scraped_jobs(prometheus_url: str, expected: set[str]) -> set[str]:
 
 def test_make_run_serves_decisions_and_stops_cleanly(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    ports = {name: free_port() for name in ("postgres", "kafka", "api", "prometheus")}
+    ports = {
+        name: free_port()
+        for name in ("postgres", "kafka", "api", "prometheus", "hydra", "hydra-admin")
+    }
     argv = [console_script("devstack"), "up", "--run-dir", str(run_dir)]
     for name, port in ports.items():
         argv += [f"--{name}-port", str(port)]
@@ -94,7 +115,7 @@ def test_make_run_serves_decisions_and_stops_cleanly(tmp_path: Path) -> None:
     )
     descendants: list[psutil.Process] = []
     try:
-        _wait_for_line(proc, "Ctrl-C stops everything", STARTUP_TIMEOUT)
+        printed = _wait_for_line(proc, "Ctrl-C stops everything", STARTUP_TIMEOUT)
         descendants = psutil.Process(proc.pid).children(recursive=True)
 
         env = dict(line.split("=", 1) for line in (run_dir / "env").read_text().splitlines())
@@ -105,7 +126,10 @@ def test_make_run_serves_decisions_and_stops_cleanly(tmp_path: Path) -> None:
         assert Path(env["KUBECONFIG"]) == (run_dir / "kubeconfig").resolve()
 
         # The documented test PANs decide deterministically, through every process.
-        assert _decide(env["API_URL"], ["ABCDE1234F", "FGHIJ5678K"]) == {
+        secrets = [v for k, v in env.items() if k.endswith("_SECRET")]
+        assert len(secrets) == 2
+        assert not any(s in line for s in secrets for line in printed)  # only in the env file
+        assert _decide(env["API_URL"], ["ABCDE1234F", "FGHIJ5678K"], _token(env)) == {
             "ABCDE1234F": "PRE_APPROVED",
             "FGHIJ5678K": "REJECTED",
         }

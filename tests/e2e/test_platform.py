@@ -37,7 +37,7 @@ def test_scenarios_1_to_3_pre_approved_rejected_and_manual_review(platform: Plat
         assert body["credit_score"] == 790
         assert Decimal(str(body["max_approved_amount"])) == Decimal(85000 * 48)
         assert "790" in body["decision_reason"]
-        assert body["pan_masked"] == "XXXXX1234F"
+        assert body["pan_masked"] == "XXXXXX234F"
         decision = body["decision"]
         assert [r["code"] for r in decision["reasons"]] == [
             "CREDIT_SCORE_MEETS_MINIMUM",
@@ -95,6 +95,17 @@ def test_scenario_4_the_same_pan_within_24_hours_is_a_409(platform: Platform) ->
     assert first.status_code == 202
     assert again.status_code == 409
     assert again.json()["error_code"]
+
+
+def test_another_clients_recent_duplicate_is_accepted_then_rejected(platform: Platform) -> None:
+    with platform.client() as http:
+        assert platform.submit(http).status_code == 202
+    with platform.client(platform.other_token) as other:
+        elsewhere = other.post("/applications", json=_body_of(platform))
+        assert elsewhere.status_code == 202  # no 409: it would tell about another's applicant
+        body = platform.final_status(other, elsewhere.json()["application_id"])
+    assert body["status"] == "REJECTED"
+    assert body["decision_reason"].startswith("RECENT_APPLICATION_EXISTS")
 
 
 def _body_of(platform: Platform) -> dict[str, object]:

@@ -48,9 +48,15 @@ applications = Table(
     "applications",
     metadata,
     Column("id", UUID(as_uuid=True), primary_key=True),
+    # The OAuth2 client that submitted it; reads name it in the WHERE clause (migration 0005).
+    Column("client_id", Text, nullable=False),
     Column("status", Text, nullable=False, server_default=text("'PENDING'")),
     Column("pan_ciphertext", LargeBinary, nullable=False),
     Column("pan_blind_index", LargeBinary, nullable=False),
+    # `XXXXXX234F`, stored at submission so a status read decrypts nothing.
+    Column("pan_masked", Text),
+    # Another client submitted this PAN in the last 24 h: decision-service rejects it.
+    Column("recent_application_elsewhere", Boolean, nullable=False, server_default=text("false")),
     Column("first_name", Text, nullable=False),
     Column("last_name", Text, nullable=False),
     Column("date_of_birth", Date, nullable=False),
@@ -140,7 +146,8 @@ audit_log = Table(
 idempotency_keys = Table(
     "idempotency_keys",
     metadata,
-    Column("key", Text, primary_key=True),
+    # HMAC of (client id, Idempotency-Key): keys are per client and never stored in clear.
+    Column("key_hmac", LargeBinary, primary_key=True),
     # Keyed HMAC of the request body: the body holds a PAN, so no bare hash of it is stored.
     Column("request_hmac", LargeBinary, nullable=False),
     Column("application_id", UUID(as_uuid=True), nullable=False),

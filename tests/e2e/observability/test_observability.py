@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from devstack import pipeline
+from devstack.hydra import fetch_token
 from devstack.net import free_port
 from devstack.platform import LocalPlatform, Ports
 from prequal.kafka import create_producer
@@ -102,11 +103,12 @@ def _body(pan: str, email: str, phone: str, income: int, loan_type: str) -> dict
     }
 
 
-def _drive_load(api_url: str, count: int = 24) -> Load:
+def _drive_load(api_url: str, token: str, count: int = 24) -> Load:
     rng = random.Random()
     load = Load()
     pans = ["ABCDE1234F", "FGHIJ5678K", *(_pan(rng) for _ in range(count - 2))]
-    with httpx.Client(base_url=api_url, timeout=10) as api:
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=api_url, timeout=10, headers=headers) as api:
         for index, pan in enumerate(pans):
             email = f"meera.{uuid.uuid4().hex[:10]}@example.org"
             phone = f"9{rng.randrange(10**9):09d}"
@@ -182,7 +184,14 @@ class Observed:
 
 @pytest.fixture(scope="module")
 def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
-    ports = Ports(postgres=free_port(), kafka=free_port(), api=free_port(), prometheus=free_port())
+    ports = Ports(
+        postgres=free_port(),
+        kafka=free_port(),
+        api=free_port(),
+        prometheus=free_port(),
+        hydra=free_port(),
+        hydra_admin=free_port(),
+    )
     platform = LocalPlatform(
         tmp_path_factory.mktemp("observability") / "run", ports, scrape_interval="1s"
     )
@@ -190,7 +199,9 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
         platform.start(progress=lambda _line: None)
         assert platform.prometheus is not None
         assert platform.kafka is not None
-        load = _drive_load(f"http://127.0.0.1:{ports.api}")
+        assert platform.hydra is not None
+        token = fetch_token(platform.hydra.token_url, platform.demo_client())
+        load = _drive_load(f"http://127.0.0.1:{ports.api}", token)
         sample = pipeline.load_sample(platform.kafka.bootstrap)
         prefix = sample.body["spec"]["kafka"]["topicPrefix"]
         # increase() needs the counter's 0 in Prometheus before the dead letter, as it would

@@ -95,6 +95,7 @@ def insert_application(
     monthly_income: Decimal = Decimal(85_000),
     requested_amount: Decimal = Decimal(500_000),
     loan_type: str = "PERSONAL",
+    recent_application_elsewhere: bool = False,
 ) -> Application:
     """A PENDING application row, as the API writes it."""
     app = Application(
@@ -102,12 +103,14 @@ def insert_application(
     )
     with psycopg.connect(database_url) as conn:
         conn.execute(
-            "INSERT INTO applications (id, pan_ciphertext, pan_blind_index, first_name, "
-            "last_name, date_of_birth, email, phone_number, requested_amount, monthly_income, "
-            "loan_type) VALUES (%s, %s, %s, 'Asha', 'Rao', '1990-04-12', 'asha@example.com', "
+            "INSERT INTO applications (id, client_id, recent_application_elsewhere, "
+            "pan_ciphertext, pan_blind_index, first_name, last_name, date_of_birth, email, "
+            "phone_number, requested_amount, monthly_income, loan_type) VALUES (%s, "
+            "'test-client', %s, %s, %s, 'Asha', 'Rao', '1990-04-12', 'asha@example.com', "
             "'9876543210', %s, %s, %s)",
             (
                 app.id,
+                recent_application_elsewhere,
                 keyring.encrypt(app.pan, app.id),
                 blind_index(app.pan, os.urandom(32)),
                 requested_amount,

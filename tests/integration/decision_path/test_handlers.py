@@ -194,6 +194,21 @@ def test_configured_minimum_score_decides(world: World) -> None:
     assert "below the minimum of 750" in str(reason)
 
 
+def test_a_recent_application_from_another_client_is_rejected_before_the_rules(
+    world: World,
+) -> None:
+    database_url, keyring, topics = world.database_url, world.keyring, world.topics
+    app = insert_application(database_url, keyring, recent_application_elsewhere=True)
+    world.consumers.decision(topics)
+    world.producer.event(  # a score that the rules would pre-approve
+        topics.reports, events.CREDIT_REPORT_GENERATED, report_payload(app, 790), key=str(app.id)
+    )
+    wait_until(lambda: _application(database_url, app.id)[0] != "PENDING")
+    status, score, reason, max_amount, _version = _application(database_url, app.id)
+    assert (status, score, max_amount) == ("REJECTED", 790, None)
+    assert str(reason).startswith("RECENT_APPLICATION_EXISTS")
+
+
 def test_an_optimistic_lock_conflict_is_resolved_by_reading_again(world: World) -> None:
     database_url, keyring, topics = world.database_url, world.keyring, world.topics
     producer, consumers = world.producer, world.consumers

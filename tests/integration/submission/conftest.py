@@ -21,6 +21,7 @@ from devstack.process import ManagedProcess
 from prequal.db import migrate
 from prequal.kafka import create_topics
 from prequalctl.keys import generate_keys
+from tests.tokens import Oidc
 
 BIN = Path(sys.executable).parent
 
@@ -60,29 +61,46 @@ def base_env(**settings: str) -> dict[str, str]:
 class ApiProcess:
     process: ManagedProcess
     url: str
+    token: str = ""
+    metrics_url: str = ""
 
-    def client(self, timeout: float = 10.0) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=timeout)
+    def client(self, timeout: float = 10.0, token: str | None = None) -> httpx.Client:
+        """A client that sends `token` (default: the one the API was started with) as bearer."""
+        bearer = self.token if token is None else token
+        headers = {"Authorization": f"Bearer {bearer}"} if bearer else None
+        return httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
 
 
-def start_api(tmp: Path, env: dict[str, str], name: str = "prequal-api") -> ApiProcess:
-    port = free_port()
+def start_api(
+    tmp: Path, env: dict[str, str], name: str = "prequal-api", *, token: str = ""
+) -> ApiProcess:
+    port, metrics_port = free_port(), free_port()
     process = ManagedProcess(
         name,
         [str(BIN / "prequal-api")],
         tmp / f"{name}.log",
-        env={**env, "API_HOST": LOOPBACK, "API_PORT": str(port)},
+        env={
+            **env,
+            "API_HOST": LOOPBACK,
+            "API_PORT": str(port),
+            "API_METRICS_PORT": str(metrics_port),
+        },
     )
     process.start()
     url = f"http://{LOOPBACK}:{port}"
     process.wait_ready(lambda: http_ok(f"{url}/health"), timeout=30)
-    return ApiProcess(process, url)
+    return ApiProcess(process, url, token, f"http://{LOOPBACK}:{metrics_port}/metrics")
 
 
 @pytest.fixture(scope="module")
-def api_env(database_url: str, pan_keys: dict[str, str], kafka_topic_name: str) -> dict[str, str]:
+def api_env(
+    database_url: str, pan_keys: dict[str, str], kafka_topic_name: str, oidc: Oidc
+) -> dict[str, str]:
     return base_env(
-        DATABASE_URL=database_url, TOPIC_APPLICATIONS_SUBMITTED=kafka_topic_name, **pan_keys
+        DATABASE_URL=database_url,
+        TOPIC_APPLICATIONS_SUBMITTED=kafka_topic_name,
+        **pan_keys,
+        **oidc.api_env(),
     )
 
 
@@ -93,8 +111,10 @@ def kafka_topic_name() -> str:
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory, api_env: dict[str, str]) -> Iterator[ApiProcess]:
-    proc = start_api(tmp_path_factory.mktemp("api"), api_env)
+def api(
+    tmp_path_factory: pytest.TempPathFactory, api_env: dict[str, str], oidc: Oidc
+) -> Iterator[ApiProcess]:
+    proc = start_api(tmp_path_factory.mktemp("api"), api_env, token=oidc.token())
     try:
         yield proc
     finally:

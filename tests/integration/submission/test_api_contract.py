@@ -62,7 +62,7 @@ def test_post_stores_pan_encrypted_with_blind_index_audit_and_outbox_event(
     assert audits == [("encrypt", "v1"), ("consent", None)]
 
 
-def test_status_returns_the_masked_pan_and_audits_the_read(
+def test_status_returns_the_stored_mask_of_the_last_four_and_decrypts_nothing(
     client: httpx.Client, database_url: str
 ) -> None:
     pan_number = synthetic_pan()
@@ -84,7 +84,7 @@ def test_status_returns_the_masked_pan_and_audits_the_read(
         "updated_at",
     }
     assert body["processing_issue"] is None
-    assert body["pan_masked"] == "XXXXX" + pan_number[5:]
+    assert body["pan_masked"] == "XXXXXX" + pan_number[6:]
     assert body["status"] == "PENDING"
     assert body["credit_score"] is None
     with psycopg.connect(database_url) as conn:
@@ -92,7 +92,7 @@ def test_status_returns_the_masked_pan_and_audits_the_read(
             "SELECT action FROM audit_log WHERE application_id = %s ORDER BY id",
             (created["application_id"],),
         ).fetchall()
-    assert [a for (a,) in actions] == ["encrypt", "consent", "decrypt", "mask"]
+    assert [a for (a,) in actions] == ["encrypt", "consent"]  # the mask was stored: no decrypt on read
 
 
 def test_status_of_an_unknown_application_is_404_in_the_error_shape(client: httpx.Client) -> None:
@@ -128,6 +128,10 @@ INVALID_FIELDS = [
     ("requested_amount", 10_000_001),
     ("monthly_income", -1),
     ("loan_type", "BOAT"),
+    ("first_name", "Asha\x00"),  # NUL: PostgreSQL text cannot hold it
+    ("last_name", "Rao\nINFO forged log line"),
+    ("first_name", "\x1b[31mred"),
+    ("email", "asha\x00@example.com"),
 ]
 
 
@@ -199,13 +203,17 @@ def test_loan_type_defaults_to_personal_and_age_bounds_are_inclusive(
     assert row == ("PERSONAL",)
 
 
-def test_same_pan_within_24_hours_is_409(client: httpx.Client, database_url: str) -> None:
+def test_same_pan_within_24_hours_is_409_naming_the_existing_application(
+    client: httpx.Client,
+) -> None:
     pan_number = synthetic_pan()
-    assert client.post("/applications", json=application(pan_number=pan_number)).status_code == 202
+    first = client.post("/applications", json=application(pan_number=pan_number))
+    assert first.status_code == 202
     again = client.post("/applications", json=application(pan_number=pan_number.lower()))
     assert again.status_code == 409
     assert again.json()["error_code"] == "DUPLICATE_APPLICATION"
-    assert set(again.json()) == ERROR_KEYS
+    assert set(again.json()) == {*ERROR_KEYS, "application_id"}
+    assert again.json()["application_id"] == first.json()["application_id"]
 
 
 def test_same_pan_after_24_hours_is_accepted(client: httpx.Client, database_url: str) -> None:
@@ -290,11 +298,14 @@ def test_concurrent_retries_with_one_idempotency_key_create_one_application(
     assert len({app_id for _, app_id in results}) == 1
 
 
-def test_health_ready_metrics_and_offline_docs(client: httpx.Client) -> None:
+def test_health_ready_metrics_on_their_own_port_and_offline_docs(
+    client: httpx.Client, api: ApiProcess
+) -> None:
     assert client.get("/health").json() == {"status": "ok"}
     assert client.get("/ready").status_code == 200
     client.post("/applications", json=application())
-    metrics = client.get("/metrics").text
+    assert client.get("/metrics").status_code == 404  # not on the API port
+    metrics = httpx.get(api.metrics_url, timeout=5).text
     assert 'prequal_api_requests_total{method="POST",route="/applications",status="202"}' in metrics
     assert "prequal_api_request_duration_seconds_bucket" in metrics
     assert "prequal_applications_created_total" in metrics

@@ -12,6 +12,7 @@ import httpx
 from devstack.postgres import Postgres
 from tests.applications import application
 from tests.integration.submission.conftest import ApiProcess, base_env
+from tests.tokens import Oidc
 
 
 def test_api_answers_503_while_postgres_is_down_and_recovers_after_restart(
@@ -48,12 +49,12 @@ def test_api_answers_503_while_postgres_is_down_and_recovers_after_restart(
 
 
 def test_api_refuses_to_start_on_an_unmigrated_database(
-    postgres: Postgres, pan_keys: dict[str, str]
+    postgres: Postgres, pan_keys: dict[str, str], oidc: Oidc
 ) -> None:
     url = postgres.create_database("sub_unmigrated")
     result = subprocess.run(
         [str(Path(sys.executable).parent / "prequal-api")],
-        env=base_env(DATABASE_URL=url, API_PORT="1", **pan_keys),
+        env=base_env(DATABASE_URL=url, API_PORT="1", **pan_keys, **oidc.api_env()),
         capture_output=True,
         text=True,
         timeout=60,

@@ -7,12 +7,13 @@ from pathlib import Path
 
 from tests.applications import application, synthetic_pan
 from tests.integration.submission.conftest import start_api
+from tests.tokens import Oidc
 
 
 def test_logs_are_json_without_the_pan_and_sigterm_stops_the_api_cleanly(
-    tmp_path: Path, api_env: dict[str, str]
+    tmp_path: Path, api_env: dict[str, str], oidc: Oidc
 ) -> None:
-    api = start_api(tmp_path, {**api_env, "LOG_LEVEL": "DEBUG"}, "api-logs")
+    api = start_api(tmp_path, {**api_env, "LOG_LEVEL": "DEBUG"}, "api-logs", token=oidc.token())
     pan_number = synthetic_pan()
     with api.client() as http:
         assert (

@@ -26,6 +26,7 @@ from tests.integration.submission.conftest import (
     start_publisher,
 )
 from tests.integration.submission.kafka_reader import read_records
+from tests.tokens import Oidc
 
 
 def _wait_for(condition: object, timeout: float, what: str) -> None:
@@ -86,10 +87,17 @@ def test_submitted_applications_arrive_keyed_with_cloudevents_headers_and_encryp
     database_url: str,
     pan_keys: dict[str, str],
     publisher: PublisherProcess,
+    oidc: Oidc,
 ) -> None:
     api = start_api(
         tmp_path,
-        base_env(DATABASE_URL=database_url, TOPIC_APPLICATIONS_SUBMITTED=topic, **pan_keys),
+        base_env(
+            DATABASE_URL=database_url,
+            TOPIC_APPLICATIONS_SUBMITTED=topic,
+            **pan_keys,
+            **oidc.api_env(),
+        ),
+        token=oidc.token(),
     )
     try:
         pans = [synthetic_pan() for _ in range(5)]

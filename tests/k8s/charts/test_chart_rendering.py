@@ -238,6 +238,11 @@ def test_network_policies_deny_by_default_and_allow_only_the_real_flows() -> Non
     assert {
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}
     } in api_from
+    api_rules = policies["api"]["ingress"]
+    assert [r["ports"] for r in api_rules] == [
+        [{"port": "http", "protocol": "TCP"}],
+        [{"port": "metrics", "protocol": "TCP"}],  # monitoring reaches only /metrics' port
+    ]
     for worker in ("publisher", "credit", "decision"):
         [rule] = policies[worker]["ingress"]
         assert rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]
@@ -289,3 +294,31 @@ def test_dashboards_ship_as_sidecar_configmaps_with_queries_on_every_panel() -> 
         for panel in dashboard["panels"]:
             assert panel["targets"], panel["title"]
             assert all(t["expr"] for t in panel["targets"]), panel["title"]
+
+
+def test_the_ingress_routes_only_public_paths_and_production_turns_docs_off() -> None:
+    """/metrics lives on its own port, /health and /ready stay inside the cluster."""
+
+    def ingress_paths(*args: str) -> set[str]:
+        [ingress] = [d for d in documents(render("loan-prequal", *args)) if d["kind"] == "Ingress"]
+        return {p["path"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]}
+
+    dev = ingress_paths("-f", str(CHARTS / "loan-prequal/ci/kind-values.yaml"))
+    assert dev == {"/applications", "/docs", "/docs-assets", "/openapi.json", "/redoc"}
+    production = CHARTS / "loan-prequal/ci/production-values.yaml"
+    assert ingress_paths("-f", str(production)) == {"/applications"}
+    docs = documents(render("loan-prequal", "-f", str(production)))
+    [api] = [
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-api")
+    ]
+    env = {
+        e["name"]: e.get("value") for e in api["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["API_DOCS_ENABLED"] == "false"
+    assert env["OIDC_ISSUER"] == "https://login.example.com/"
+    [service] = [
+        d for d in docs if d["kind"] == "Service" and d["metadata"]["name"].endswith("-api")
+    ]
+    assert {p["name"] for p in service["spec"]["ports"]} == {"http", "metrics"}
+    monitors = [d for d in docs if d["kind"] == "ServiceMonitor"]
+    assert all(m["spec"]["endpoints"][0]["port"] == "metrics" for m in monitors)

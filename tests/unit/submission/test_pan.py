@@ -102,8 +102,8 @@ def test_blind_index_is_deterministic_per_key_and_differs_across_keys() -> None:
     assert len(pan.blind_index(PAN, key)) == 32
 
 
-def test_masking_keeps_only_the_last_five_characters() -> None:
-    assert pan.mask_pan(PAN) == "XXXXX1234F"
+def test_masking_keeps_only_the_last_four_characters() -> None:
+    assert pan.mask_pan(PAN) == "XXXXXX234F"
 
 
 def test_normalize_upper_cases_and_trims_and_rejects_non_pans_without_echoing() -> None:
