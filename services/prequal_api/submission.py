@@ -108,7 +108,9 @@ class SubmissionService:
         event = self._event(application_id, ciphertext, request)
         if idempotency_key:
             key_hmac = self.key_hmac(client_id, idempotency_key)
-            return await self._submit_once(key_hmac, request, new, encrypted, event, consent=consent)
+            return await self._submit_once(
+                key_hmac, request, new, encrypted, event, consent=consent
+            )
 
         async with self.pool.connection(timeout=self.pool_timeout) as conn:
             outcome = await repository.submit(
