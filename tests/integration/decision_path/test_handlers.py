@@ -206,7 +206,13 @@ def test_a_recent_application_from_another_client_is_rejected_before_the_rules(
     wait_until(lambda: _application(database_url, app.id)[0] != "PENDING")
     status, score, reason, max_amount, _version = _application(database_url, app.id)
     assert (status, score, max_amount) == ("REJECTED", 790, None)
-    assert str(reason).startswith("RECENT_APPLICATION_EXISTS")
+    assert "another channel in the last 24 hours" in str(reason)
+    with psycopg.connect(database_url) as conn:
+        stored = conn.execute(
+            "SELECT reason_codes FROM decisions WHERE application_id = %s", (app.id,)
+        ).fetchone()
+    assert stored is not None
+    assert list(stored[0])[0] == "RECENT_APPLICATION_EXISTS"
 
 
 def test_an_optimistic_lock_conflict_is_resolved_by_reading_again(world: World) -> None:
