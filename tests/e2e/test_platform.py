@@ -105,7 +105,7 @@ def test_another_clients_recent_duplicate_is_accepted_then_rejected(platform: Pl
         assert elsewhere.status_code == 202  # no 409: it would tell about another's applicant
         body = platform.final_status(other, elsewhere.json()["application_id"])
     assert body["status"] == "REJECTED"
-    assert [r["code"] for r in body["decision"]["reasons"]][0] == "RECENT_APPLICATION_EXISTS"
+    assert body["decision"]["reasons"][0]["code"] == "RECENT_APPLICATION_EXISTS"
     assert body["decision"]["offer"] is None
 
 

@@ -212,7 +212,7 @@ def test_a_recent_application_from_another_client_is_rejected_before_the_rules(
             "SELECT reason_codes FROM decisions WHERE application_id = %s", (app.id,)
         ).fetchone()
     assert stored is not None
-    assert list(stored[0])[0] == "RECENT_APPLICATION_EXISTS"
+    assert stored[0][0] == "RECENT_APPLICATION_EXISTS"
 
 
 def test_an_optimistic_lock_conflict_is_resolved_by_reading_again(world: World) -> None:
