@@ -172,7 +172,9 @@ def test_make_run_serves_decisions_and_stops_cleanly(tmp_path: Path) -> None:
         api.kill()
         lines = _wait_for_line(proc, "prequal-api restarted (restart 1)", 120)
         assert any("prequal-api exited with code -9; restart 1" in line for line in lines)
-        assert set(_decide(env["API_URL"], ["KLMNO9012P"])) == {"KLMNO9012P"}  # decided
+        assert set(_decide(env["API_URL"], ["KLMNO9012P"], _token(env))) == {
+            "KLMNO9012P"
+        }  # decided
         descendants += psutil.Process(proc.pid).children(recursive=True)
     finally:
         proc.send_signal(signal.SIGINT)
