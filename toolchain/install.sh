@@ -212,6 +212,18 @@ if [ ! -x "$tilt_out/tilt" ]; then
 fi
 [ -x "$tilt_out/tilt" ] && link "$tilt_out/tilt" tilt
 
+# --- Container images (`make images`, images/build.py) and chart scoring (issue 11) ------------
+# Debian's docker.io (20.10, BuildKit built in; its daemon is started by images/dockerd.sh, there
+# is no init system) lands in /usr/bin: a docker client earlier in PATH may be another one, so
+# images/ calls /usr/bin/docker. mmdebstrap makes the base images; gcc links the pause binary.
+image_pkgs=()
+[ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ] || image_pkgs+=(docker.io)
+command -v mmdebstrap >/dev/null 2>&1 || image_pkgs+=(mmdebstrap)
+command -v gcc >/dev/null 2>&1 && [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || image_pkgs+=(gcc libc6-dev)
+[ ${#image_pkgs[@]} = 0 ] || apt_install "${image_pkgs[@]}"
+go_install kube-score github.com/zegl/kube-score/cmd/kube-score "$KUBE_SCORE_VERSION" "-s -w -X main.version=$KUBE_SCORE_VERSION"
+link "$cache/bin/kube-score-$KUBE_SCORE_VERSION/kube-score" kube-score
+
 if [ "$did_something" = 0 ]; then
   echo "make tools: toolchain up to date in $bin (Kubernetes $K8S_VERSION, etcd $ETCD_VERSION, Kafka $KAFKA_VERSION, Helm $HELM_VERSION); nothing to do"
 else
