@@ -44,6 +44,14 @@ lock: venv ## Re-resolve requirements.lock from pyproject.toml.
 run: venv tools ## Bring the platform up locally, in the foreground (Ctrl-C stops everything).
 	$(BIN)/devstack up $(ARGS)
 
+.PHONY: cluster
+cluster: venv tools ## A real single-node Kubernetes with both charts installed, in the foreground.
+	$(BIN)/devstack cluster $(ARGS)
+
+.PHONY: images
+images: tools ## Build every container image here from Debian, PyPI, Maven and Go (docs/images.md).
+	$(PYTHON) images/build.py $(foreach i,$(IMAGES),--only $(i))
+
 .PHONY: demo
 demo: venv ## With `make run` up: submit sample applications and print each final status.
 	$(BIN)/prequalctl demo $(ARGS)

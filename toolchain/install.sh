@@ -60,6 +60,20 @@ pg_bin=/usr/lib/postgresql/$POSTGRES_MAJOR/bin
 [ -x "$pg_bin/postgres" ] || apt_install "postgresql-$POSTGRES_MAJOR" "postgresql-client-$POSTGRES_MAJOR"
 [ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ] || apt_install prometheus
 for b in postgres initdb pg_ctl psql pg_isready pgbench; do link "$pg_bin/$b" "$b"; done
+
+# --- The real node of `make cluster` (docs/cluster.md) from Debian ----------------------------
+# A second containerd (Debian's 1.6, the one docker.io uses) with the CRI plugin, runc, the CNI
+# plugins, iptables and conntrack for kube-proxy, and a static busybox for the pause image.
+node_pkgs=()
+[ -x /usr/bin/containerd ] && [ -x /usr/bin/ctr ] || node_pkgs+=(containerd)
+[ -x /usr/sbin/runc ] || [ -x /usr/bin/runc ] || node_pkgs+=(runc)
+[ -x /usr/lib/cni/bridge ] || node_pkgs+=(containernetworking-plugins)
+command -v iptables >/dev/null 2>&1 || node_pkgs+=(iptables)
+command -v conntrack >/dev/null 2>&1 || node_pkgs+=(conntrack)
+[ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || node_pkgs+=(busybox-static)
+[ ${#node_pkgs[@]} = 0 ] || apt_install "${node_pkgs[@]}"
+link /usr/bin/containerd containerd
+link /usr/bin/ctr ctr
 link /usr/bin/prometheus prometheus
 link /usr/bin/promtool promtool
 
@@ -84,10 +98,14 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   k8s_ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
 done
 
+# The control plane, kubectl, and the node's own binaries (kubelet, kube-scheduler, kube-proxy
+# for `make cluster`), all from one wrapper module so they agree on every dependency.
+K8S_COMMANDS="kube-apiserver kube-controller-manager kubectl kubelet kube-scheduler kube-proxy"
 build_k8s() {
-  local out=$cache/bin/k8s-$K8S_VERSION
-  [ -x "$out/kube-apiserver" ] && [ -x "$out/kube-controller-manager" ] && [ -x "$out/kubectl" ] && return
-  step "kube-apiserver, kube-controller-manager and kubectl $K8S_VERSION from the Go module proxy (several minutes)"
+  local out=$cache/bin/k8s-$K8S_VERSION missing=0 c
+  for c in $K8S_COMMANDS; do [ -x "$out/$c" ] || missing=1; done
+  [ "$missing" = 0 ] && return
+  step "$K8S_COMMANDS $K8S_VERSION from the Go module proxy (several minutes)"
   local mod=$cache/src/k8s-$K8S_VERSION
   rm -rf "$mod" && mkdir -p "$mod" && cp "$root/toolchain/k8s/tools.go" "$mod/"
   run_logged k8s-download go mod download -json "k8s.io/kubernetes@$K8S_VERSION"
@@ -101,9 +119,9 @@ build_k8s() {
   } >"$mod/go.mod"
   (cd "$mod" && run_logged k8s-tidy go mod tidy)
   mkdir -p "$out.tmp"
+  # shellcheck disable=SC2086 # one package per command
   (cd "$mod" && run_logged k8s-build go build -trimpath -ldflags "$k8s_ldflags" -o "$out.tmp/" \
-    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-    k8s.io/kubernetes/cmd/kubectl)
+    $(printf 'k8s.io/kubernetes/cmd/%s ' $K8S_COMMANDS))
   rm -rf "$out" && mv "$out.tmp" "$out"
 }
 
@@ -132,7 +150,7 @@ go_install() {
 }
 
 build_k8s
-for b in kube-apiserver kube-controller-manager kubectl; do link "$cache/bin/k8s-$K8S_VERSION/$b" "$b"; done
+for b in $K8S_COMMANDS; do link "$cache/bin/k8s-$K8S_VERSION/$b" "$b"; done
 build_etcd
 link "$cache/bin/etcd-$ETCD_VERSION/etcd" etcd
 helm_ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
