@@ -166,3 +166,12 @@ topologySpreadConstraints:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end }}
+
+{{/*
+kube-score checks a workload of this chart turns off, with the reason in docs/kubernetes.md
+("What kube-score says"): no CPU limits, by design (kube-score has one check for every
+resource, so memory limits and requests are checked by the chart's own tests instead).
+*/}}
+{{- define "loan-prequal.kubeScoreIgnore" -}}
+kube-score/ignore: container-resources
+{{- end }}
