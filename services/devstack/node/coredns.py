@@ -11,7 +11,8 @@ import yaml
 
 DNS_SERVICE_IP = "10.0.0.10"
 
-COREFILE = """.:53 {
+# A high port: the pod runs as non-root with every capability dropped; the Service maps 53.
+COREFILE = """.:1053 {
     errors
     health :8080
     ready :8181
@@ -94,7 +95,7 @@ def manifests(image: str) -> str:
                                 "name": "coredns",
                                 "image": image,
                                 "imagePullPolicy": "Never",
-                                "args": ["-conf", "/etc/coredns/Corefile", "-dns.port", "1053"],
+                                "args": ["-conf", "/etc/coredns/Corefile"],
                                 "ports": [
                                     {"name": "dns", "containerPort": 1053, "protocol": "UDP"},
                                     {"name": "dns-tcp", "containerPort": 1053, "protocol": "TCP"},
