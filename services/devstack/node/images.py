@@ -119,6 +119,11 @@ class ImageLoader:
             if _qualified(image) in present and imported.get(image) == image_id:
                 continue
             assert docker is not None
+            if _qualified(image) in present:
+                # Re-tagging in place leaves the CRI plugin's cache on the old image id (1.6:
+                # ImageUpdate does not re-resolve), and the kubelet then tries to pull: remove
+                # the old tag first, so the import is an ImageCreate.
+                self.containerd.ctr("images", "remove", "--sync", _qualified(image), check=False)
             save = subprocess.Popen([docker, "save", image], stdout=subprocess.PIPE)
             assert save.stdout is not None
             try:
