@@ -34,6 +34,7 @@ ProgressFn = Callable[[str], None]
 # NodePorts live above the range free_port() hands out (20000-32000): a test's private server
 # on a loopback port can never be shadowed by kube-proxy's loopback NodePort rules.
 NODE_PORT_RANGE = "32100-32700"
+API_SERVER_PORT = 6443
 API_NODE_PORT = 32180
 PROMETHEUS_NODE_PORT = 32190
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -71,12 +72,19 @@ class LocalCluster:
 
     def start(self, progress: ProgressFn) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        # Every start is a new cluster: an old etcd would keep the `kubernetes` Service pointing
+        # at the previous API server's port. Only the image store (outside run_dir) is kept.
+        unmount_all(self.run_dir)
+        for old in (self.run_dir / "kube", self.node_dir):
+            shutil.rmtree(old, ignore_errors=True)
         progress(f"creating the pod bridge ({NODE_IP}, pods in {POD_CIDR})")
         self.network = PodNetwork(self.node_dir / "cni").start()
         progress("starting etcd, kube-apiserver and kube-controller-manager (every controller)")
         plane = ControlPlane(
             self.run_dir / "kube",
             bind_address=NODE_IP,
+            # The port every cluster uses: NetworkPolicies (the operator's egress) name it.
+            apiserver_port=API_SERVER_PORT,
             controllers="*",
             disabled_admission_plugins="",
         )
@@ -121,6 +129,9 @@ class LocalCluster:
         self.wait_node_ready()
         progress("deploying CoreDNS (kube-system/coredns, Service kube-dns)")
         self.kubectl("apply", "-f", "-", stdin=coredns.manifests(self.images["COREDNS_IMAGE"]))
+        if self.loader.missing and self.images["COREDNS_IMAGE"] in self.loader.missing:
+            progress("the CoreDNS image is missing (`make images`): cluster names will not resolve")
+            return
         self.kubectl(
             "-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout=120s"
         )

@@ -69,7 +69,12 @@ class Workloads:
 
     def operator_values(self) -> list[str]:
         repository, tag = split_image(self.images["PREQUAL_IMAGE"])
-        return [f"--set=image.repository={repository}", f"--set=image.tag={tag}"]
+        return [
+            f"--set=image.repository={repository}",
+            f"--set=image.tag={tag}",
+            # The images are in the node, loaded without a registry: never ask one.
+            "--set=image.pullPolicy=IfNotPresent",
+        ]
 
     def platform_values(self, *extra: str) -> list[str]:
         repository, tag = split_image(self.images["PREQUAL_IMAGE"])
@@ -78,6 +83,7 @@ class Workloads:
             f"--set=fullnameOverride={RELEASE}",
             f"--set=image.repository={repository}",
             f"--set=image.tag={tag}",
+            "--set=image.pullPolicy=IfNotPresent",
             "--set=api.ingress.enabled=false",
             "--set=api.service.type=NodePort",
             f"--set=api.service.nodePort={API_NODE_PORT}",
