@@ -19,7 +19,7 @@ from devstack.kube import ControlPlane
 from devstack.postgres import Postgres
 from devstack.prometheus import Prometheus
 
-TIERS = ("unit", "integration", "k8s", "e2e")
+TIERS = ("unit", "integration", "k8s", "e2e", "cluster", "images")
 
 
 def _raise_interrupt(signum: int, frame: types.FrameType | None) -> None:
