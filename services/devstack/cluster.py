@@ -85,6 +85,7 @@ class LocalCluster:
             bind_address=NODE_IP,
             # The port every cluster uses: NetworkPolicies (the operator's egress) name it.
             apiserver_port=API_SERVER_PORT,
+            apiserver_stop_timeout=3,
             controllers="*",
             disabled_admission_plugins="",
         )

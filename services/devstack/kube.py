@@ -37,6 +37,8 @@ class ControlPlane:
     bind_address: str = LOOPBACK
     disabled_admission_plugins: str = "ServiceAccount"
     extra_apiserver_args: list[str] = field(default_factory=list)
+    # kube-apiserver drains for ~20 s on SIGTERM; a throwaway cluster need not wait for it.
+    apiserver_stop_timeout: float = 20.0
     processes: list[ManagedProcess] = field(default_factory=list)
 
     @property
@@ -101,6 +103,7 @@ class ControlPlane:
                 *self.extra_apiserver_args,
             ],
             logs / "kube-apiserver.log",
+            stop_timeout=self.apiserver_stop_timeout,
         )
         self._run(
             apiserver,
