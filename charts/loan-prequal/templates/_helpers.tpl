@@ -118,6 +118,14 @@ pipeline ConfigMap the operator writes (topics, bootstrap servers, decision poli
 {{- end }}
 
 {{/*
+Pod annotations that roll every workload when the key version changes: each process reads the
+keyring once at start, so a rotated Secret takes effect only in new pods.
+*/}}
+{{- define "loan-prequal.rolloutAnnotations" -}}
+prequal.dev/key-version: {{ .Values.pipeline.encryption.keyVersion | quote }}
+{{- end }}
+
+{{/*
 The PAN key Secret as SECRETS_DIR (one file per setting: pan_encryption_keys, ...).
 */}}
 {{- define "loan-prequal.panKeysVolume" -}}
