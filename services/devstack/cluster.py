@@ -21,10 +21,17 @@ from pathlib import Path
 from devstack.kube import ControlPlane
 from devstack.net import LOOPBACK
 from devstack.node import coredns
-from devstack.node.containerd import Containerd, unmount_all
+from devstack.node.containerd import Containerd, mounts_under, unmount_all
 from devstack.node.images import ImageLoader, image_set
 from devstack.node.kubelet import NODE_NAME, Kubelet
-from devstack.node.network import NODE_IP, POD_CIDR, PodNetwork
+from devstack.node.network import (
+    NETNS_DIR,
+    NODE_IP,
+    POD_CIDR,
+    PodNetwork,
+    leftover_interfaces,
+    owned_chains,
+)
 from devstack.node.proxy import KubeProxy
 from devstack.node.scheduler import Scheduler
 from devstack.process import ComponentStartError
@@ -192,6 +199,16 @@ class LocalCluster:
         remove_pod_cgroups()
         if self.control_plane is not None:
             self.control_plane.stop()
+
+
+def leftovers(run_dir: Path, image_store: Path) -> list[str]:
+    """What a stopped node must not leave behind; empty after a clean stop."""
+    found = [f"mount {m}" for m in mounts_under(run_dir, image_store)]
+    found += [f"network namespace {n}" for n in sorted(NETNS_DIR.glob("cni-*"))]
+    found += [f"interface {i}" for i in leftover_interfaces()]
+    found += [f"iptables chain {c}" for c in owned_chains()]
+    found += [f"cgroup {g}" for g in CGROUP_ROOT.glob("*/kubepods")]
+    return found
 
 
 def remove_pod_cgroups() -> None:

@@ -12,7 +12,7 @@ import time
 import types
 from pathlib import Path
 
-from devstack.cluster import LocalCluster
+from devstack.cluster import LocalCluster, leftovers
 from devstack.node.containerd import ContainerdError
 from devstack.node.images import ImageError, image_set
 from devstack.node.network import NetworkError
@@ -63,7 +63,11 @@ def cluster_main(run_dir: Path, *, node_only: bool = False) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         cluster.stop()
         cluster.env_file.unlink(missing_ok=True)
-        print("==> stopped; no container, mount, bridge or iptables rule left", flush=True)
+        left = leftovers(cluster.run_dir, cluster.image_store)
+        if left:
+            print("==> stopped, but these are left behind:\n  " + "\n  ".join(left), flush=True)
+        else:
+            print("==> stopped; no container, mount, bridge or iptables rule left", flush=True)
 
 
 def _report(cluster: LocalCluster, seconds: float) -> None:

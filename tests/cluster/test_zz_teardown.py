@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from devstack.node.containerd import mounts_under
-from devstack.node.network import NETNS_DIR, leftover_interfaces, owned_chains
+from devstack.cluster import leftovers
 from tests.cluster.conftest import RunningCluster
 
 
@@ -34,8 +33,4 @@ def test_stopping_the_node_leaves_nothing_behind(cluster: RunningCluster) -> Non
     cluster.stop()
 
     assert _processes_under(run_dir) == []
-    assert mounts_under(run_dir) == []
-    assert sorted(NETNS_DIR.glob("cni-*")) == []
-    assert leftover_interfaces() == []
-    assert owned_chains() == []
-    assert not Path("/sys/fs/cgroup/memory/kubepods").exists()
+    assert leftovers(run_dir, cluster.cluster.image_store) == []
