@@ -6,10 +6,10 @@ No image registry is reachable from the project's machines, so nothing is pulled
 - base images are Debian package sets (mmdebstrap, Debian's default mirror) imported into Docker;
 - the platform's image comes from the root Dockerfile on the Python bases, with pip reaching
   PyPI through the machine's CA bundle, handed in as a BuildKit secret (never in a layer);
-- PostgreSQL, Kafka and Prometheus are images/<name>/Dockerfile on their Debian bases (Kafka's
-  jars are the ones `make tools` fetched from Maven Central);
-- the pause image is Kubernetes' own pause.c (from the k8s.io/kubernetes module), the CoreDNS
-  image a static CoreDNS built from the Go module proxy; both on an empty base.
+- PostgreSQL and Kafka are images/<name>/Dockerfile on their Debian bases (Kafka's jars are the
+  ones `make tools` fetched from Maven Central);
+- the pause image is Kubernetes' own pause.c (from the k8s.io/kubernetes module); CoreDNS and
+  Prometheus are static binaries built from the Go module proxy; all three on an empty base.
 
 Every image carries a content hash of its inputs (label dev.prequal.inputs): when each of its
 tags already has that hash, it is not rebuilt, so a second run with nothing changed takes seconds.
@@ -23,6 +23,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -202,9 +203,6 @@ BASES = {
         # openjdk's postinst links its manual page into /usr/share/man/man1, which the
         # documentation filter leaves out: without the directory the postinst fails.
         Base("kafka", ("openjdk-17-jre-headless",), make_dirs=("/usr/share/man/man1",)),
-        # libjs-moment-timezone (a dependency, for the web UI) carries 214 MB of time-zone
-        # data for every release since 2014; the UI's scripts need none of it.
-        Base("prometheus", ("prometheus",), ("/usr/share/javascript/moment-timezone/data",)),
     )
 }
 
@@ -280,7 +278,7 @@ def images() -> list[Image]:
         ),
         own("postgres", "postgres"),
         own("kafka", "kafka", libs=kafka_libs),
-        own("prometheus", "prometheus"),
+        own("prometheus", None, prometheus=prometheus_binary),
         own("pause", None, pause=pause_binary),
         own("coredns", None, coredns=coredns_binary),
     ]
@@ -357,41 +355,103 @@ def pause_binary() -> Path:
     return out
 
 
-def coredns_binary() -> Path:
-    """CoreDNS with the cluster-DNS plugins only (images/coredns/main.go), static."""
-    version = TAGS["COREDNS_VERSION"]
-    out = CACHE / "bin" / f"coredns-{version}" / "coredns"
-    main = HERE / "coredns" / "main.go"
+def go_wrapper_binary(
+    name: str, module: str, version: str, main: str, *, ldflags: str, go_mod_extra: str = ""
+) -> Path:
+    """A static binary from a throwaway module that requires `module@version` and holds `main`
+    (our own main.go); rebuilt only when main.go changes. Cached under the toolchain cache."""
+    out = CACHE / "bin" / f"{name}-{version}" / name
     stamp = out.parent / ".main.sha256"
-    main_hash = hashlib.sha256(main.read_bytes()).hexdigest()
+    main_hash = hashlib.sha256((main + go_mod_extra).encode()).hexdigest()
     if out.exists() and stamp.exists() and stamp.read_text() == main_hash:
         return out
-    print(
-        f"==> CoreDNS {version} from the Go module proxy (a few minutes the first time)", flush=True
-    )
-    module = CACHE / "src" / f"coredns-{version}"
-    shutil.rmtree(module, ignore_errors=True)
-    module.mkdir(parents=True)
-    shutil.copy(main, module / "main.go")
-    (module / "go.mod").write_text(
-        "module prequal.dev/images/coredns\n\ngo 1.24.0\n\n"
-        f"require github.com/coredns/coredns {version}\n"
+    print(f"==> {name} {version} from the Go module proxy (minutes the first time)", flush=True)
+    src = CACHE / "src" / f"{name}-{version}"
+    shutil.rmtree(src, ignore_errors=True)
+    src.mkdir(parents=True)
+    (src / "main.go").write_text(main)
+    (src / "go.mod").write_text(
+        f"module prequal.dev/images/{name}\n\ngo 1.24.0\n\nrequire {module} {version}\n"
+        + go_mod_extra
     )
     env = go_env()
-    os.chdir(module)
+    os.chdir(src)
     try:
-        run_logged("coredns-tidy", ["go", "mod", "tidy"], env=env)
+        run_logged(f"{name}-tidy", ["go", "mod", "tidy"], env=env)
         out.parent.mkdir(parents=True, exist_ok=True)
-        ldflags = f"-s -w -X github.com/coredns/coredns/coremain.GitCommit={version}"
         run_logged(
-            "coredns-build",
-            ["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(out), "."],
+            f"{name}-build",
+            [
+                "go",
+                "build",
+                "-trimpath",
+                "-tags",
+                "netgo",
+                "-ldflags",
+                f"-s -w {ldflags}",
+                "-o",
+                str(out),
+                ".",
+            ],
             env=env,
         )
     finally:
         os.chdir(ROOT)
     stamp.write_text(main_hash)
     return out
+
+
+def coredns_binary() -> Path:
+    """CoreDNS with the cluster-DNS plugins only (images/coredns/main.go), static."""
+    version = TAGS["COREDNS_VERSION"]
+    return go_wrapper_binary(
+        "coredns",
+        "github.com/coredns/coredns",
+        version,
+        (HERE / "coredns" / "main.go").read_text(),
+        ldflags=f"-X github.com/coredns/coredns/coremain.GitCommit={version}",
+    )
+
+
+PROMETHEUS_PLUGINS = '_ "github.com/prometheus/prometheus/plugins" // Register plugins.'
+PROMETHEUS_DISCOVERY = ("dns", "file", "http", "kubernetes")
+
+
+def prometheus_binary() -> Path:
+    """Upstream Prometheus (its cmd/prometheus/main.go) with the service discoveries a cluster
+    uses instead of all of them: Debian's 2.42 is built without Kubernetes discovery, which
+    manifests/monitoring needs. Prometheus 2.x is published as module version v0.x."""
+    version = TAGS["PROMETHEUS_VERSION"]
+    module_version = "v0." + version.split(".", 1)[1]
+    module = "github.com/prometheus/prometheus"
+    download = subprocess.run(
+        ["go", "mod", "download", "-json", f"{module}@{module_version}"],
+        capture_output=True,
+        text=True,
+        env=go_env(),
+        check=False,
+    )
+    if download.returncode != 0:
+        raise BuildError(f"go mod download {module}@{module_version} failed: {download.stdout}")
+    source = Path(json.loads(download.stdout)["Dir"])
+    main = (source / "cmd" / "prometheus" / "main.go").read_text()
+    # Its own replaces too: main.go uses the klog-gokit API that stands in for k8s.io/klog.
+    replaces = re.search(r"(?ms)^replace \(.*?^\)$", (source / "go.mod").read_text())
+    if PROMETHEUS_PLUGINS not in main:
+        raise BuildError(
+            f"{module}@{module_version}: cmd/prometheus/main.go no longer imports plugins"
+        )
+    imports = "\n\t".join(f'_ "{module}/discovery/{sd}"' for sd in PROMETHEUS_DISCOVERY)
+    common = "github.com/prometheus/common/version"
+    return go_wrapper_binary(
+        "prometheus",
+        module,
+        module_version,
+        main.replace(PROMETHEUS_PLUGINS, imports),
+        ldflags=f"-X {common}.Version={version.lstrip('v')} -X {common}.Revision={version}"
+        f" -X {common}.Branch=HEAD",
+        go_mod_extra="\n" + replaces.group(0) + "\n" if replaces else "",
+    )
 
 
 # --- building ---------------------------------------------------------------------------------

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 
 import pytest
+import yaml
 
+from devstack.tools import REPO_ROOT
 from tests.images.conftest import Built, docker, image_tags
 
 pytestmark = pytest.mark.timeout(3600)
@@ -126,7 +129,21 @@ def test_kafka_formats_its_log_and_serves_as_the_manifest_runs_it(
     assert "log.dirs=/var/lib/kafka/data" in config
 
 
-def test_prometheus_serves_its_readiness_endpoint(built: Built, container: list[str]) -> None:
+def test_prometheus_loads_the_monitoring_manifests_config_and_gets_ready(
+    built: Built, container: list[str], tmp_path: Path
+) -> None:
+    """manifests/monitoring's config discovers pods through Kubernetes: a Prometheus built
+    without that discovery (Debian's) refuses the file."""
+    manifests = (REPO_ROOT / "manifests" / "monitoring" / "prometheus.yaml").read_text()
+    [config_map] = [
+        doc
+        for doc in yaml.safe_load_all(manifests)
+        if doc and doc["kind"] == "ConfigMap" and doc["metadata"]["name"] == "prometheus-config"
+    ]
+    assert "kubernetes_sd_configs" in config_map["data"]["prometheus.yml"]
+    config = tmp_path / "prometheus.yml"
+    config.write_text(config_map["data"]["prometheus.yml"])
+    config.chmod(0o644)
     name = start(
         container,
         "--user",
@@ -134,6 +151,8 @@ def test_prometheus_serves_its_readiness_endpoint(built: Built, container: list[
         "--read-only",
         "--tmpfs",
         "/prometheus:uid=65534",
+        "--volume",
+        f"{config}:/etc/prometheus/prometheus.yml:ro",
         TAGS["PROMETHEUS_IMAGE"],
         "--config.file=/etc/prometheus/prometheus.yml",
         "--storage.tsdb.path=/prometheus",
@@ -143,6 +162,9 @@ def test_prometheus_serves_its_readiness_endpoint(built: Built, container: list[
     while "Server is ready to receive web requests" not in (logs := docker("logs", name).stderr):
         assert time.monotonic() < deadline, logs[-3000:]
         time.sleep(0.5)
+    assert "Completed loading of configuration file" in logs, logs[-3000:]
+    version = docker("run", "--rm", "--network", "none", TAGS["PROMETHEUS_IMAGE"], "--version")
+    assert TAGS["PROMETHEUS_VERSION"].lstrip("v") in version.stdout + version.stderr
 
 
 def test_the_pause_image_stops_at_once_on_sigterm(built: Built, container: list[str]) -> None:
