@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import httpx
+
 from devstack.workloads import NAMESPACE, OPERATOR_NAMESPACE, OPERATOR_RELEASE, RELEASE
 from tests.applications import application
 from tests.cluster.conftest import FINAL, RunningCluster
+from tests.polling import wait_until
 
 
 def _not_ready(cluster: RunningCluster, namespace: str) -> list[str]:
@@ -69,3 +72,13 @@ def test_an_application_posted_to_the_node_port_ends_in_a_final_status(
 def test_helm_test_passes(cluster: RunningCluster) -> None:
     result = cluster.helm("test", RELEASE, f"--namespace={NAMESPACE}", "--timeout=120s")
     assert "Phase:          Succeeded" in result.stdout
+
+
+def test_prometheus_on_loopback_scrapes_the_platform(cluster: RunningCluster) -> None:
+    url = cluster.cluster.endpoints()["PROMETHEUS_URL"]
+
+    def healthy_jobs() -> set[str]:
+        targets = httpx.get(f"{url}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+        return {t["labels"].get("job", "") for t in targets if t["health"] == "up"}
+
+    wait_until(lambda: {"api", "operator"} <= healthy_jobs(), timeout=90, interval=2)

@@ -32,15 +32,12 @@ def test_uninstall_leaves_only_the_retained_topics(cluster: RunningCluster) -> N
     wait_until(lambda: not _left(cluster), timeout=120, interval=1)
 
     repository, tag = split_image(cluster.workloads.images["PREQUAL_IMAGE"])
-    topics = cluster.kubectl(
+    cluster.kubectl(
         "-n",
         NAMESPACE,
         "run",
         "list-topics",
-        "--rm",
-        "-i",
         "--restart=Never",
-        "--quiet",
         f"--image={repository}:{tag}",
         "--image-pull-policy=Never",
         "--command",
@@ -48,6 +45,18 @@ def test_uninstall_leaves_only_the_retained_topics(cluster: RunningCluster) -> N
         "python",
         "-c",
         LIST_TOPICS,
-    ).split()
+    )
+    try:
+        cluster.kubectl(
+            "-n",
+            NAMESPACE,
+            "wait",
+            "pod/list-topics",
+            "--for=jsonpath={.status.phase}=Succeeded",
+            "--timeout=90s",
+        )
+        topics = cluster.kubectl("-n", NAMESPACE, "logs", "list-topics").split()
+    finally:
+        cluster.kubectl("-n", NAMESPACE, "delete", "pod", "list-topics", "--wait=false")
     assert "loan_applications_submitted" in topics, topics
     assert "credit_reports_generated" in topics or len(topics) >= 2, topics
