@@ -99,7 +99,7 @@ class ImageLoader:
         """A busybox pause under the sandbox image's tag, unless the node has that tag already;
         a pause image built by `make images` replaces it in load_from_docker()."""
         tag = self.containerd.sandbox_image
-        if _qualified(tag) in self.containerd.image_names():
+        if qualified_name(tag) in self.containerd.image_names():
             return
         archive = pause_archive(scratch / "pause.tar", tag)
         with archive.open("rb") as source:
@@ -116,14 +116,16 @@ class ImageLoader:
             if not image_id:
                 self.missing.append(image)
                 continue
-            if _qualified(image) in present and imported.get(image) == image_id:
+            if qualified_name(image) in present and imported.get(image) == image_id:
                 continue
             assert docker is not None
-            if _qualified(image) in present:
+            if qualified_name(image) in present:
                 # Re-tagging in place leaves the CRI plugin's cache on the old image id (1.6:
                 # ImageUpdate does not re-resolve), and the kubelet then tries to pull: remove
                 # the old tag first, so the import is an ImageCreate.
-                self.containerd.ctr("images", "remove", "--sync", _qualified(image), check=False)
+                self.containerd.ctr(
+                    "images", "remove", "--sync", qualified_name(image), check=False
+                )
             save = subprocess.Popen([docker, "save", image], stdout=subprocess.PIPE)
             assert save.stdout is not None
             try:
@@ -148,7 +150,7 @@ def _docker_id(docker: str, image: str) -> str:
     return out.strip()
 
 
-def _qualified(image: str) -> str:
+def qualified_name(image: str) -> str:
     """containerd's fully qualified name for an image reference, as docker normalises it."""
     name, _, tag = (
         image.rpartition(":") if ":" in image.rsplit("/", maxsplit=1)[-1] else (image, "", "latest")
