@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from devstack.node.images import DEFAULT_IMAGES, qualified_name, image_set, pause_archive
+from devstack.node.images import DEFAULT_IMAGES, image_set, pause_archive, qualified_name
 from devstack.workloads import split_image
 
 
