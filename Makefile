@@ -38,11 +38,19 @@ tools: ## Install the pinned toolchain into .tools/bin (cached; a second run doe
 
 .PHONY: lock
 lock: venv ## Re-resolve requirements.lock from pyproject.toml.
-	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+	$(BIN)/uv pip compile --quiet pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements.lock
 
 .PHONY: run
 run: venv tools ## Bring the platform up locally, in the foreground (Ctrl-C stops everything).
 	$(BIN)/devstack up $(ARGS)
+
+.PHONY: cluster
+cluster: venv tools ## A real single-node Kubernetes with both charts installed, in the foreground.
+	$(BIN)/devstack cluster $(ARGS)
+
+.PHONY: images
+images: tools ## Build every container image here from Debian, PyPI, Maven and Go (docs/images.md).
+	$(PYTHON) images/build.py $(foreach i,$(IMAGES),--only $(i))
 
 .PHONY: demo
 demo: venv ## With `make run` up: submit sample applications and print each final status.
@@ -58,15 +66,16 @@ bench: venv tools ## Run the benchmarks; figures go to one JSON file whose path 
 
 .PHONY: lint
 lint: venv ## ruff, mypy (strict) and import-linter.
-	$(BIN)/ruff check services operator tests bench
-	$(BIN)/ruff format --check services operator tests bench
+	$(BIN)/ruff check services operator tests bench images
+	$(BIN)/ruff format --check services operator tests bench images
 	$(BIN)/mypy
+	$(BIN)/mypy images/build.py images/runtime-requirements.py
 	$(BIN)/lint-imports
 
 .PHONY: fmt
 fmt: venv ## Format and auto-fix what ruff can.
-	$(BIN)/ruff format services operator tests bench
-	$(BIN)/ruff check --fix services operator tests bench
+	$(BIN)/ruff format services operator tests bench images
+	$(BIN)/ruff check --fix services operator tests bench images
 
 .PHONY: clean
 clean: ## Remove .venv, .tools and .run (the toolchain cache in ~/.cache/loan-prequal stays).

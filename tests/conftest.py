@@ -21,7 +21,7 @@ from devstack.postgres import Postgres
 from devstack.prometheus import Prometheus
 from tests.tokens import Oidc
 
-TIERS = ("unit", "integration", "k8s", "e2e")
+TIERS = ("unit", "integration", "k8s", "e2e", "cluster", "images")
 
 
 def _raise_interrupt(signum: int, frame: types.FrameType | None) -> None:

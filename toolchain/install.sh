@@ -67,6 +67,20 @@ pg_bin=/usr/lib/postgresql/$POSTGRES_MAJOR/bin
 [ -x "$pg_bin/postgres" ] || apt_install "postgresql-$POSTGRES_MAJOR" "postgresql-client-$POSTGRES_MAJOR"
 [ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ] || apt_install prometheus
 for b in postgres initdb pg_ctl psql pg_isready pgbench; do link "$pg_bin/$b" "$b"; done
+
+# --- The real node of `make cluster` (docs/cluster.md) from Debian ----------------------------
+# A second containerd (Debian's 1.6, the one docker.io uses) with the CRI plugin, runc, the CNI
+# plugins, iptables and conntrack for kube-proxy, and a static busybox for the pause image.
+node_pkgs=()
+[ -x /usr/bin/containerd ] && [ -x /usr/bin/ctr ] || node_pkgs+=(containerd)
+[ -x /usr/sbin/runc ] || [ -x /usr/bin/runc ] || node_pkgs+=(runc)
+[ -x /usr/lib/cni/bridge ] || node_pkgs+=(containernetworking-plugins)
+command -v iptables >/dev/null 2>&1 || node_pkgs+=(iptables)
+command -v conntrack >/dev/null 2>&1 || node_pkgs+=(conntrack)
+[ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || node_pkgs+=(busybox-static)
+[ ${#node_pkgs[@]} = 0 ] || apt_install "${node_pkgs[@]}"
+link /usr/bin/containerd containerd
+link /usr/bin/ctr ctr
 link /usr/bin/prometheus prometheus
 link /usr/bin/promtool promtool
 
@@ -91,10 +105,14 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   k8s_ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
 done
 
+# The control plane, kubectl, and the node's own binaries (kubelet, kube-scheduler, kube-proxy
+# for `make cluster`), all from one wrapper module so they agree on every dependency.
+K8S_COMMANDS="kube-apiserver kube-controller-manager kubectl kubelet kube-scheduler kube-proxy"
 build_k8s() {
-  local out=$cache/bin/k8s-$K8S_VERSION
-  [ -x "$out/kube-apiserver" ] && [ -x "$out/kube-controller-manager" ] && [ -x "$out/kubectl" ] && return
-  step "kube-apiserver, kube-controller-manager and kubectl $K8S_VERSION from the Go module proxy (several minutes)"
+  local out=$cache/bin/k8s-$K8S_VERSION missing=0 c
+  for c in $K8S_COMMANDS; do [ -x "$out/$c" ] || missing=1; done
+  [ "$missing" = 0 ] && return
+  step "$K8S_COMMANDS $K8S_VERSION from the Go module proxy (several minutes)"
   local mod=$cache/src/k8s-$K8S_VERSION
   rm -rf "$mod" && mkdir -p "$mod" && cp "$root/toolchain/k8s/tools.go" "$mod/"
   run_logged k8s-download go mod download -json "k8s.io/kubernetes@$K8S_VERSION"
@@ -108,9 +126,9 @@ build_k8s() {
   } >"$mod/go.mod"
   (cd "$mod" && run_logged k8s-tidy go mod tidy)
   mkdir -p "$out.tmp"
+  # shellcheck disable=SC2086 # one package per command
   (cd "$mod" && run_logged k8s-build go build -trimpath -ldflags "$k8s_ldflags" -o "$out.tmp/" \
-    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-    k8s.io/kubernetes/cmd/kubectl)
+    $(printf 'k8s.io/kubernetes/cmd/%s ' $K8S_COMMANDS))
   rm -rf "$out" && mv "$out.tmp" "$out"
 }
 
@@ -139,7 +157,7 @@ go_install() {
 }
 
 build_k8s
-for b in kube-apiserver kube-controller-manager kubectl; do link "$cache/bin/k8s-$K8S_VERSION/$b" "$b"; done
+for b in $K8S_COMMANDS; do link "$cache/bin/k8s-$K8S_VERSION/$b" "$b"; done
 build_etcd
 link "$cache/bin/etcd-$ETCD_VERSION/etcd" etcd
 helm_ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
@@ -239,6 +257,17 @@ fi
 link "$hydra_out/hydra" hydra
 # Headless Chromium from Debian: the test that /docs renders in a real browser.
 command -v chromium >/dev/null 2>&1 || apt_install chromium
+# --- Container images (`make images`, images/build.py) and chart scoring (issue 11) ------------
+# Debian's docker.io (20.10, BuildKit built in; its daemon is started by images/dockerd.sh, there
+# is no init system) lands in /usr/bin: a docker client earlier in PATH may be another one, so
+# images/ calls /usr/bin/docker. mmdebstrap makes the base images; gcc links the pause binary.
+image_pkgs=()
+[ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ] || image_pkgs+=(docker.io)
+command -v mmdebstrap >/dev/null 2>&1 || image_pkgs+=(mmdebstrap)
+command -v gcc >/dev/null 2>&1 && [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || image_pkgs+=(gcc libc6-dev)
+[ ${#image_pkgs[@]} = 0 ] || apt_install "${image_pkgs[@]}"
+go_install kube-score github.com/zegl/kube-score/cmd/kube-score "$KUBE_SCORE_VERSION" "-s -w -X main.version=$KUBE_SCORE_VERSION"
+link "$cache/bin/kube-score-$KUBE_SCORE_VERSION/kube-score" kube-score
 
 if [ "$did_something" = 0 ]; then
   echo "make tools: toolchain up to date in $bin (Kubernetes $K8S_VERSION, etcd $ETCD_VERSION, Kafka $KAFKA_VERSION, Helm $HELM_VERSION); nothing to do"

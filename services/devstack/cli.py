@@ -9,6 +9,7 @@ import time
 import types
 from pathlib import Path
 
+from devstack.cluster_cli import cluster_main
 from devstack.platform import LocalPlatform, PortInUseError, Ports
 from devstack.process import ComponentStartError
 from devstack.tools import REPO_ROOT, ToolMissingError
@@ -39,11 +40,28 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--prometheus-port", type=int, default=defaults.prometheus)
     up.add_argument("--hydra-port", type=int, default=defaults.hydra, help="Hydra's public port")
     up.add_argument("--hydra-admin-port", type=int, default=defaults.hydra_admin)
+    cluster = sub.add_parser(
+        "cluster",
+        help="start a real single-node Kubernetes with the charts installed, until Ctrl-C",
+    )
+    cluster.add_argument(
+        "--run-dir",
+        type=Path,
+        default=REPO_ROOT / ".run" / "cluster",
+        help="state and logs of the node (default: .run/cluster); endpoints go to ../cluster.env",
+    )
+    cluster.add_argument(
+        "--node-only",
+        action="store_true",
+        help="bring up the node and CoreDNS but install neither manifests nor charts",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "cluster":
+        return cluster_main(args.run_dir.resolve(), node_only=args.node_only)
     ports = Ports(
         args.postgres_port,
         args.kafka_port,

@@ -32,11 +32,18 @@ class ControlPlane:
     etcd_peer_port: int = field(default_factory=free_port)
     controller_manager_port: int = field(default_factory=free_port)
     controllers: str = "garbagecollector,namespace,serviceaccount,serviceaccount-token"
+    # `make cluster` binds to the node's bridge address (pods cannot reach loopback) and turns
+    # ServiceAccount admission on (pods get their tokens); `make run` and the tests need neither.
+    bind_address: str = LOOPBACK
+    disabled_admission_plugins: str = "ServiceAccount"
+    extra_apiserver_args: list[str] = field(default_factory=list)
+    # kube-apiserver drains for ~20 s on SIGTERM; a throwaway cluster need not wait for it.
+    apiserver_stop_timeout: float = 20.0
     processes: list[ManagedProcess] = field(default_factory=list)
 
     @property
     def url(self) -> str:
-        return f"https://{LOOPBACK}:{self.apiserver_port}"
+        return f"https://{self.bind_address}:{self.apiserver_port}"
 
     @property
     def kubeconfig(self) -> Path:
@@ -44,7 +51,8 @@ class ControlPlane:
 
     @property
     def pki(self) -> ControlPlanePki:
-        return ControlPlanePki(self.directory / "pki")
+        extra = () if self.bind_address == LOOPBACK else (self.bind_address,)
+        return ControlPlanePki(self.directory / "pki", extra_ips=extra)
 
     def start(self, timeout: float = 120) -> ControlPlane:
         pki = self.pki.ensure()
@@ -76,8 +84,8 @@ class ControlPlane:
                 tool("kube-apiserver"),
                 f"--etcd-servers={etcd_url}",
                 f"--secure-port={self.apiserver_port}",
-                f"--bind-address={LOOPBACK}",
-                f"--advertise-address={LOOPBACK}",
+                f"--bind-address={self.bind_address}",
+                f"--advertise-address={self.bind_address}",
                 f"--cert-dir={self.directory / 'apiserver-certs'}",
                 f"--tls-cert-file={pki.serving_cert}",
                 f"--tls-private-key-file={pki.serving_key}",
@@ -88,12 +96,14 @@ class ControlPlane:
                 f"--service-account-signing-key-file={pki.sa_key}",
                 "--authorization-mode=RBAC",
                 "--allow-privileged=true",
-                "--disable-admission-plugins=ServiceAccount",
+                f"--disable-admission-plugins={self.disabled_admission_plugins}",
                 "--enable-priority-and-fairness=false",
                 "--profiling=false",
                 "--v=1",
+                *self.extra_apiserver_args,
             ],
             logs / "kube-apiserver.log",
+            stop_timeout=self.apiserver_stop_timeout,
         )
         self._run(
             apiserver,

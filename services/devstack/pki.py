@@ -19,6 +19,8 @@ _VALIDITY = datetime.timedelta(days=365)
 @dataclass(frozen=True)
 class ControlPlanePki:
     directory: Path
+    # More addresses the API server's certificate names (the node's bridge address).
+    extra_ips: tuple[str, ...] = ()
 
     ca_cert = property(lambda self: self.directory / "ca.crt")
     ca_key = property(lambda self: self.directory / "ca.key")
@@ -68,6 +70,7 @@ class ControlPlanePki:
                         x509.DNSName("kubernetes.default.svc"),
                         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
                         x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
+                        *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in self.extra_ips),
                     ]
                 ),
                 critical=False,

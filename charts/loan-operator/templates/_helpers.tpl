@@ -77,3 +77,12 @@ The image reference: a digest wins over a tag; the tag defaults to the appVersio
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 {{- end }}
+
+{{/*
+kube-score checks the operator and its test pod turn off, with the reason in docs/kubernetes.md
+("What kube-score says"): no CPU limits, by design (kube-score has one check for every
+resource, so memory limits and requests are checked by the chart's own tests instead).
+*/}}
+{{- define "loan-operator.kubeScoreIgnore" -}}
+kube-score/ignore: container-resources
+{{- end }}

@@ -118,6 +118,14 @@ pipeline ConfigMap the operator writes (topics, bootstrap servers, decision poli
 {{- end }}
 
 {{/*
+Pod annotations that roll every workload when the key version changes: each process reads the
+keyring once at start, so a rotated Secret takes effect only in new pods.
+*/}}
+{{- define "loan-prequal.rolloutAnnotations" -}}
+prequal.dev/key-version: {{ .Values.pipeline.encryption.keyVersion | quote }}
+{{- end }}
+
+{{/*
 The PAN key Secret as SECRETS_DIR (one file per setting: pan_encryption_keys, ...).
 */}}
 {{- define "loan-prequal.panKeysVolume" -}}
@@ -165,4 +173,13 @@ affinity:
 topologySpreadConstraints:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- end }}
+
+{{/*
+kube-score checks a workload of this chart turns off, with the reason in docs/kubernetes.md
+("What kube-score says"): no CPU limits, by design (kube-score has one check for every
+resource, so memory limits and requests are checked by the chart's own tests instead).
+*/}}
+{{- define "loan-prequal.kubeScoreIgnore" -}}
+kube-score/ignore: container-resources
 {{- end }}

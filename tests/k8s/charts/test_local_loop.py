@@ -339,9 +339,11 @@ def test_tenant_samples_are_two_pipelines_the_api_server_accepts(
 def test_dockerfile_is_multi_stage_slim_and_non_root() -> None:
     dockerfile = (REPO_ROOT / "Dockerfile").read_text()
     stages = re.findall(r"^FROM (\S+) AS (\w+)$", dockerfile, re.MULTILINE)
-    assert [name for _, name in stages] == ["build", "runtime", "dev"]
+    # The last stage is what a plain `docker build .` gives: the runtime image.
+    assert [name for _, name in stages] == ["deps", "build", "dev", "runtime"]
     assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim", dockerfile, re.MULTILINE)
-    runtime = dockerfile.split(" AS runtime")[1].split(" AS dev")[0]
+    assert "--require-hashes" in dockerfile
+    runtime = dockerfile.split(" AS runtime")[1]
     assert "COPY --from=build /opt/venv /opt/venv" in runtime
     assert "COPY services" not in runtime, "the runtime image carries no source tree"
     users = re.findall(r"^USER (\S+)$", runtime, re.MULTILINE)
@@ -362,7 +364,14 @@ def test_dockerignore_sends_only_what_the_image_needs() -> None:
     ]
     assert lines[0] == "*"
     allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
-    assert allowed == {"requirements.lock", "pyproject.toml", "README.md", "services", "operator"}
+    assert allowed == {
+        "requirements.lock",
+        "pyproject.toml",
+        "README.md",
+        "services",
+        "operator",
+        "images/runtime-requirements.py",
+    }
 
 
 def test_every_runtime_dependency_is_pinned_by_the_lock() -> None:

@@ -1,0 +1,225 @@
+"""The real single-node Kubernetes of `make cluster`, and the platform installed on it.
+
+Composition only, in start order: the pod bridge, the control plane (every controller, bound
+to the node's bridge address so pods reach it), containerd with the images, the kubelet,
+kube-scheduler, kube-proxy and CoreDNS; then `devstack.workloads` installs the dev
+infrastructure and both charts. `stop()` goes in reverse and leaves no process, mount, network
+interface or iptables rule behind. `.run-cluster/cluster.env` lists the endpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from devstack.kube import ControlPlane
+from devstack.net import LOOPBACK
+from devstack.node import coredns
+from devstack.node.containerd import Containerd, mounts_under, unmount_all
+from devstack.node.images import ImageLoader, image_set
+from devstack.node.kubelet import NODE_NAME, Kubelet
+from devstack.node.network import (
+    NETNS_DIR,
+    NODE_IP,
+    POD_CIDR,
+    PodNetwork,
+    leftover_interfaces,
+    owned_chains,
+)
+from devstack.node.proxy import KubeProxy
+from devstack.node.scheduler import Scheduler
+from devstack.process import ComponentStartError
+from devstack.tools import tool
+
+ProgressFn = Callable[[str], None]
+# NodePorts live above the range free_port() hands out (20000-32000): a test's private server
+# on a loopback port can never be shadowed by kube-proxy's loopback NodePort rules.
+NODE_PORT_RANGE = "32100-32700"
+API_SERVER_PORT = 6443
+API_NODE_PORT = 32180
+PROMETHEUS_NODE_PORT = 32190
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+CACHE = Path(os.environ.get("PREQUAL_CACHE", Path.home() / ".cache" / "loan-prequal"))
+
+
+@dataclass
+class LocalCluster:
+    run_dir: Path
+    # KEY -> tag, as node.images.image_set() reads them from images/images.env.
+    images: dict[str, str] = field(default_factory=image_set)
+    # containerd's image store, kept between runs (see node/containerd.py).
+    image_store: Path = field(default_factory=lambda: CACHE / "node" / "containerd-root")
+    # `make cluster` writes it to .run/cluster.env, beside `make run`'s .run/env.
+    env_path: Path | None = None
+    network: PodNetwork | None = None
+    control_plane: ControlPlane | None = None
+    containerd: Containerd | None = None
+    kubelet: Kubelet | None = None
+    scheduler: Scheduler | None = None
+    proxy: KubeProxy | None = None
+    loader: ImageLoader | None = None
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.run_dir / "kubeconfig"
+
+    @property
+    def env_file(self) -> Path:
+        return self.env_path or self.run_dir / "cluster.env"
+
+    @property
+    def node_dir(self) -> Path:
+        return self.run_dir / "node"
+
+    def start(self, progress: ProgressFn) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        # Every start is a new cluster: an old etcd would keep the `kubernetes` Service pointing
+        # at the previous API server's port. Only the image store (outside run_dir) is kept.
+        unmount_all(self.run_dir)
+        for old in (self.run_dir / "kube", self.node_dir):
+            shutil.rmtree(old, ignore_errors=True)
+        progress(f"creating the pod bridge ({NODE_IP}, pods in {POD_CIDR})")
+        self.network = PodNetwork(self.node_dir / "cni").start()
+        progress("starting etcd, kube-apiserver and kube-controller-manager (every controller)")
+        plane = ControlPlane(
+            self.run_dir / "kube",
+            bind_address=NODE_IP,
+            # The port every cluster uses: NetworkPolicies (the operator's egress) name it.
+            apiserver_port=API_SERVER_PORT,
+            apiserver_stop_timeout=3,
+            controllers="*",
+            disabled_admission_plugins="",
+        )
+        pki = plane.pki.ensure()
+        plane.extra_apiserver_args = [
+            "--kubelet-preferred-address-types=InternalIP",
+            f"--kubelet-client-certificate={pki.admin_cert}",
+            f"--kubelet-client-key={pki.admin_key}",
+            f"--service-node-port-range={NODE_PORT_RANGE}",
+        ]
+        self.control_plane = plane.start()
+        shutil.copyfile(plane.kubeconfig, self.kubeconfig)
+        self.kubeconfig.chmod(0o600)
+
+        progress("starting containerd (CRI) and loading the images into the node")
+        self.containerd = Containerd(
+            self.node_dir / "containerd",
+            cni_conf_dir=self.network.conf_dir,
+            sandbox_image=self.images["PAUSE_IMAGE"],
+            root=self.image_store,
+        ).start()
+        self.loader = ImageLoader(self.containerd)
+        self.loader.load_pause(self.node_dir)
+        self.loader.load_from_docker(sorted(set(self.images.values())))
+        if self.loader.missing:
+            progress(
+                "not in docker, so not in the node (run `make images`): "
+                + ", ".join(self.loader.missing)
+            )
+
+        progress("starting kubelet, kube-scheduler and kube-proxy")
+        self.kubelet = Kubelet(
+            self.node_dir / "kubelet",
+            kubeconfig=self.kubeconfig,
+            runtime_endpoint=self.containerd.endpoint,
+            node_ip=NODE_IP,
+            client_ca=pki.ca_cert,
+            cluster_dns=coredns.DNS_SERVICE_IP,
+        ).start()
+        self.scheduler = Scheduler(self.node_dir / "scheduler", self.kubeconfig).start()
+        self.proxy = KubeProxy(self.node_dir / "proxy", self.kubeconfig, POD_CIDR).start()
+        self.wait_node_ready()
+        progress("deploying CoreDNS (kube-system/coredns, Service kube-dns)")
+        self.kubectl("apply", "-f", "-", stdin=coredns.manifests(self.images["COREDNS_IMAGE"]))
+        if self.loader.missing and self.images["COREDNS_IMAGE"] in self.loader.missing:
+            progress("the CoreDNS image is missing (`make images`): cluster names will not resolve")
+            return
+        self.kubectl(
+            "-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout=120s"
+        )
+
+    def kubectl(
+        self, *args: str, stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [tool("kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise ComponentStartError(
+                f"kubectl {' '.join(args)} failed: {result.stderr.strip() or result.stdout}"
+            )
+        return result
+
+    def wait_node_ready(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = self.kubectl(
+                "get",
+                "node",
+                NODE_NAME,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+                check=False,
+            ).stdout
+            if out.strip() == "True":
+                return
+            time.sleep(1)
+        log = self.kubelet.log_path if self.kubelet else "(none)"
+        raise ComponentStartError(f"node {NODE_NAME} not Ready after {timeout:.0f}s; see {log}")
+
+    def endpoints(self) -> dict[str, str]:
+        return {
+            "KUBECONFIG": str(self.kubeconfig.resolve()),
+            "API_URL": f"http://{LOOPBACK}:{API_NODE_PORT}",
+            "PROMETHEUS_URL": f"http://{LOOPBACK}:{PROMETHEUS_NODE_PORT}/prometheus",
+        }
+
+    def write_env(self) -> None:
+        self.env_file.write_text("".join(f"{k}={v}\n" for k, v in self.endpoints().items()))
+
+    def stop(self) -> None:
+        for component in (self.kubelet, self.proxy, self.scheduler):
+            if component is not None:
+                component.stop()
+        if self.containerd is not None:
+            self.containerd.stop()
+        unmount_all(self.node_dir, self.image_store)
+        if self.network is not None:
+            self.network.stop()
+        remove_pod_cgroups()
+        if self.control_plane is not None:
+            self.control_plane.stop()
+
+
+def leftovers(run_dir: Path, image_store: Path) -> list[str]:
+    """What a stopped node must not leave behind; empty after a clean stop."""
+    found = [f"mount {m}" for m in mounts_under(run_dir, image_store)]
+    found += [f"network namespace {n}" for n in sorted(NETNS_DIR.glob("cni-*"))]
+    found += [f"interface {i}" for i in leftover_interfaces()]
+    found += [f"iptables chain {c}" for c in owned_chains()]
+    found += [f"cgroup {g}" for g in CGROUP_ROOT.glob("*/kubepods")]
+    return found
+
+
+def remove_pod_cgroups() -> None:
+    """The kubelet's `kubepods` cgroups (cgroupfs driver), deepest first, once they are empty."""
+    for hierarchy in CGROUP_ROOT.iterdir():
+        top = hierarchy / "kubepods"
+        if not top.is_dir():
+            continue
+        for directory in sorted(top.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+            if directory.is_dir():
+                with contextlib.suppress(OSError):
+                    directory.rmdir()
+        with contextlib.suppress(OSError):
+            top.rmdir()

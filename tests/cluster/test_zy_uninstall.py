@@ -1,0 +1,62 @@
+"""`helm uninstall` of the platform leaves nothing of it but the retained topics."""
+
+from __future__ import annotations
+
+from devstack.workloads import NAMESPACE, RELEASE, split_image
+from tests.cluster.conftest import RunningCluster
+from tests.polling import wait_until
+
+LIST_TOPICS = (
+    "from confluent_kafka.admin import AdminClient;"
+    "admin = AdminClient({'bootstrap.servers': 'kafka.lending.svc.cluster.local:9092'});"
+    "print('\\n'.join(sorted(admin.list_topics(timeout=20).topics)))"
+)
+
+
+def _left(cluster: RunningCluster) -> list[str]:
+    out = cluster.kubectl(
+        "-n",
+        NAMESPACE,
+        "get",
+        "all,configmaps,secrets,serviceaccounts,networkpolicies,poddisruptionbudgets,loanpipelines",
+        "-l",
+        f"app.kubernetes.io/instance={RELEASE}",
+        "-o",
+        "name",
+    )
+    return out.split()
+
+
+def test_uninstall_leaves_only_the_retained_topics(cluster: RunningCluster) -> None:
+    cluster.helm("uninstall", RELEASE, f"--namespace={NAMESPACE}", "--wait", "--timeout=180s")
+    wait_until(lambda: not _left(cluster), timeout=120, interval=1)
+
+    repository, tag = split_image(cluster.workloads.images["PREQUAL_IMAGE"])
+    cluster.kubectl(
+        "-n",
+        NAMESPACE,
+        "run",
+        "list-topics",
+        "--restart=Never",
+        f"--image={repository}:{tag}",
+        "--image-pull-policy=Never",
+        "--command",
+        "--",
+        "python",
+        "-c",
+        LIST_TOPICS,
+    )
+    try:
+        cluster.kubectl(
+            "-n",
+            NAMESPACE,
+            "wait",
+            "pod/list-topics",
+            "--for=jsonpath={.status.phase}=Succeeded",
+            "--timeout=90s",
+        )
+        topics = cluster.kubectl("-n", NAMESPACE, "logs", "list-topics").split()
+    finally:
+        cluster.kubectl("-n", NAMESPACE, "delete", "pod", "list-topics", "--wait=false")
+    assert "loan_applications_submitted" in topics, topics
+    assert "credit_reports_generated" in topics or len(topics) >= 2, topics
