@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from devstack.hydra import AUDIENCE, SCOPES, Hydra, OAuthClient
 from devstack.kube import ControlPlane
 from devstack.net import LOOPBACK
 from devstack.node import coredns
@@ -34,6 +35,7 @@ from devstack.node.network import (
 )
 from devstack.node.proxy import KubeProxy
 from devstack.node.scheduler import Scheduler
+from devstack.postgres import Postgres
 from devstack.process import ComponentStartError
 from devstack.tools import tool
 
@@ -64,6 +66,12 @@ class LocalCluster:
     scheduler: Scheduler | None = None
     proxy: KubeProxy | None = None
     loader: ImageLoader | None = None
+    # The lender's identity provider: Hydra on the host, its public port on the bridge address
+    # so the API's pods fetch its JWKS; its own PostgreSQL on loopback.
+    identity_postgres: Postgres | None = None
+    hydra: Hydra | None = None
+    # The two demo clients' credentials: written to the env file only, never printed or logged.
+    clients: dict[str, OAuthClient] = field(default_factory=dict)
 
     @property
     def kubeconfig(self) -> Path:
@@ -86,6 +94,8 @@ class LocalCluster:
             shutil.rmtree(old, ignore_errors=True)
         progress(f"creating the pod bridge ({NODE_IP}, pods in {POD_CIDR})")
         self.network = PodNetwork(self.node_dir / "cni").start()
+        progress(f"starting ORY Hydra on {NODE_IP} (the API's token issuer) and two demo clients")
+        self._start_identity()
         progress("starting etcd, kube-apiserver and kube-controller-manager (every controller)")
         plane = ControlPlane(
             self.run_dir / "kube",
@@ -144,6 +154,18 @@ class LocalCluster:
             "-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout=120s"
         )
 
+    def _start_identity(self) -> None:
+        self.identity_postgres = Postgres(self.node_dir / "identity" / "postgres" / "data").start()
+        self.hydra = Hydra(self.node_dir / "identity", self.identity_postgres, host=NODE_IP).start()
+        self.clients = {
+            "OIDC_CLIENT": self.hydra.register_client("demo-client"),
+            "OIDC_OTHER_CLIENT": self.hydra.register_client("demo-other-client"),
+        }
+
+    def demo_client(self) -> OAuthClient:
+        """The first demo client (OIDC_CLIENT_ID in the env file), to get tokens with."""
+        return self.clients["OIDC_CLIENT"]
+
     def kubectl(
         self, *args: str, stdin: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
@@ -182,10 +204,22 @@ class LocalCluster:
             "KUBECONFIG": str(self.kubeconfig.resolve()),
             "API_URL": f"http://{LOOPBACK}:{API_NODE_PORT}",
             "PROMETHEUS_URL": f"http://{LOOPBACK}:{PROMETHEUS_NODE_PORT}/prometheus",
+            "OIDC_ISSUER": self.hydra.issuer if self.hydra else "",
+            "OIDC_TOKEN_URL": self.hydra.token_url if self.hydra else "",
+            "OIDC_AUDIENCE": AUDIENCE,
+            "OIDC_SCOPE": f"'{SCOPES}'",
         }
 
     def write_env(self) -> None:
-        self.env_file.write_text("".join(f"{k}={v}\n" for k, v in self.endpoints().items()))
+        """The endpoints and the demo clients' credentials, readable by the owner only."""
+        credentials = {}
+        for prefix, client in self.clients.items():
+            credentials[f"{prefix}_ID"] = client.client_id
+            credentials[f"{prefix}_SECRET"] = client.secret
+        assignments = {**self.endpoints(), **credentials}
+        self.env_file.touch(mode=0o600)
+        self.env_file.chmod(0o600)
+        self.env_file.write_text("".join(f"{k}={v}\n" for k, v in assignments.items()))
 
     def stop(self) -> None:
         for component in (self.kubelet, self.proxy, self.scheduler):
@@ -197,6 +231,9 @@ class LocalCluster:
         if self.network is not None:
             self.network.stop()
         remove_pod_cgroups()
+        for process in (self.hydra, self.identity_postgres):
+            if process is not None:
+                process.stop()
         if self.control_plane is not None:
             self.control_plane.stop()
 

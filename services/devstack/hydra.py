@@ -48,12 +48,15 @@ class Hydra(SingleProcessComponent):
     public_port: int = field(default_factory=free_port)
     admin_port: int = field(default_factory=free_port)
     access_token_ttl: str = "1h"  # noqa: S105 - a lifespan
+    # The address of the public (token, JWKS) port and so of the issuer: loopback, or the pod
+    # bridge's address when pods on the local node must fetch the JWKS (`make cluster`).
+    host: str = LOOPBACK
     process: ManagedProcess | None = None
 
     @property
     def issuer(self) -> str:
         # Hydra normalizes its issuer to end with a slash; tokens carry it verbatim.
-        return f"http://{LOOPBACK}:{self.public_port}/"
+        return f"http://{self.host}:{self.public_port}/"
 
     @property
     def token_url(self) -> str:
@@ -77,7 +80,7 @@ class Hydra(SingleProcessComponent):
             "DSN": dsn,
             "SECRETS_SYSTEM": secrets.token_urlsafe(32),
             "URLS_SELF_ISSUER": self.issuer,
-            "SERVE_PUBLIC_HOST": LOOPBACK,
+            "SERVE_PUBLIC_HOST": self.host,
             "SERVE_PUBLIC_PORT": str(self.public_port),
             "SERVE_ADMIN_HOST": LOOPBACK,
             "SERVE_ADMIN_PORT": str(self.admin_port),

@@ -87,8 +87,16 @@ class Workloads:
             "--set=api.ingress.enabled=false",
             "--set=api.service.type=NodePort",
             f"--set=api.service.nodePort={API_NODE_PORT}",
+            *self.auth_values(),
             *extra,
         ]
+
+    def auth_values(self) -> list[str]:
+        """The API trusts the local Hydra; its pods reach it on the bridge address."""
+        hydra = self.cluster.hydra
+        if hydra is None:
+            raise ComponentStartError("the identity provider is not running: start the cluster")
+        return [f"--set=api.auth.issuer={hydra.issuer}"]
 
     def install_operator(self) -> None:
         self.helm(

@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from devstack.cluster import LocalCluster
+from devstack.hydra import fetch_token
 from devstack.node.images import image_set
 from devstack.workloads import Workloads
 from tests.images.conftest import build_all
@@ -50,7 +51,14 @@ class RunningCluster:
         return json.loads(self.kubectl(*args, "-o", "json"))
 
     def http(self) -> httpx.Client:
-        return httpx.Client(base_url=self.cluster.endpoints()["API_URL"], timeout=10)
+        """A client of the API's NodePort with a fresh token of the first demo client."""
+        assert self.cluster.hydra is not None
+        token = fetch_token(self.cluster.hydra.token_url, self.cluster.demo_client())
+        return httpx.Client(
+            base_url=self.cluster.endpoints()["API_URL"],
+            timeout=10,
+            headers={"Authorization": f"Bearer {token}"},
+        )
 
     def final_status(self, http: httpx.Client, application_id: str, timeout: float = 90) -> Any:
         deadline = time.monotonic() + timeout
