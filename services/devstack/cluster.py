@@ -4,7 +4,7 @@ Composition only, in start order: the pod bridge, the control plane (every contr
 to the node's bridge address so pods reach it), containerd with the images, the kubelet,
 kube-scheduler, kube-proxy and CoreDNS; then `devstack.workloads` installs the dev
 infrastructure and both charts. `stop()` goes in reverse and leaves no process, mount, network
-interface or iptables rule behind. `.run-cluster/cluster.env` lists the endpoints.
+interface or iptables rule behind. `.run/cluster.env` lists the endpoints.
 """
 
 from __future__ import annotations

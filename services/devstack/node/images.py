@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import shutil
 import subprocess
 import tarfile
@@ -107,7 +108,7 @@ class ImageLoader:
         self.loaded.append(tag)
 
     def load_from_docker(self, images: Iterable[str]) -> None:
-        docker = shutil.which("docker")
+        docker = docker_client()
         present = self.containerd.image_names()
         record = self.containerd.root_dir / "imported-images.json"
         imported: dict[str, str] = json.loads(record.read_text()) if record.exists() else {}
@@ -159,3 +160,10 @@ def qualified_name(image: str) -> str:
     if "." not in first and ":" not in first and first != "localhost":
         name = f"docker.io/{name}" if "/" in name else f"docker.io/library/{name}"
     return f"{name}:{tag}"
+
+
+def docker_client() -> str | None:
+    """The client `make images` uses (Debian's, or $DOCKER): another one earlier in PATH may
+    speak a newer API than the daemon, so PATH is only the last resort."""
+    wanted = os.environ.get("DOCKER", "/usr/bin/docker")
+    return wanted if Path(wanted).is_file() else shutil.which("docker")
