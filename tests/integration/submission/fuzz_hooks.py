@@ -1,0 +1,88 @@
+"""Schemathesis hooks for test_api_fuzz (loaded by the CLI through SCHEMATHESIS_HOOKS).
+
+- `no_input_echoed`: an error body never repeats a string the request sent (a PAN, a name, a
+  header), so a validation error cannot leak what a client typed into logs or browsers.
+- `map_body`: the age rule and "consent not captured in the future" depend on today's date,
+  which JSON Schema cannot state; three in four generated dates that break them are moved
+  inside them (deterministically, from the date itself) so those bodies reach the submission
+  logic. The rest still test the rules.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+import schemathesis
+
+# Shorter strings occur in any message by chance ("a", "id", "body").
+_MIN_ECHO = 6
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+@schemathesis.check
+def no_input_echoed(ctx: Any, response: Any, case: Any) -> bool | None:
+    if response.status_code < 400:
+        return None
+    sent = _strings(case.body) + _strings(case.headers or {}) + _strings(case.path_parameters or {})
+    text = response.text
+    for value in sent:
+        stripped = value.strip()
+        if len(stripped) >= _MIN_ECHO and stripped in text and stripped not in _OWN_WORDS:
+            raise AssertionError(f"a {len(stripped)}-character input is echoed in the error body")
+    return None
+
+
+# Words of our own messages that a generated string may happen to equal.
+_OWN_WORDS = {
+    "application",
+    "applications",
+    "invalid",
+    "fields",
+    "Idempotency-Key",
+    "consent",
+}
+
+
+@schemathesis.hook
+def map_body(ctx: Any, body: Any) -> Any:
+    if not isinstance(body, dict):
+        return body
+    return _consented_in_the_past(_of_age(body))
+
+
+def _of_age(body: dict[str, Any]) -> dict[str, Any]:
+    try:
+        born = date.fromisoformat(body["date_of_birth"])
+    except (KeyError, TypeError, ValueError):
+        return body
+    today = date.today()
+    if 19 <= today.year - born.year <= 99 or born.toordinal() % 4 == 0:
+        return body
+    year = today.year - 19 - born.year % 80
+    return {**body, "date_of_birth": born.replace(year=year, day=min(born.day, 28)).isoformat()}
+
+
+def _consented_in_the_past(body: dict[str, Any]) -> dict[str, Any]:
+    """A consent captured in the future is refused (the server's clock is the judge, which
+    JSON Schema cannot state); three in four such generated times are moved into the past."""
+    consent = body.get("consent")
+    if not isinstance(consent, dict) or not isinstance(consent.get("captured_at"), str):
+        return body
+    try:
+        captured = datetime.fromisoformat(consent["captured_at"])
+    except ValueError:
+        return body
+    if captured.tzinfo is None or captured <= datetime.now(UTC) or captured.minute % 4 == 0:
+        return body
+    past = captured.replace(year=2000 + captured.year % 26, day=min(captured.day, 28))
+    return {**body, "consent": {**consent, "captured_at": past.isoformat()}}
