@@ -1,0 +1,96 @@
+"""What the API fuzz (test_api_fuzz.py) found, one named case each, against the real API.
+
+- A body that is not JSON answered 422 naming a field "5" (FastAPI's character offset).
+- A 404 repeated the application id of the request path (an input echoed in an error body).
+- The document did not say what the API checks (the PAN's pattern, consent that must be true,
+  amounts that are any string), listed no links and no headers for 401, 429 and 503, so
+  generated bodies rarely reached the logic and a stateful run had nothing to follow.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.applications import application, synthetic_pan
+
+pytestmark = pytest.mark.integration
+
+ERROR_KEYS = {"error_code", "message", "details", "request_id"}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b'{"pan_number": ', b"\xff\xfe{}", b"{'single': 'quotes'}", b'{"a": 1,}', b"NaN-ish"],
+    ids=["truncated", "not-utf8", "single-quotes", "trailing-comma", "bare-word"],
+)
+def test_a_body_that_is_not_json_is_422_malformed_body_naming_the_body(
+    client: httpx.Client, raw: bytes
+) -> None:
+    response = client.post(
+        "/applications", content=raw, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert set(body) == ERROR_KEYS
+    assert body["error_code"] == "MALFORMED_BODY"
+    assert [d["field"] for d in body["details"]] == ["body"]
+
+
+def test_a_404_does_not_echo_the_application_id(client: httpx.Client) -> None:
+    unknown = uuid.uuid4()
+    response = client.get(f"/applications/{unknown}/status")
+    assert response.status_code == 404
+    assert str(unknown) not in response.text
+    assert str(unknown).replace("-", "") not in response.text
+
+
+def _document(client: httpx.Client) -> dict[str, Any]:
+    document: dict[str, Any] = client.get("/openapi.json").json()
+    return document
+
+
+def test_the_document_lists_every_status_each_operation_answers(client: httpx.Client) -> None:
+    paths = _document(client)["paths"]
+    post = paths["/applications"]["post"]["responses"]
+    get = paths["/applications/{application_id}/status"]["get"]["responses"]
+    assert set(post) == {"202", "401", "403", "409", "413", "422", "429", "503"}
+    assert set(get) == {"200", "401", "403", "404", "413", "422", "429", "503"}
+    for responses in (post, get):
+        assert "WWW-Authenticate" in responses["401"]["headers"]
+        assert "Retry-After" in responses["429"]["headers"]
+        assert "Retry-After" in responses["503"]["headers"]
+
+
+def test_the_document_links_a_submission_to_its_status(client: httpx.Client) -> None:
+    post = _document(client)["paths"]["/applications"]["post"]
+    for status in ("202", "409"):
+        (link,) = post["responses"][status]["links"].values()
+        assert link["operationId"] == "getApplicationStatus"
+        assert link["parameters"] == {"application_id": "$response.body#/application_id"}
+
+
+def test_the_document_states_the_pan_pattern_consent_and_amounts(client: httpx.Client) -> None:
+    schemas = _document(client)["components"]["schemas"]
+    fields = schemas["ApplicationRequest"]["properties"]
+    pattern = re.compile(fields["pan_number"]["pattern"])
+    assert pattern.match(synthetic_pan())
+    assert not pattern.match("ABCD1234F")
+    assert schemas["Consent"]["properties"]["soft_inquiry"]["const"] is True
+    amount = {s["type"]: s for s in fields["requested_amount"]["anyOf"]}
+    assert amount["integer"]["minimum"] == 1
+    assert re.match(amount["string"]["pattern"], "250000.50")
+    assert not re.match(amount["string"]["pattern"], "0")
+    assert not re.match(amount["string"]["pattern"], "1.234")
+
+
+def test_the_documented_example_application_is_accepted(client: httpx.Client) -> None:
+    example = _document(client)["components"]["schemas"]["ApplicationRequest"]["examples"][0]
+    # The example's PAN is the documented test PAN: a fresh one keeps this test repeatable.
+    response = client.post("/applications", json={**example, "pan_number": synthetic_pan()})
+    assert response.status_code == 202, response.text
+    assert set(application()) <= set(example)
