@@ -101,7 +101,11 @@ def install_error_handlers(app: FastAPI, retry_after_seconds: int) -> None:
         code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}.get(
             exc.status_code, "HTTP_ERROR"
         )
-        return error_response(request, ApiError(exc.status_code, code, str(exc.detail)))
+        # Keep the exception's headers: a 405's `Allow` lists the methods (RFC 9110 requires it).
+        headers = dict(exc.headers or {})
+        return error_response(
+            request, ApiError(exc.status_code, code, str(exc.detail), headers=headers)
+        )
 
     async def on_database_down(request: Request, exc: Exception) -> JSONResponse:
         log.warning("database unavailable: %s", type(exc).__name__)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
+from pydantic import Field, WithJsonSchema
 
 from prequal_api.auth import SCOPE_READ, SCOPE_WRITE, Principal, require_scope
 from prequal_api.errors import ApiError
@@ -65,6 +66,15 @@ _GET_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+# Up to 255 characters, not all blank: the blank check is the handler's, so its 422 can say
+# "must not be empty"; the document states both so a generated key is one the API takes.
+IdempotencyKey = Annotated[
+    str,
+    Field(max_length=255),
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 255, "pattern": r"\S"}),
+]
+
+
 def _services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
@@ -82,7 +92,10 @@ async def submit_application(
     body: ApplicationRequest,
     request: Request,
     caller: Annotated[Principal, Depends(require_scope(SCOPE_WRITE, "post"))],
-    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    idempotency_key: Annotated[
+        IdempotencyKey | None,
+        Header(description="a retry with the same key and body gets the original answer"),
+    ] = None,
 ) -> JSONResponse:
     """Accepts the application for prequalification; the decision follows asynchronously."""
     services = _services(request)

@@ -94,3 +94,24 @@ def test_the_documented_example_application_is_accepted(client: httpx.Client) ->
     response = client.post("/applications", json={**example, "pan_number": synthetic_pan()})
     assert response.status_code == 202, response.text
     assert set(application()) <= set(example)
+
+
+def test_a_405_names_the_allowed_methods(client: httpx.Client) -> None:
+    # Found by schemathesis' unsupported_method check: the error handler dropped `Allow`.
+    response = client.request("TRACE", "/applications")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert response.json()["error_code"] == "METHOD_NOT_ALLOWED"
+
+
+@pytest.mark.parametrize(
+    "key", [b"", b"\xa0", b"k" * 256], ids=["empty", "no-break-space", "256-chars"]
+)
+def test_an_idempotency_key_the_document_refuses_is_422(client: httpx.Client, key: bytes) -> None:
+    # Found by positive_data_acceptance: "" was a documented key that the API refused.
+    parameter = _document(client)["paths"]["/applications"]["post"]["parameters"][0]
+    (documented, _null) = parameter["schema"]["anyOf"]
+    assert documented == {"type": "string", "minLength": 1, "maxLength": 255, "pattern": r"\S"}
+    response = client.post("/applications", json=application(), headers={"Idempotency-Key": key})
+    assert response.status_code == 422
+    assert [d["field"].lower() for d in response.json()["details"]] == ["idempotency-key"]
