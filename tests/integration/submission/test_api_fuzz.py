@@ -32,16 +32,10 @@ SEED = 20261202
 # coverage, examples and stateful phases; /health and /ready have one case each).
 MAX_EXAMPLES = 1000
 MIN_CASES = 2_000
-CHECKS = ",".join(
-    [
-        "not_a_server_error",
-        "status_code_conformance",
-        "content_type_conformance",
-        "response_headers_conformance",
-        "response_schema_conformance",
-        "no_input_echoed",
-    ]
-)
+# Every schemathesis check (no 5xx; status codes, content types, headers and bodies as
+# documented; bodies the document allows are accepted and ones it refuses are refused;
+# undeclared methods answer 405 with Allow; auth is not ignored...) and our own echo check.
+CHECKS = "all,no_input_echoed"
 CONFIG = """\
 [generation]
 deterministic = true
