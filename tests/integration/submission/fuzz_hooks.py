@@ -63,7 +63,25 @@ _OWN_WORDS = {
 def map_body(ctx: Any, body: Any) -> Any:
     if not isinstance(body, dict):
         return body
-    return _consented_in_the_past(_of_age(body))
+    return _consented_in_the_past(_of_age(_mostly_new_pan(body)))
+
+
+_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _mostly_new_pan(body: dict[str, Any]) -> dict[str, Any]:
+    """Generation keeps returning to a few PANs (AAAAA0000A...), so most bodies met the 24-hour
+    rule's 409. Three in four well-formed PANs become one derived from the whole body: more
+    bodies reach the insert, the 202 and the status read; the rest still meet the 409."""
+    pan = body.get("pan_number")
+    if not isinstance(pan, str) or len(pan.strip()) != 10:
+        return body
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).digest()
+    if digest[0] % 4 == 0:
+        return body
+    letters = "".join(_LETTERS[b % 26] for b in digest[1:7])
+    digits = f"{int.from_bytes(digest[7:10], 'big') % 10_000:04d}"
+    return {**body, "pan_number": letters[:5] + digits + letters[5]}
 
 
 def _of_age(body: dict[str, Any]) -> dict[str, Any]:
