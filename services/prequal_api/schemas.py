@@ -15,14 +15,16 @@ Status = Literal["PENDING", "PRE_APPROVED", "REJECTED", "MANUAL_REVIEW"]
 LoanType = Literal["PERSONAL", "HOME", "AUTO"]
 # Free text: 1-100 characters, no control characters (C0, DEL, C1: NUL, newlines, escapes), so
 # what a fuzzer sends gets a 422 naming the field, never a database error or a forged log line.
-_NO_CONTROL = r"^[^\x00-\x1f\x7f-\x9f]*$"
+# At least one character that is not white space, as the value is trimmed first: a name of
+# only spaces (" ", U+00A0) is refused, and the document says so.
+_NO_CONTROL = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
 Name = Annotated[
     str,
     Field(
         min_length=1,
         max_length=100,
         pattern=_NO_CONTROL,
-        description="1-100 characters, no control characters",
+        description="1-100 characters once trimmed, not all white space, no control characters",
     ),
 ]
 MIN_AGE, MAX_AGE = 18, 100

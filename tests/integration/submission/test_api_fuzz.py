@@ -26,8 +26,6 @@ import pytest
 from tests.integration.submission.conftest import ApiProcess, start_api
 from tests.tokens import Oidc
 
-pytestmark = pytest.mark.integration
-
 ROOT = Path(__file__).resolve().parents[3]
 SEED = 20261202
 # Per operation and phase: ~2,300 cases in ~60 s of schemathesis (~80 s for the test with its

@@ -18,8 +18,6 @@ import pytest
 
 from tests.applications import application, synthetic_pan
 
-pytestmark = pytest.mark.integration
-
 ERROR_KEYS = {"error_code", "message", "details", "request_id"}
 
 
@@ -115,3 +113,17 @@ def test_an_idempotency_key_the_document_refuses_is_422(client: httpx.Client, ke
     response = client.post("/applications", json=application(), headers={"Idempotency-Key": key})
     assert response.status_code == 422
     assert [d["field"].lower() for d in response.json()["details"]] == ["idempotency-key"]
+
+
+@pytest.mark.parametrize("name", [" ", "\u00a0", "\u2003\u00a0 "], ids=["space", "nbsp", "mixed"])
+def test_a_name_of_only_white_space_is_422_and_the_document_says_so(
+    client: httpx.Client, name: str
+) -> None:
+    # Found by positive_data_acceptance: "\u00a0" matched the documented pattern, then the
+    # trim left an empty name and the API refused what its document allowed.
+    fields = _document(client)["components"]["schemas"]["ApplicationRequest"]["properties"]
+    assert not re.match(fields["last_name"]["pattern"], name)
+    assert re.match(fields["last_name"]["pattern"], "Rao Asha")
+    response = client.post("/applications", json=application(last_name=name))
+    assert response.status_code == 422
+    assert [d["field"] for d in response.json()["details"]] == ["last_name"]
