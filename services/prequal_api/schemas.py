@@ -50,6 +50,14 @@ def _amount_schema(bounds: str, number: dict[str, int], string: str) -> WithJson
 CONSENT_CLOCK_SKEW = timedelta(minutes=5)
 
 
+def _iso_string(value: Any, what: str) -> Any:
+    """Dates and times come as the strings the document states: pydantic would also take a
+    number as Unix seconds (a consent "captured" at -286, 1969-12-31T23:55:14Z)."""
+    if not isinstance(value, str):
+        raise ValueError(f"must be {what}, as a string")
+    return value
+
+
 def age_on(birth: date, today: date) -> int:
     return today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
 
@@ -79,12 +87,18 @@ class Consent(BaseModel):
         examples=["WEB"],
     )
 
-    @field_validator("soft_inquiry")
+    @field_validator("soft_inquiry", mode="before")
     @classmethod
-    def _agreed(cls, value: bool) -> bool:
+    def _agreed(cls, value: Any) -> bool:
+        # Before pydantic's coercion: JSON `true` only, not "yes", "on" or 1.
         if value is not True:
             raise ValueError("must be true: a soft credit inquiry needs the applicant's consent")
         return value
+
+    @field_validator("captured_at", mode="before")
+    @classmethod
+    def _a_string(cls, value: Any) -> Any:
+        return _iso_string(value, "an RFC 3339 date-time with a time zone")
 
     @field_validator("captured_at")
     @classmethod
@@ -177,6 +191,11 @@ class ApplicationRequest(BaseModel):
     @classmethod
     def _loan_type(cls, value: Any) -> Any:
         return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("date_of_birth", mode="before")
+    @classmethod
+    def _a_date_string(cls, value: Any) -> Any:
+        return _iso_string(value, "a date, YYYY-MM-DD")
 
     @field_validator("date_of_birth")
     @classmethod

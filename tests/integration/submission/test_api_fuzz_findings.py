@@ -127,3 +127,29 @@ def test_a_name_of_only_white_space_is_422_and_the_document_says_so(
     response = client.post("/applications", json=application(last_name=name))
     assert response.status_code == 422
     assert [d["field"] for d in response.json()["details"]] == ["last_name"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("consent.captured_at", -286),
+        ("consent.captured_at", 1_764_662_400),
+        ("date_of_birth", 0),
+        ("consent.soft_inquiry", "yes"),
+        ("consent.soft_inquiry", 1),
+    ],
+    ids=["captured-at-negative-number", "captured-at-unix-seconds", "born-at-0", "yes", "one"],
+)
+def test_a_value_of_another_json_type_is_422_not_coerced(
+    client: httpx.Client, field: str, value: object
+) -> None:
+    # Found by negative_data_rejection: pydantic took a number as Unix seconds, so a consent
+    # "captured" at -286 (1969) was accepted; "yes" and 1 passed for `true`.
+    body = application()
+    if field.startswith("consent."):
+        body["consent"] = {**body["consent"], field.split(".")[1]: value}  # type: ignore[dict-item]
+    else:
+        body[field] = value
+    response = client.post("/applications", json=body)
+    assert response.status_code == 422, response.text
+    assert [d["field"] for d in response.json()["details"]] == [field]
