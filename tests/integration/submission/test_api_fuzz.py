@@ -28,8 +28,8 @@ from tests.tokens import Oidc
 
 ROOT = Path(__file__).resolve().parents[3]
 SEED = 20261202
-# Per operation and phase: ~2,300 cases in ~60 s of schemathesis (~80 s for the test with its
-# API process) on the shared 2-core machine: POST ~735 (~410 of them 202) and GET status ~465
+# Per operation and phase: ~2,380 cases in 60-80 s of schemathesis (80-100 s for the test with
+# its API process) on the shared 2-core machine: POST ~785 (~475 of them 202), GET status ~470
 # in fuzzing, the rest in the examples, coverage and stateful phases; /health and /ready have
 # one case each. The seed matters only if deterministic mode is turned off.
 MAX_EXAMPLES = 1000
