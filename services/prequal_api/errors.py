@@ -66,6 +66,16 @@ def validation_details(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
     ]
 
 
+def malformed_body(what: str) -> ApiError:
+    """A body that is not a JSON document at all: a 422 in the one shape, like a bad field."""
+    return ApiError(
+        422,
+        "MALFORMED_BODY",
+        f"{what}; send one JSON object with Content-Type: application/json",
+        [{"field": "body", "message": what}],
+    )
+
+
 def install_error_handlers(app: FastAPI, retry_after_seconds: int) -> None:
     async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
@@ -73,7 +83,11 @@ def install_error_handlers(app: FastAPI, retry_after_seconds: int) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        details = validation_details(list(exc.errors()))
+        errors = list(exc.errors())
+        if any(err.get("type") == "json_invalid" for err in errors):
+            # FastAPI locates a JSON syntax error at ("body", <character offset>): say so plainly.
+            return error_response(request, malformed_body("the body is not valid JSON"))
+        details = validation_details(errors)
         fields = ", ".join(sorted({d["field"] for d in details}))
         return error_response(
             request, ApiError(422, "VALIDATION_ERROR", f"invalid fields: {fields}", details)
@@ -81,10 +95,17 @@ def install_error_handlers(app: FastAPI, retry_after_seconds: int) -> None:
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
+        if exc.status_code == 400:
+            # FastAPI's "There was an error parsing the body": one answer for every bad body.
+            return error_response(request, malformed_body("the body could not be read"))
         code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}.get(
             exc.status_code, "HTTP_ERROR"
         )
-        return error_response(request, ApiError(exc.status_code, code, str(exc.detail)))
+        # Keep the exception's headers: a 405's `Allow` lists the methods (RFC 9110 requires it).
+        headers = dict(exc.headers or {})
+        return error_response(
+            request, ApiError(exc.status_code, code, str(exc.detail), headers=headers)
+        )
 
     async def on_database_down(request: Request, exc: Exception) -> JSONResponse:
         log.warning("database unavailable: %s", type(exc).__name__)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
+from pydantic import Field, WithJsonSchema
 
 from prequal_api.auth import SCOPE_READ, SCOPE_WRITE, Principal, require_scope
 from prequal_api.errors import ApiError
@@ -21,11 +22,57 @@ from prequal_api.services import Services
 
 router = APIRouter()
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (401, 403, 413, 422, 429, 503)
+_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "string"}}}
+_CHALLENGE = {
+    "WWW-Authenticate": {"description": "the bearer challenge", "schema": {"type": "string"}}
 }
-_POST_ERRORS: dict[int | str, dict[str, Any]] = {**_ERRORS, 409: {"model": DuplicateBody}}
-_GET_ERRORS: dict[int | str, dict[str, Any]] = {**_ERRORS, 404: {"model": ErrorBody}}
+
+
+def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "model": ErrorBody,
+        "description": description,
+        **({"headers": headers} if headers else {}),
+    }
+
+
+# Every status an operation can answer, each in the one error shape (DESIGN.md, HTTP API).
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: _error("no bearer token, or a token that is invalid or expired", _CHALLENGE),
+    403: _error("the token lacks the operation's scope", _CHALLENGE),
+    413: _error("the request body is over the size cap"),
+    422: _error("a field, header or path value is invalid, or the body is not JSON"),
+    429: _error("this client is over its rate limit", _RETRY_AFTER),
+    503: _error("the database or the identity provider is unreachable", _RETRY_AFTER),
+}
+# The 202's links let a client (and a stateful fuzzer) go from a submission to its status.
+_STATUS_LINK = {
+    "operationId": "getApplicationStatus",
+    "parameters": {"application_id": "$response.body#/application_id"},
+    "description": "the status of the application just accepted",
+}
+_POST_ERRORS: dict[int | str, dict[str, Any]] = {
+    202: {"description": "accepted; the decision follows", "links": {"GetStatus": _STATUS_LINK}},
+    **_ERRORS,
+    409: {
+        "model": DuplicateBody,
+        "description": "this client submitted the same PAN in the last 24 hours",
+        "links": {"GetExistingStatus": _STATUS_LINK},
+    },
+}
+_GET_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_ERRORS,
+    404: _error("no such application for this client"),
+}
+
+
+# Up to 255 characters, not all blank: the blank check is the handler's, so its 422 can say
+# "must not be empty"; the document states both so a generated key is one the API takes.
+IdempotencyKey = Annotated[
+    str,
+    Field(max_length=255),
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 255, "pattern": r"\S"}),
+]
 
 
 def _services(request: Request) -> Services:
@@ -39,12 +86,16 @@ def _services(request: Request) -> Services:
     response_model=Accepted,
     responses=_POST_ERRORS,
     summary="Submit a loan application",
+    operation_id="submitApplication",
 )
 async def submit_application(
     body: ApplicationRequest,
     request: Request,
     caller: Annotated[Principal, Depends(require_scope(SCOPE_WRITE, "post"))],
-    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    idempotency_key: Annotated[
+        IdempotencyKey | None,
+        Header(description="a retry with the same key and body gets the original answer"),
+    ] = None,
 ) -> JSONResponse:
     """Accepts the application for prequalification; the decision follows asynchronously."""
     services = _services(request)
@@ -67,6 +118,7 @@ async def submit_application(
     response_model=ApplicationStatus,
     responses=_GET_ERRORS,
     summary="Status of an application",
+    operation_id="getApplicationStatus",
 )
 async def application_status(
     application_id: uuid.UUID,

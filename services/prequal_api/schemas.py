@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from prequal.pan import PAN_PATTERN
 
@@ -15,19 +15,47 @@ Status = Literal["PENDING", "PRE_APPROVED", "REJECTED", "MANUAL_REVIEW"]
 LoanType = Literal["PERSONAL", "HOME", "AUTO"]
 # Free text: 1-100 characters, no control characters (C0, DEL, C1: NUL, newlines, escapes), so
 # what a fuzzer sends gets a 422 naming the field, never a database error or a forged log line.
-_NO_CONTROL = r"^[^\x00-\x1f\x7f-\x9f]*$"
+# At least one character that is not white space, as the value is trimmed first: a name of
+# only spaces (" ", U+00A0) is refused, and the document says so.
+_NO_CONTROL = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
 Name = Annotated[
     str,
     Field(
         min_length=1,
         max_length=100,
         pattern=_NO_CONTROL,
-        description="1-100 characters, no control characters",
+        description="1-100 characters once trimmed, not all white space, no control characters",
     ),
 ]
 MIN_AGE, MAX_AGE = 18, 100
+# What `_pan` accepts once trimmed, in the document (case-insensitive: it upper-cases).
+PAN_DOCUMENTED_PATTERN = r"^[A-Za-z]{5}[0-9]{4}[A-Za-z]$"
+
+
+def _amount_schema(bounds: str, number: dict[str, int], string: str) -> WithJsonSchema:
+    """A rupee amount as the document shows it: whole rupees as a number, or a decimal string
+    with paise (pydantic's own schema for a Decimal is "any number or any string"). A JSON
+    number with two decimals is accepted too; the document leaves it out because a float
+    such as 0.1 + 0.2 is not one (JSON Schema's multipleOf cannot say "two places")."""
+    return WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer", **number}, {"type": "string", "pattern": string}],
+            "description": f"rupees, {bounds}, at most 2 decimal places",
+        },
+        mode="validation",
+    )
+
+
 # How far ahead of the server's clock a consent's captured_at may be (clock skew).
 CONSENT_CLOCK_SKEW = timedelta(minutes=5)
+
+
+def _iso_string(value: Any, what: str) -> Any:
+    """Dates and times come as the strings the document states: pydantic would also take a
+    number as Unix seconds (a consent "captured" at -286, 1969-12-31T23:55:14Z)."""
+    if not isinstance(value, str):
+        raise ValueError(f"must be {what}, as a string")
+    return value
 
 
 def age_on(birth: date, today: date) -> int:
@@ -39,7 +67,10 @@ class Consent(BaseModel):
 
     model_config = ConfigDict(str_strip_whitespace=True, extra="ignore")
 
-    soft_inquiry: bool = Field(description="must be true: the applicant agreed to a soft inquiry")
+    soft_inquiry: bool = Field(
+        description="must be true: the applicant agreed to a soft inquiry",
+        json_schema_extra={"const": True},
+    )
     text_version: str = Field(
         min_length=1,
         max_length=64,
@@ -56,12 +87,18 @@ class Consent(BaseModel):
         examples=["WEB"],
     )
 
-    @field_validator("soft_inquiry")
+    @field_validator("soft_inquiry", mode="before")
     @classmethod
-    def _agreed(cls, value: bool) -> bool:
+    def _agreed(cls, value: Any) -> bool:
+        # Before pydantic's coercion: JSON `true` only, not "yes", "on" or 1.
         if value is not True:
             raise ValueError("must be true: a soft credit inquiry needs the applicant's consent")
         return value
+
+    @field_validator("captured_at", mode="before")
+    @classmethod
+    def _a_string(cls, value: Any) -> Any:
+        return _iso_string(value, "an RFC 3339 date-time with a time zone")
 
     @field_validator("captured_at")
     @classmethod
@@ -73,17 +110,47 @@ class Consent(BaseModel):
         return value.astimezone(UTC)  # the same instant, always shown in UTC
 
 
+# A synthetic applicant (the PAN is the documented test value, no real person's).
+_EXAMPLE_APPLICATION: dict[str, Any] = {
+    "pan_number": "ABCDE1234F",
+    "first_name": "Asha",
+    "last_name": "Rao",
+    "date_of_birth": "1990-04-12",
+    "email": "asha.rao@example.com",
+    "phone_number": "9876543210",
+    "requested_amount": 500000,
+    "monthly_income": 85000,
+    "loan_type": "PERSONAL",
+    "consent": {
+        "soft_inquiry": True,
+        "text_version": "soft-inquiry-2026-11",
+        "captured_at": "2026-11-30T09:15:00Z",
+        "channel": "WEB",
+    },
+}
+
+
 class ApplicationRequest(BaseModel):
     """A loan application. Validation errors name the field and never echo its value."""
 
-    model_config = ConfigDict(str_strip_whitespace=True, extra="ignore")
+    model_config = ConfigDict(
+        str_strip_whitespace=True,
+        extra="ignore",
+        json_schema_extra={"examples": [_EXAMPLE_APPLICATION]},
+    )
 
     pan_number: str = Field(
-        description="AAAAA9999A; upper-cased and trimmed", examples=["ABCDE1234F"]
+        description="AAAAA9999A: five letters, four digits, a letter; upper-cased and trimmed",
+        examples=["ABCDE1234F"],
+        # Documented, so generated bodies reach the logic; enforced by `_pan` (which also trims).
+        json_schema_extra={"pattern": PAN_DOCUMENTED_PATTERN},
     )
     first_name: Name
     last_name: Name
-    date_of_birth: date = Field(description="applicant must be 18 to 100 years old")
+    date_of_birth: date = Field(
+        description=f"YYYY-MM-DD; the applicant must be {MIN_AGE} to {MAX_AGE} years old today",
+        json_schema_extra={"x-age-range": [MIN_AGE, MAX_AGE]},
+    )
     # A syntax check, not RFC 5322 in full: one @, no spaces, a dotted domain. (email-validator
     # cost a third of a request's CPU for little more certainty than a confirmation mail gives.)
     email: str = Field(
@@ -92,8 +159,22 @@ class ApplicationRequest(BaseModel):
         examples=["asha.rao@example.com"],
     )
     phone_number: str = Field(pattern=r"^[0-9]{10}$", description="10 digits")
-    requested_amount: Decimal = Field(gt=0, le=10_000_000, max_digits=14, decimal_places=2)
-    monthly_income: Decimal = Field(ge=0, lt=10**12, max_digits=14, decimal_places=2)
+    requested_amount: Annotated[
+        Decimal,
+        _amount_schema(
+            "over 0, at most 10000000",
+            {"minimum": 1, "maximum": 10_000_000},
+            r"^(?:[1-9][0-9]{0,6}(?:\.[0-9]{1,2})?|0\.(?:[1-9][0-9]?|0[1-9]))$",
+        ),
+    ] = Field(gt=0, le=10_000_000, max_digits=14, decimal_places=2)
+    monthly_income: Annotated[
+        Decimal,
+        _amount_schema(
+            "0 or more, under 10^12",
+            {"minimum": 0, "maximum": 10**12 - 1},
+            r"^[0-9]{1,12}(?:\.[0-9]{1,2})?$",
+        ),
+    ] = Field(ge=0, lt=10**12, max_digits=14, decimal_places=2)
     loan_type: LoanType = "PERSONAL"
     consent: Consent = Field(description="required: the applicant's consent to a soft inquiry")
 
@@ -110,6 +191,11 @@ class ApplicationRequest(BaseModel):
     @classmethod
     def _loan_type(cls, value: Any) -> Any:
         return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("date_of_birth", mode="before")
+    @classmethod
+    def _a_date_string(cls, value: Any) -> Any:
+        return _iso_string(value, "a date, YYYY-MM-DD")
 
     @field_validator("date_of_birth")
     @classmethod

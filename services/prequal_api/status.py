@@ -30,7 +30,7 @@ class StatusService:
         async with self.pool.connection(timeout=self.pool_timeout) as conn:
             row = await repository.get_application(conn, application_id, client_id)
         if row is None:
-            raise ApiError(404, "NOT_FOUND", f"no application {application_id}")
+            raise ApiError(404, "NOT_FOUND", "no such application for this client")
         return ApplicationStatus(
             application_id=row.id,
             status=row.status,
