@@ -28,6 +28,7 @@ class Page:
         self._ids = itertools.count(1)
 
     def _call(self, method: str, **params: Any) -> dict[str, Any]:
+        __tracebackhide__ = True  # params may carry a (synthetic) client secret
         call_id = next(self._ids)
         self._ws.send(json.dumps({"id": call_id, "method": method, "params": params}))
         while True:  # events arrive between the answers; skip them
@@ -47,6 +48,7 @@ class Page:
 
     def evaluate(self, expression: str) -> Any:
         """The value of `expression` (a promise is awaited); a thrown error is raised here."""
+        __tracebackhide__ = True
         result = self._call(
             "Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True
         )

@@ -6,7 +6,6 @@ This module runs its own Hydra whose CORS origin is this module's API, on a port
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,11 +19,10 @@ from devstack.net import LOOPBACK, free_port
 from devstack.postgres import Postgres
 from prequal_api.auth import SCHEME_NAME, SCOPE_READ, SCOPE_WRITE
 from tests.applications import application
-from tests.devtools import open_page
+from tests.devtools import CHROMIUM, open_page
 from tests.integration.submission.conftest import ApiProcess, start_api
 from tests.tokens import Oidc
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(
     CHROMIUM is None, reason="chromium is not installed: run `make tools`"
 )
