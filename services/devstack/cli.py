@@ -104,5 +104,9 @@ def _report(platform: LocalPlatform, seconds: float) -> None:
         "-d client_id=$OIDC_CLIENT_ID -d client_secret=$OIDC_CLIENT_SECRET "
         "-d audience=$OIDC_AUDIENCE -d 'scope=applications:write applications:read'"
     )
+    print(
+        f"/docs: Authorize with OIDC_DOCS_CLIENT_ID and OIDC_DOCS_CLIENT_SECRET from "
+        f"{platform.env_file} (a third client; Swagger UI sends its secret as HTTP Basic)."
+    )
     print("Try: make demo    kubectl --kubeconfig .run/kubeconfig get lp -A")
     print("Ctrl-C stops everything.", flush=True)

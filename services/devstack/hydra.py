@@ -5,10 +5,14 @@ and `make run`. It runs `hydra serve all --dev` (plain HTTP on loopback) with JW
 (`strategies.access_token: jwt`) so the API validates them offline against the JWKS. The
 system secret (which encrypts Hydra's signing keys at rest) is generated per start, so the
 database is created afresh each time: clients are registered per run anyway.
+
+`cors_origins` lets browsers on those origins (the API's, for Swagger UI's Authorize button in
+/docs) call the public port: Hydra answers their preflight and sets Access-Control-Allow-Origin.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
@@ -51,6 +55,8 @@ class Hydra(SingleProcessComponent):
     # The address of the public (token, JWKS) port and so of the issuer: loopback, or the pod
     # bridge's address when pods on the local node must fetch the JWKS (`make cluster`).
     host: str = LOOPBACK
+    # Origins (scheme://host:port) whose pages may call the token endpoint: the API's /docs.
+    cors_origins: tuple[str, ...] = ()
     process: ManagedProcess | None = None
 
     @property
@@ -74,8 +80,22 @@ class Hydra(SingleProcessComponent):
     def log_path(self) -> Path:
         return self.run_dir / "hydra.log"
 
+    def _cors_env(self) -> dict[str, str]:
+        if not self.cors_origins:
+            return {}
+        return {
+            "SERVE_PUBLIC_CORS_ENABLED": "true",
+            "SERVE_PUBLIC_CORS_ALLOWED_ORIGINS": json.dumps(list(self.cors_origins)),
+            "SERVE_PUBLIC_CORS_ALLOWED_METHODS": json.dumps(["GET", "POST"]),
+            # Hydra's default headers plus the one Swagger UI adds to its token request.
+            "SERVE_PUBLIC_CORS_ALLOWED_HEADERS": json.dumps(
+                ["Accept", "Authorization", "Content-Type", "X-Requested-With"]
+            ),
+        }
+
     def _env(self, dsn: str) -> dict[str, str]:
         return {
+            **self._cors_env(),
             **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ")},
             "DSN": dsn,
             "SECRETS_SYSTEM": secrets.token_urlsafe(32),
@@ -132,8 +152,12 @@ class Hydra(SingleProcessComponent):
         scope: str = SCOPES,
         audience: str = AUDIENCE,
         access_token_ttl: str | None = None,
+        auth_method: str = "client_secret_post",
     ) -> OAuthClient:
-        """A client_credentials client with a fresh secret, allowed `scope` and `audience`."""
+        """A client_credentials client with a fresh secret, allowed `scope` and `audience`.
+        Hydra accepts the secret only the way `auth_method` says: in the form body
+        (`client_secret_post`, our scripts) or as HTTP Basic (`client_secret_basic`, Swagger UI).
+        """
         client_id = client_id or f"client-{secrets.token_hex(4)}"
         secret = secrets.token_urlsafe(32)
         self._admin(
@@ -146,7 +170,7 @@ class Hydra(SingleProcessComponent):
                 "response_types": ["token"],
                 "scope": scope,
                 "audience": [audience],
-                "token_endpoint_auth_method": "client_secret_post",
+                "token_endpoint_auth_method": auth_method,
             },
         )
         if access_token_ttl is not None:

@@ -134,14 +134,22 @@ class LocalPlatform:
             self.postgres,
             public_port=self.ports.hydra,
             admin_port=self.ports.hydra_admin,
+            # /docs' Authorize button, opened at either name of the loopback address.
+            cors_origins=tuple(
+                f"http://{host}:{self.ports.api}" for host in (LOOPBACK, "localhost")
+            ),
         ).start()
         first = self.hydra.register_client("demo-client")
         other = self.hydra.register_client("demo-other-client")
+        # Swagger UI sends the secret as HTTP Basic, which Hydra accepts only from such a client.
+        docs = self.hydra.register_client("docs-client", auth_method="client_secret_basic")
         self.credentials = {
             "OIDC_CLIENT_ID": first.client_id,
             "OIDC_CLIENT_SECRET": first.secret,
             "OIDC_OTHER_CLIENT_ID": other.client_id,
             "OIDC_OTHER_CLIENT_SECRET": other.secret,
+            "OIDC_DOCS_CLIENT_ID": docs.client_id,
+            "OIDC_DOCS_CLIENT_SECRET": docs.secret,
         }
         progress("starting Kafka")
         self.kafka = Kafka(self.run_dir / "kafka" / "data", port=self.ports.kafka).start()

@@ -132,7 +132,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     )
     install_error_handlers(app, settings.retry_after_seconds)
     if settings.api_docs_enabled:
-        install_docs(app)
+        install_docs(app, settings.token_url(), settings.oidc_audience)
     app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)

@@ -25,8 +25,10 @@ from typing import Any
 
 import httpx
 import jwt
-from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Request, Security
+from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
+from fastapi.security import OAuth2
+from fastapi.security.utils import get_authorization_scheme_param
 
 from prequal_api.errors import ApiError
 
@@ -36,13 +38,23 @@ SCOPE_WRITE = "applications:write"
 SCOPE_READ = "applications:read"
 ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"]
 
+SCHEME_NAME = "OAuth2 (client credentials)"
 # Documents the scheme in OpenAPI (the Authorize button in /docs); we raise our own errors.
-bearer_scheme = HTTPBearer(
+# The token URL is a setting: docs.py writes it into the served document.
+client_credentials = OAuth2(
+    flows=OAuthFlows(
+        clientCredentials=OAuthFlowClientCredentials(
+            tokenUrl="",
+            scopes={
+                SCOPE_WRITE: "submit applications (POST /applications)",
+                SCOPE_READ: "read the status of this client's applications",
+            },
+        )
+    ),
+    scheme_name=SCHEME_NAME,
+    description="A JWT access token from the lender's identity provider (client_credentials "
+    "grant), with the audience of this API, sent as `Authorization: Bearer …`.",
     auto_error=False,
-    scheme_name="OAuth2 bearer (JWT)",
-    description="An access token from the lender's identity provider (client_credentials), "
-    f"with the audience of this API and the scope `{SCOPE_WRITE}` (POST) or "
-    f"`{SCOPE_READ}` (GET).",
 )
 
 
@@ -219,12 +231,13 @@ def require_scope(scope: str, limiter: str) -> Callable[..., Awaitable[Principal
 
     async def principal(
         request: Request,
-        credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),  # noqa: B008
+        authorization: str | None = Security(client_credentials, scopes=[scope]),
     ) -> Principal:
-        if credentials is None or credentials.scheme.lower() != "bearer":
+        kind, token = get_authorization_scheme_param(authorization)
+        if kind.lower() != "bearer" or not token:
             raise _unauthorized("a bearer token is required (Authorization: Bearer …)", error="")
         validator: TokenValidator = request.app.state.token_validator
-        found = await validator.validate(credentials.credentials)
+        found = await validator.validate(token)
         if scope not in found.scopes:
             raise _forbidden(scope)
         request.app.state.rate_limits[limiter].check(found.client_id)

@@ -30,6 +30,9 @@ class ApiSettings(DatabaseSettings, PanKeySettings, KafkaSettings):
     oidc_audience: str = "prequal-api"
     # Defaults to the issuer's /.well-known/jwks.json (where Hydra and most providers serve it).
     oidc_jwks_url: str = ""
+    # Where clients get tokens (client_credentials); /docs' Authorize button posts to it.
+    # Defaults to <issuer>oauth2/token (Hydra's token endpoint).
+    oidc_token_url: str = ""
     oidc_leeway_seconds: float = 10.0
     oidc_jwks_cache_seconds: float = 300.0
     # An unknown key id refetches the JWKS at most this often (key rollover without a stampede).
@@ -58,3 +61,6 @@ class ApiSettings(DatabaseSettings, PanKeySettings, KafkaSettings):
 
     def jwks_url(self) -> str:
         return self.oidc_jwks_url or self.oidc_issuer.rstrip("/") + "/.well-known/jwks.json"
+
+    def token_url(self) -> str:
+        return self.oidc_token_url or self.oidc_issuer.rstrip("/") + "/oauth2/token"

@@ -72,9 +72,15 @@ class ApiProcess:
 
 
 def start_api(
-    tmp: Path, env: dict[str, str], name: str = "prequal-api", *, token: str = ""
+    tmp: Path,
+    env: dict[str, str],
+    name: str = "prequal-api",
+    *,
+    token: str = "",
+    port: int | None = None,
 ) -> ApiProcess:
-    port, metrics_port = free_port(), free_port()
+    """The API as a process; `port` when its URL must be known before (a CORS origin)."""
+    port, metrics_port = port or free_port(), free_port()
     process = ManagedProcess(
         name,
         [str(BIN / "prequal-api")],

@@ -186,6 +186,7 @@ def test_processes_get_the_configuration_contract() -> None:
         assert _env(container)["CONSUMER_GROUP"] == f"{component}-service"
     api_env = _env(deployments["rel-loan-prequal-api"]["spec"]["template"]["spec"]["containers"][0])
     assert (api_env["API_HOST"], api_env["API_PORT"]) == (ANY_ADDRESS, "8000")
+    assert api_env["OIDC_TOKEN_URL"] == ""  # derived from the issuer (Hydra's /oauth2/token)
     [pipeline] = by_kind(docs, "LoanPipeline")
     assert pipeline["metadata"]["name"] == "rel-loan-prequal"
     assert pipeline["spec"]["database"] == {"secretName": "retail-db"}
