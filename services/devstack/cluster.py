@@ -156,10 +156,19 @@ class LocalCluster:
 
     def _start_identity(self) -> None:
         self.identity_postgres = Postgres(self.node_dir / "identity" / "postgres" / "data").start()
-        self.hydra = Hydra(self.node_dir / "identity", self.identity_postgres, host=NODE_IP).start()
+        self.hydra = Hydra(
+            self.node_dir / "identity",
+            self.identity_postgres,
+            host=NODE_IP,
+            # Swagger UI's Authorize button on the API's NodePort asks Hydra from the browser.
+            cors_origins=tuple(f"http://{h}:{API_NODE_PORT}" for h in (LOOPBACK, "localhost")),
+        ).start()
         self.clients = {
             "OIDC_CLIENT": self.hydra.register_client("demo-client"),
             "OIDC_OTHER_CLIENT": self.hydra.register_client("demo-other-client"),
+            "OIDC_DOCS_CLIENT": self.hydra.register_client(
+                "docs-client", auth_method="client_secret_basic"
+            ),
         }
 
     def demo_client(self) -> OAuthClient:
