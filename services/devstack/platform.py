@@ -181,10 +181,8 @@ class LocalPlatform:
         pipeline.apply_prerequisites(self.api_client, sample, self.postgres.url)
         progress("starting loan-operator")
         self.operator_metrics_port = free_port()
-        self.operator = self._start_operator(sample.namespace)
-        self.supervisor.keep(
-            "loan-operator", lambda: self._start_operator(sample.namespace), self.operator
-        )
+        self.operator = self._start_operator()
+        self.supervisor.keep("loan-operator", self._start_operator, self.operator)
         self.prometheus.add_target("loan-operator", f"{LOOPBACK}:{self.operator_metrics_port}")
         progress(f"waiting for LoanPipeline {sample.namespace}/{sample.name} to be Ready")
         pipeline.apply_pipeline(self.api_client, sample)
@@ -200,14 +198,15 @@ class LocalPlatform:
         self._consumers = sample
         return env
 
-    def _start_operator(self, namespace: str) -> ManagedProcess:
+    def _start_operator(self) -> ManagedProcess:
         liveness_port = free_port()
         operator = ManagedProcess(
             "loan-operator",
             [
                 console_script("loan-operator"),
-                "--namespace",
-                namespace,
+                # Every namespace, as the chart's default: a pipeline applied anywhere (the
+                # tenants sample) is reconciled, not only the sample's.
+                "--all-namespaces",
                 "--liveness",
                 f"http://{LOOPBACK}:{liveness_port}/healthz",
             ],
