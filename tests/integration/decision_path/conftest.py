@@ -335,3 +335,13 @@ def world(  # noqa: PLR0917 - composes the fixtures once for every test
     kafka: Kafka,
 ) -> World:
     return World(database_url, keyring, topics, producer, consumers, kafka.bootstrap)
+
+
+def application_status(database_url: str, application_id: uuid.UUID) -> str:
+    """The application's status column, read on a connection of its own."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT status FROM applications WHERE id = %s", (application_id,)
+        ).fetchone()
+    assert row is not None
+    return str(row[0])

@@ -46,19 +46,11 @@ from .conftest import (
     GROUP_DECISION,
     Topics,
     World,
+    application_status,
     insert_application,
     read_all,
     report_payload,
 )
-
-
-def _status(database_url: str, application_id: uuid.UUID) -> str:
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute(
-            "SELECT status FROM applications WHERE id = %s", (application_id,)
-        ).fetchone()
-    assert row is not None
-    return str(row[0])
 
 
 def _single_partition_topics(bootstrap: str) -> Topics:
@@ -143,7 +135,7 @@ def test_a_stop_during_a_retry_wait_leaves_the_record_to_the_next_owner(world: W
     first.stop()  # SIGTERM's effect, inside the 60 s backoff
     assert first.sample("dlq_records_total", topic=dlq.dlq_topic(topics.reports)) == 0
     world.consumers.decision(topics)  # the next owner, with a policy the record passes
-    wait_until(lambda: _status(world.database_url, app.id) != "PENDING")
+    wait_until(lambda: application_status(world.database_url, app.id) != "PENDING")
     assert read_all(world.bootstrap, dlq.dlq_topic(topics.reports), expect=0, timeout=2) == []
 
 
@@ -193,7 +185,7 @@ def test_a_poison_record_found_before_an_outage_is_dead_lettered_once(world: Wor
     consumer = create_consumer(world.bootstrap, GROUP_DECISION, "faults-poison")
     running = _run(_runtime(world, topics.reports, handler, consumer, CollectorRegistry()))
     try:
-        wait_until(lambda: _status(world.database_url, trigger.id) == "PRE_APPROVED")
+        wait_until(lambda: application_status(world.database_url, trigger.id) == "PRE_APPROVED")
         assert handler.triggered
     finally:
         running.stop()

@@ -18,16 +18,14 @@ from psycopg import sql
 from prequal import dlq, events
 from tests.polling import wait_until
 
-from .conftest import GROUP_DECISION, RunningConsumer, World, insert_application, report_payload
-
-
-def _status(database_url: str, application_id: uuid.UUID) -> str:
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute(
-            "SELECT status FROM applications WHERE id = %s", (application_id,)
-        ).fetchone()
-    assert row is not None
-    return str(row[0])
+from .conftest import (
+    GROUP_DECISION,
+    RunningConsumer,
+    World,
+    application_status,
+    insert_application,
+    report_payload,
+)
 
 
 def _sample(consumer: RunningConsumer, topic: str, outcome: str) -> float:
@@ -92,7 +90,7 @@ def test_a_database_refusing_work_holds_records_without_dead_lettering_them(
     world.producer.event(
         topics.reports, events.CREDIT_REPORT_GENERATED, report_payload(warm, 700), key=str(warm.id)
     )
-    wait_until(lambda: _status(database_url, warm.id) == "PRE_APPROVED")
+    wait_until(lambda: application_status(database_url, warm.id) == "PRE_APPROVED")
     dead_letters = dlq.dlq_topic(topics.reports)
     fault_on = (
         _read_only(database_url)
@@ -115,5 +113,5 @@ def test_a_database_refusing_work_holds_records_without_dead_lettering_them(
             )
         )
         assert decision.sample("dlq_records_total", topic=dead_letters) == 0
-    wait_until(lambda: _status(database_url, app.id) == "PRE_APPROVED")
+    wait_until(lambda: application_status(database_url, app.id) == "PRE_APPROVED")
     assert decision.sample("dlq_records_total", topic=dead_letters) == 0

@@ -21,20 +21,12 @@ from .conftest import (
     GROUP_CREDIT,
     GROUP_DECISION,
     World,
+    application_status,
     insert_application,
     read_all,
     report_payload,
     submitted_payload,
 )
-
-
-def _status(database_url: str, application_id: uuid.UUID) -> str:
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute(
-            "SELECT status FROM applications WHERE id = %s", (application_id,)
-        ).fetchone()
-    assert row is not None
-    return str(row[0])
 
 
 def _by_reason(records: list[InboundRecord]) -> dict[str, InboundRecord]:
@@ -162,7 +154,7 @@ def test_a_report_for_an_unknown_application_is_dead_lettered(world: World) -> N
     assert dead.header(dlq.ERROR_CLASS) == "UnknownApplicationError"
     assert str(ghost.id) in str(dead.header(dlq.ERROR_MESSAGE))
     assert dead.header(dlq.CONSUMER_GROUP) == GROUP_DECISION
-    wait_until(lambda: _status(database_url, known.id) == "PRE_APPROVED")
+    wait_until(lambda: application_status(database_url, known.id) == "PRE_APPROVED")
 
 
 def test_a_record_failing_for_its_own_reasons_is_retried_then_dead_lettered(world: World) -> None:
@@ -187,8 +179,8 @@ def test_a_record_failing_for_its_own_reasons_is_retried_then_dead_lettered(worl
     (dead,) = read_all(world.bootstrap, dlq.dlq_topic(topics.reports), expect=1)
     assert dead.header(dlq.ERROR_CLASS) == "NumericValueOutOfRange"
     assert dead.header(dlq.ATTEMPTS) == "3"
-    wait_until(lambda: _status(database_url, fine.id) == "PRE_APPROVED")
-    assert _status(database_url, huge.id) == "PENDING"
+    wait_until(lambda: application_status(database_url, fine.id) == "PRE_APPROVED")
+    assert application_status(database_url, huge.id) == "PENDING"
     assert (
         decision.sample(
             "consumer_records_total",
@@ -211,7 +203,7 @@ def test_a_postgresql_outage_holds_records_without_dead_lettering_them(
     producer.event(
         topics.reports, events.CREDIT_REPORT_GENERATED, report_payload(warm, 700), key=str(warm.id)
     )
-    wait_until(lambda: _status(database_url, warm.id) == "PRE_APPROVED")
+    wait_until(lambda: application_status(database_url, warm.id) == "PRE_APPROVED")
     postgres.stop()
     try:
         for app in apps:
@@ -235,7 +227,7 @@ def test_a_postgresql_outage_holds_records_without_dead_lettering_them(
     finally:
         postgres.start()
     for app in apps:
-        wait_until(lambda app=app: _status(database_url, app.id) == "PRE_APPROVED")
+        wait_until(lambda app=app: application_status(database_url, app.id) == "PRE_APPROVED")
     assert decision.sample("dlq_records_total", topic=dlq.dlq_topic(topics.reports)) == 0
     assert read_all(world.bootstrap, dlq.dlq_topic(topics.reports), expect=0, timeout=2) == []
     processed = {"topic": topics.reports, "group": GROUP_DECISION, "outcome": "processed"}
