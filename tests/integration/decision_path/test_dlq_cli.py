@@ -16,7 +16,7 @@ from prequal import dlq, events
 from prequalctl.main import main as prequalctl
 from tests.polling import wait_until
 
-from .conftest import World, insert_application, read_all, submitted_payload
+from .conftest import World, application_status, insert_application, read_all, submitted_payload
 
 
 def _audit_writes_refused(database_url: str, refused: bool) -> None:
@@ -96,18 +96,10 @@ def test_list_show_and_replay_after_the_cause_is_fixed(
 
     wait_until(reported)
     try:
-        wait_until(lambda: _status(world.database_url, app.id) != "PENDING", timeout=90)
+        wait_until(lambda: application_status(world.database_url, app.id) != "PENDING", timeout=90)
     finally:
         publisher.stop()
     assert prequalctl(["dlq", "replay", "--topic", dead_topic, "--offset", "7"]) == 1
-
-
-def _status(database_url: str, application_id: object) -> str:
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute(
-            "SELECT status FROM applications WHERE id = %s", (application_id,)
-        ).fetchone()
-    return str(row[0]) if row else "missing"
 
 
 class _RunningPublisher:
