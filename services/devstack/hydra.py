@@ -30,6 +30,9 @@ from devstack.tools import tool
 SCOPES = "applications:write applications:read"
 AUDIENCE = "prequal-api"
 ACCESS_TOKEN_SET = "hydra.jwt.access-token"  # noqa: S105 - a key set name
+ID_TOKEN_SET = "hydra.openid.id-token"  # noqa: S105 - a key set name
+# Generating an RSA-4096 signing key takes seconds, and minutes on a loaded machine.
+KEY_GENERATION_TIMEOUT = 300.0
 
 
 @dataclass(frozen=True)
@@ -128,14 +131,31 @@ class Hydra(SingleProcessComponent):
             "hydra", [tool("hydra"), "serve", "all", "--dev"], self.log_path, env=env
         )
         self.process.start()
+        self.process.wait_ready(lambda: http_ok(f"{self.admin_url}/health/ready"), timeout)
+        # Hydra creates a missing signing key on the first request that needs it, once per
+        # request: on a loaded machine every 2-second readiness probe started another RSA-4096
+        # generation and none finished. One admin call per key set generates each key once.
+        for key_set in (ID_TOKEN_SET, ACCESS_TOKEN_SET):
+            self._ensure_key_set(key_set)
         self.process.wait_ready(
-            lambda: (
-                http_ok(f"{self.admin_url}/health/ready")
-                and http_ok(f"{self.issuer}.well-known/openid-configuration")
-            ),
-            timeout,
+            lambda: http_ok(f"{self.issuer}.well-known/openid-configuration"), timeout
         )
         return self
+
+    def _ensure_key_set(self, key_set: str) -> None:
+        url = f"{self.admin_url}/admin/keys/{key_set}"
+        if httpx.get(url, timeout=10).status_code == 200:
+            return
+        resp = httpx.post(
+            url,
+            json={"alg": "RS256", "use": "sig", "kid": f"{key_set}-{secrets.token_hex(4)}"},
+            timeout=KEY_GENERATION_TIMEOUT,
+        )
+        if resp.status_code >= 300:
+            raise ComponentStartError(
+                f"hydra could not create its {key_set} signing key ({resp.status_code}): "
+                f"{resp.text[:500]}; see {self.log_path}"
+            )
 
     def _admin(self, method: str, path: str, body: Any = None) -> Any:
         resp = httpx.request(method, f"{self.admin_url}{path}", json=body, timeout=10)
