@@ -58,7 +58,11 @@ demo: venv ## With `make run` up: submit sample applications and print each fina
 
 .PHONY: test
 test: venv tools ## Run every test tier against real PostgreSQL, Kafka, Kubernetes and Prometheus.
+ifeq ($(strip $(PYTEST_ARGS)),)
+	tests/lanes.sh $(BIN)/pytest $(CURDIR)/.pytest-tmp
+else
 	$(BIN)/pytest --basetemp=$(CURDIR)/.pytest-tmp $(PYTEST_ARGS)
+endif
 
 .PHONY: bench
 bench: venv tools ## Run the benchmarks; figures go to one JSON file whose path is printed.

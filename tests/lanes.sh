@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# `make test` with no PYTEST_ARGS: two pytest sessions side by side. The node lane (tests/cluster
+# and tests/images: docker builds and a real kubelet, mostly waiting on pods) runs in the
+# background, every other tier in the foreground; the run fails if either lane fails. Each lane
+# has its own --basetemp, so their fixtures never share a folder.
+#
+# usage: tests/lanes.sh PYTEST BASETEMP
+set -uo pipefail
+pytest=$1
+basetemp=$2
+node_tiers=(tests/cluster tests/images)
+mkdir -p "$basetemp"
+node_log=$basetemp/node-lane.log
+
+"$pytest" --basetemp="$basetemp/node" "${node_tiers[@]}" >"$node_log" 2>&1 &
+node_pid=$!
+stop_node_lane() {
+  # SIGTERM tears the node lane's fixtures down like Ctrl-C does (tests/conftest.py).
+  kill -TERM "$node_pid" 2>/dev/null
+  wait "$node_pid"
+  exit 130
+}
+trap stop_node_lane INT TERM
+echo "lanes: ${node_tiers[*]} run in the background (follow: tail -f $node_log)"
+
+"$pytest" --basetemp="$basetemp/main" tests $(printf -- '--ignore=%s ' "${node_tiers[@]}")
+main_status=$?
+
+echo "lanes: waiting for ${node_tiers[*]} ..."
+wait "$node_pid"
+node_status=$?
+trap - INT TERM
+echo "==================== ${node_tiers[*]} (log: $node_log) ===================="
+cat "$node_log"
+echo "lanes: other tiers exited $main_status, ${node_tiers[*]} exited $node_status"
+if ((main_status != 0)); then exit "$main_status"; fi
+exit "$node_status"
