@@ -50,7 +50,16 @@ def _take(consumer: Consumer, timeout: float) -> list[InboundRecord]:
                 offset=msg.offset() or 0,
                 key=msg.key(),
                 value=msg.value(),
-                headers=list(msg.headers() or []),
+                headers=[
+                    (name, value.encode() if isinstance(value, str) else value)
+                    for name, value in _pairs(msg.headers())
+                ],
             )
         )
     return taken
+
+
+def _pairs(raw: object) -> list[tuple[str, str | bytes | None]]:
+    if isinstance(raw, dict):
+        return list(raw.items())
+    return list(raw) if isinstance(raw, list) else []
