@@ -30,7 +30,8 @@ def _wait_for_file(path: Path, proc: subprocess.Popen[bytes], timeout: float) ->
             pytest.fail(f"the child run exited early with {proc.returncode}")
         time.sleep(0.2)
     proc.kill()
-    pytest.fail("the child run never started its components")
+    proc.wait(10)
+    pytest.fail(f"the child run did not start its components within {timeout:.0f} s")
 
 
 def _descendants_gone(pids: list[int], timeout: float = 20) -> list[int]:
