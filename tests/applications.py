@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import secrets
 from datetime import UTC, datetime
 
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -10,10 +10,16 @@ _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 def synthetic_pan() -> str:
     """A random, well-formed PAN (AAAAA9999A); collisions with the two documented test PANs
-    are one in 10^11."""
-    raw = uuid.uuid4().int
-    letters = "".join(_LETTERS[(raw >> (5 * i)) % 26] for i in range(6))
-    return letters[:5] + f"{(raw >> 40) % 10000:04d}" + letters[5]
+    are one in 10^12."""
+    return pan_from(secrets.token_bytes(9))
+
+
+def pan_from(seed: bytes) -> str:
+    """A well-formed PAN derived from nine bytes of `seed`: the same seed gives the same PAN
+    (the API fuzz derives one from each generated body)."""
+    letters = "".join(_LETTERS[b % 26] for b in seed[:6])
+    digits = f"{int.from_bytes(seed[6:9], 'big') % 10_000:04d}"
+    return letters[:5] + digits + letters[5]
 
 
 def consent(**overrides: object) -> dict[str, object]:

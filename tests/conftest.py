@@ -63,6 +63,27 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kafka]:
         broker.stop()
 
 
+@pytest.fixture(scope="module")
+def private_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
+    """A PostgreSQL of the module's own, for outage tests that stop it: a restart that fails
+    there breaks only that module, never the session's server every later test uses."""
+    server = Postgres(tmp_path_factory.mktemp("private-postgres") / "data")
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def private_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kafka]:
+    """A Kafka broker of the module's own, for outage tests that stop it (see private_postgres)."""
+    broker = Kafka(tmp_path_factory.mktemp("private-kafka") / "data")
+    try:
+        yield broker.start()
+    finally:
+        broker.stop()
+
+
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     """etcd, kube-apiserver (RBAC on) and kube-controller-manager; `.kubeconfig` is admin."""

@@ -4,8 +4,10 @@ reports every endpoint, and leaves no process behind when it is stopped."""
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -17,40 +19,49 @@ import yaml
 from devstack.net import free_port
 from devstack.services import console_script
 from devstack.tools import REPO_ROOT, tool
-from tests.applications import consent
+from tests.applications import application
 from tests.polling import wait_until
 
 REPO = Path(__file__).parents[2]
 STARTUP_TIMEOUT = 240
 
 
-def _body(pan: str) -> dict[str, object]:
-    return {
-        "pan_number": pan,
-        "first_name": "Asha",
-        "last_name": "Rao",
-        "date_of_birth": "1990-04-12",
-        "email": "asha.rao@example.com",
-        "phone_number": "9876543210",
-        "requested_amount": 500000,
-        "monthly_income": 90000,
-        "loan_type": "HOME",
-        "consent": consent(),
-    }
+class _Output:
+    """devstack up's output, read by a thread: a wait for a line ends at its deadline even when
+    the process hangs printing nothing (a blocking readline() would wait for pytest's timeout)."""
 
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, name="devstack-output", daemon=True)
+        self._reader.start()
 
-def _wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float) -> list[str]:
-    assert proc.stdout is not None
-    lines: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            pytest.fail(f"devstack up exited early ({proc.wait(10)}):\n{''.join(lines)}")
-        lines.append(line)
-        if needle in line:
-            return lines
-    pytest.fail(f"devstack up printed no {needle!r} within {timeout}s:\n{''.join(lines)}")
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def close(self) -> None:
+        """After the process ended: the reader has seen the end of its output by then."""
+        self._reader.join(10)
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+
+    def wait_for(self, needle: str, timeout: float) -> list[str]:
+        lines: list[str] = []
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                pytest.fail(f"devstack up exited early ({self.proc.wait(10)}):\n{''.join(lines)}")
+            lines.append(line)
+            if needle in line:
+                return lines
+        pytest.fail(f"devstack up printed no {needle!r} within {timeout}s:\n{''.join(lines)}")
 
 
 def _token(env: dict[str, str]) -> str:
@@ -74,7 +85,11 @@ def _decide(api_url: str, pans: list[str], token: str) -> dict[str, str]:
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=api_url, timeout=10, headers=headers) as api:
         ids = {
-            pan: api.post("/applications", json=_body(pan)).json()["application_id"] for pan in pans
+            pan: api.post(
+                "/applications",
+                json=application(pan_number=pan, loan_type="HOME", monthly_income=90000),
+            ).json()["application_id"]
+            for pan in pans
         }
         final: dict[str, str] = {}
         deadline = time.monotonic() + 60
@@ -97,6 +112,8 @@ def _scraped_jobs(prometheus_url: str, expected: set[str]) -> set[str]:
     return up
 
 
+# Its waits add up to more than pytest's 300 s default; each fails with its own message first.
+@pytest.mark.timeout(STARTUP_TIMEOUT + 600)
 def test_make_run_serves_decisions_and_stops_cleanly(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     ports = {
@@ -115,8 +132,9 @@ def test_make_run_serves_decisions_and_stops_cleanly(tmp_path: Path) -> None:
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     descendants: list[psutil.Process] = []
+    output = _Output(proc)
     try:
-        printed = _wait_for_line(proc, "Ctrl-C stops everything", STARTUP_TIMEOUT)
+        printed = output.wait_for("Ctrl-C stops everything", STARTUP_TIMEOUT)
         descendants = psutil.Process(proc.pid).children(recursive=True)
 
         env = dict(line.split("=", 1) for line in (run_dir / "env").read_text().splitlines())
@@ -177,7 +195,7 @@ def test_make_run_serves_decisions_and_stops_cleanly(tmp_path: Path) -> None:
         # A process that dies is restarted after a back-off, visibly, and nothing else stops.
         api = next(p for p in descendants if "prequal-api" in " ".join(p.cmdline()))
         api.kill()
-        lines = _wait_for_line(proc, "prequal-api restarted (restart 1)", 120)
+        lines = output.wait_for("prequal-api restarted (restart 1)", 120)
         assert any("prequal-api exited with code -9; restart 1" in line for line in lines)
         assert set(_decide(env["API_URL"], ["KLMNO9012P"], _token(env))) == {
             "KLMNO9012P"
@@ -190,8 +208,7 @@ def test_make_run_serves_decisions_and_stops_cleanly(tmp_path: Path) -> None:
         finally:
             if proc.poll() is None:
                 proc.kill()
-            assert proc.stdout is not None
-            proc.stdout.close()
+            output.close()
 
     assert proc.returncode == 0
     assert descendants, "devstack up started no child processes"

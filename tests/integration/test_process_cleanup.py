@@ -30,7 +30,8 @@ def _wait_for_file(path: Path, proc: subprocess.Popen[bytes], timeout: float) ->
             pytest.fail(f"the child run exited early with {proc.returncode}")
         time.sleep(0.2)
     proc.kill()
-    pytest.fail("the child run never started its components")
+    proc.wait(10)
+    pytest.fail(f"the child run did not start its components within {timeout:.0f} s")
 
 
 def _descendants_gone(pids: list[int], timeout: float = 20) -> list[int]:
@@ -44,6 +45,8 @@ def _descendants_gone(pids: list[int], timeout: float = 20) -> list[int]:
     return alive
 
 
+# Its waits add up to more than pytest's 300 s default; each fails with its own message first.
+@pytest.mark.timeout(120 + 180 + 20 + 60)
 def test_ctrl_c_on_a_test_run_stops_postgres_kafka_and_the_control_plane(tmp_path: Path) -> None:
     pids_file = tmp_path / "pids"
     child = subprocess.Popen(
@@ -70,7 +73,11 @@ def test_ctrl_c_on_a_test_run_stops_postgres_kafka_and_the_control_plane(tmp_pat
     pids = [int(p) for p in _wait_for_file(pids_file, child, 120).split()]
     postgres_children = psutil.Process(pids[0]).children(recursive=True)
     child.send_signal(signal.SIGINT)
-    child.wait(180)  # Kafka's controlled shutdown is slow on a loaded machine
+    try:
+        child.wait(180)  # Kafka's controlled shutdown is slow on a loaded machine
+    except subprocess.TimeoutExpired:
+        child.kill()
+        pytest.fail("the child run did not stop within 180 s of Ctrl-C")
     assert len(pids) == 5  # postgres, java, etcd, kube-apiserver, kube-controller-manager
     everything = pids + [p.pid for p in postgres_children]
     assert _descendants_gone(everything) == []

@@ -13,7 +13,7 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,8 @@ from devstack.hydra import fetch_token
 from devstack.net import free_port
 from devstack.platform import LocalPlatform, Ports
 from prequal.kafka import create_producer
-from tests.applications import consent
+from tests.applications import application, synthetic_pan
+from tests.polling import wait_until
 
 DASHBOARDS = Path(__file__).parents[3] / "charts/loan-prequal/files/dashboards"
 FINAL = {"PRE_APPROVED", "REJECTED", "MANUAL_REVIEW"}
@@ -73,40 +74,24 @@ class Load:
     phones: list[str] = field(default_factory=list)
 
 
-def _wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)
-    pytest.fail(f"{what}: not within {timeout:.0f}s")
-
-
-def _pan(rng: random.Random) -> str:
-    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-    return "".join(rng.choices(letters, k=5)) + f"{rng.randrange(10_000):04d}" + rng.choice(letters)
-
-
 def _body(pan: str, email: str, phone: str, income: int, loan_type: str) -> dict[str, object]:
-    return {
-        "pan_number": pan,
-        "first_name": "Meera",
-        "last_name": "Iyer",
-        "date_of_birth": "1988-11-02",
-        "email": email,
-        "phone_number": phone,
-        "requested_amount": 400000,
-        "monthly_income": income,
-        "loan_type": loan_type,
-        "consent": consent(),
-    }
+    return application(
+        pan_number=pan,
+        first_name="Meera",
+        last_name="Iyer",
+        date_of_birth="1988-11-02",
+        email=email,
+        phone_number=phone,
+        requested_amount=400000,
+        monthly_income=income,
+        loan_type=loan_type,
+    )
 
 
 def _drive_load(api_url: str, token: str, count: int = 24) -> Load:
     rng = random.Random()
     load = Load()
-    pans = ["ABCDE1234F", "FGHIJ5678K", *(_pan(rng) for _ in range(count - 2))]
+    pans = ["ABCDE1234F", "FGHIJ5678K", *(synthetic_pan() for _ in range(count - 2))]
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=api_url, timeout=10, headers=headers) as api:
         for index, pan in enumerate(pans):
@@ -134,7 +119,7 @@ def _drive_load(api_url: str, token: str, count: int = 24) -> Load:
             ]
             return all(status in FINAL for status in statuses)
 
-        _wait_until(all_final, 90, "every application decided")
+        wait_until(all_final, 90, interval=0.5, what="every application decided")
     return load
 
 
@@ -207,12 +192,13 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
         # increase() needs the counter's 0 in Prometheus before the dead letter, as it would
         # be for any consumer that has run for more than a scrape interval.
         prometheus_url = platform.prometheus.url
-        _wait_until(
+        wait_until(
             lambda: _instant(
                 prometheus_url, 'dlq_records_total{topic=~".*loan_applications_submitted_dlq"}'
             ),
             60,
-            "the consumers' DLQ counters scraped at 0",
+            interval=0.5,
+            what="the consumers' DLQ counters scraped at 0",
         )
         _poison_record(platform.kafka.bootstrap, f"{prefix}loan_applications_submitted")
         _broken_pipeline(platform)
@@ -260,7 +246,7 @@ def test_each_metric_family_of_issue_7_is_exported(observed: Observed, family: s
         result: list[Any] = observed.query(FAMILIES[family])["data"]["result"]
         return result
 
-    _wait_until(series, 60, f"{family} ({FAMILIES[family]}) in Prometheus")
+    wait_until(series, 60, interval=0.5, what=f"{family} ({FAMILIES[family]}) in Prometheus")
 
 
 def test_business_figures_match_the_load(observed: Observed) -> None:
@@ -304,8 +290,11 @@ def test_the_alert_rules_are_loaded_and_a_dead_letter_fires_its_alert(observed: 
         ]
 
     series = observed.query("dlq_records_total")["data"]["result"]
-    [alert] = _wait_until(
-        firing, 60, f"PrequalDeadLetterGrowth firing (dlq_records_total: {series})"
+    [alert] = wait_until(
+        firing,
+        60,
+        interval=0.5,
+        what=f"PrequalDeadLetterGrowth firing (dlq_records_total: {series})",
     )
     assert alert["labels"]["topic"].endswith("loan_applications_submitted_dlq")
     assert alert["annotations"]["runbook"] == "README.md#runbook-prequaldeadlettergrowth"

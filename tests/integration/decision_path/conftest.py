@@ -9,7 +9,6 @@ import json
 import os
 import re
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from prequal.consumer import (
     RetryPolicy,
 )
 from prequal.db import migrate
-from prequal.kafka import InboundRecord, create_consumer, create_producer, create_topics
+from prequal.kafka import create_consumer, create_producer, create_topics
 from prequal.pan import Keyring, blind_index, to_transport
 from tests.applications import synthetic_pan
 
@@ -289,24 +288,6 @@ def consumers(kafka: Kafka, database_url: str) -> Iterator[ConsumerFactory]:
             running.thread.join(30)
         factory.started.clear()
         gc.collect()  # librdkafka clients go now, not when Kafka is already gone
-
-
-def read_all(bootstrap: str, topic: str, expect: int, timeout: float = 60) -> list[InboundRecord]:
-    """Every record of `topic` from the start, once at least `expect` are there."""
-    consumer = create_consumer(
-        bootstrap, f"reader-{uuid.uuid4().hex[:8]}", "reader", {"enable.auto.commit": False}
-    )
-    consumer.subscribe([topic], on_assign=lambda _p: None, on_revoke=lambda _p: None)
-    records: list[InboundRecord] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(records) < expect and time.monotonic() < deadline:
-            records.extend(consumer.consume(100, 0.5))
-        # Anything more that is already there.
-        records.extend(consumer.consume(100, 1.0))
-    finally:
-        consumer.close()
-    return records
 
 
 def b64(data: bytes) -> str:

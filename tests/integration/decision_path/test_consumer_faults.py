@@ -39,7 +39,9 @@ from prequal.kafka import (
     create_consumer,
     create_producer,
     create_topics,
+    read_topic,
 )
+from tests.kafka_reader import read_records
 from tests.polling import wait_until
 
 from .conftest import (
@@ -48,7 +50,6 @@ from .conftest import (
     World,
     application_status,
     insert_application,
-    read_all,
     report_payload,
 )
 
@@ -61,7 +62,7 @@ def _single_partition_topics(bootstrap: str) -> Topics:
 
 
 def _dead_letters_of(bootstrap: str, topic: str, event_id: uuid.UUID) -> int:
-    records = read_all(bootstrap, dlq.dlq_topic(topic), expect=1, timeout=5)
+    records = read_records(bootstrap, dlq.dlq_topic(topic), until=1, timeout=5)
     return sum(1 for r in records if r.header("ce_id") == str(event_id))
 
 
@@ -136,7 +137,7 @@ def test_a_stop_during_a_retry_wait_leaves_the_record_to_the_next_owner(world: W
     assert first.sample("dlq_records_total", topic=dlq.dlq_topic(topics.reports)) == 0
     world.consumers.decision(topics)  # the next owner, with a policy the record passes
     wait_until(lambda: application_status(world.database_url, app.id) != "PENDING")
-    assert read_all(world.bootstrap, dlq.dlq_topic(topics.reports), expect=0, timeout=2) == []
+    assert read_topic(world.bootstrap, dlq.dlq_topic(topics.reports)) == []
 
 
 # --- hole 8: one dead letter per event id and group ------------------------------------------

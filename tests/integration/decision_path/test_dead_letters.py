@@ -13,8 +13,10 @@ import psycopg
 from decision_service.policy import DecisionPolicy
 from devstack.postgres import Postgres
 from prequal import dlq, events
-from prequal.kafka import InboundRecord
+from prequal.db import migrate
+from prequal.kafka import InboundRecord, read_topic
 from prequal.pan import to_transport
+from tests.kafka_reader import read_records
 from tests.polling import wait_until
 
 from .conftest import (
@@ -23,7 +25,6 @@ from .conftest import (
     World,
     application_status,
     insert_application,
-    read_all,
     report_payload,
     submitted_payload,
 )
@@ -60,7 +61,7 @@ def test_poison_submissions_are_dead_lettered_at_once_and_the_consumer_keeps_goi
         topics.submitted, events.APPLICATION_SUBMITTED, submitted_payload(good, keyring), key=key
     )
 
-    dead = read_all(world.bootstrap, dlq.dlq_topic(topics.submitted), expect=5)
+    dead = read_records(world.bootstrap, dlq.dlq_topic(topics.submitted), until=5)
     assert len(dead) == 5
     classes = sorted(str(r.header(dlq.ERROR_CLASS)) for r in dead)
     assert classes == sorted(
@@ -80,7 +81,7 @@ def test_poison_submissions_are_dead_lettered_at_once_and_the_consumer_keeps_goi
     # Where each one was: its partition and offset in the original topic, by ce_id.
     originals = {
         r.header("ce_id"): (str(r.partition), str(r.offset))
-        for r in read_all(world.bootstrap, topics.submitted, expect=6)
+        for r in read_records(world.bootstrap, topics.submitted, until=6)
     }
     started = datetime.now(UTC) - timedelta(minutes=5)
     for record in dead:
@@ -147,7 +148,7 @@ def test_a_report_for_an_unknown_application_is_dead_lettered(world: World) -> N
         report_payload(known, 700),
         key=str(known.id),
     )
-    letters = read_all(world.bootstrap, dlq.dlq_topic(topics.reports), expect=2)
+    letters = read_records(world.bootstrap, dlq.dlq_topic(topics.reports), until=2)
     mismatch = next(r for r in letters if "does not match" in str(r.header(dlq.ERROR_MESSAGE)))
     assert mismatch.header(dlq.ERROR_CLASS) == "PoisonRecordError"
     (dead,) = [r for r in letters if r is not mismatch]
@@ -176,7 +177,7 @@ def test_a_record_failing_for_its_own_reasons_is_retried_then_dead_lettered(worl
             report_payload(app, 700),
             key=str(app.id),
         )
-    (dead,) = read_all(world.bootstrap, dlq.dlq_topic(topics.reports), expect=1)
+    (dead,) = read_records(world.bootstrap, dlq.dlq_topic(topics.reports), until=1)
     assert dead.header(dlq.ERROR_CLASS) == "NumericValueOutOfRange"
     assert dead.header(dlq.ATTEMPTS) == "3"
     wait_until(lambda: application_status(database_url, fine.id) == "PRE_APPROVED")
@@ -193,12 +194,21 @@ def test_a_record_failing_for_its_own_reasons_is_retried_then_dead_lettered(worl
 
 
 def test_a_postgresql_outage_holds_records_without_dead_lettering_them(
-    world: World, postgres: Postgres
+    world: World, private_postgres: Postgres
 ) -> None:
-    database_url, keyring, topics = world.database_url, world.keyring, world.topics
-    producer, consumers = world.producer, world.consumers
+    # The server stopped here is this module's own: a restart that failed would not take the
+    # session's PostgreSQL, and every later test, with it.
+    postgres = private_postgres
+    database_url = postgres.create_database("dp_outage")
+    migrate.upgrade(database_url)
+    keyring, topics, producer, consumers = (
+        world.keyring,
+        world.topics,
+        world.producer,
+        world.consumers,
+    )
     apps = [insert_application(database_url, keyring) for _ in range(3)]
-    decision = consumers.decision(topics)
+    decision = consumers.decision(topics, database_url=database_url)
     warm = insert_application(database_url, keyring)
     producer.event(
         topics.reports, events.CREDIT_REPORT_GENERATED, report_payload(warm, 700), key=str(warm.id)
@@ -229,6 +239,6 @@ def test_a_postgresql_outage_holds_records_without_dead_lettering_them(
     for app in apps:
         wait_until(lambda app=app: application_status(database_url, app.id) == "PRE_APPROVED")
     assert decision.sample("dlq_records_total", topic=dlq.dlq_topic(topics.reports)) == 0
-    assert read_all(world.bootstrap, dlq.dlq_topic(topics.reports), expect=0, timeout=2) == []
+    assert read_topic(world.bootstrap, dlq.dlq_topic(topics.reports)) == []
     processed = {"topic": topics.reports, "group": GROUP_DECISION, "outcome": "processed"}
     assert decision.sample("consumer_records_total", **processed) == 1 + len(apps)

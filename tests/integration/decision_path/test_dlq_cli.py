@@ -13,10 +13,11 @@ from outbox_publisher.main import build
 from outbox_publisher.publisher import Publisher
 from outbox_publisher.settings import PublisherSettings
 from prequal import dlq, events
+from prequal.kafka import read_topic
 from prequalctl.main import main as prequalctl
 from tests.polling import wait_until
 
-from .conftest import World, application_status, insert_application, read_all, submitted_payload
+from .conftest import World, application_status, insert_application, submitted_payload
 
 
 def _audit_writes_refused(database_url: str, refused: bool) -> None:
@@ -32,7 +33,7 @@ def _audit_writes_refused(database_url: str, refused: bool) -> None:
 
 
 def _end_offsets(bootstrap: str, topic: str) -> int:
-    return len(read_all(bootstrap, topic, expect=0, timeout=2))
+    return len(read_topic(bootstrap, topic))
 
 
 def test_list_show_and_replay_after_the_cause_is_fixed(

@@ -9,10 +9,11 @@ from prometheus_client import CollectorRegistry
 
 from credit_service.handler import CreditHandler, CreditMetrics, decrypt_only
 from prequal import dlq, events
+from prequal.kafka import read_topic
 from prequal.pan import Keyring
 from tests.polling import wait_until
 
-from .conftest import GROUP_CREDIT, World, insert_application, read_all, submitted_payload
+from .conftest import GROUP_CREDIT, World, insert_application, submitted_payload
 
 
 def test_a_ciphertext_under_a_key_not_distributed_yet_waits_for_it_instead_of_dying(
@@ -45,4 +46,4 @@ def test_a_ciphertext_under_a_key_not_distributed_yet_waits_for_it_instead_of_dy
     assert credit.sample("dlq_records_total", topic=dlq.dlq_topic(topics.submitted)) == 0
     mounted["v3"] = rotated.keys["v3"]  # the kubelet brings the new Secret to the pod
     wait_until(lambda: credit.sample("credit_reports_total") == 1)
-    assert read_all(world.bootstrap, dlq.dlq_topic(topics.submitted), expect=0, timeout=2) == []
+    assert read_topic(world.bootstrap, dlq.dlq_topic(topics.submitted)) == []

@@ -5,47 +5,69 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
+import pytest
 
 from devstack.postgres import Postgres
+from prequal.db import migrate
 from tests.applications import application
-from tests.integration.submission.conftest import ApiProcess, base_env
+from tests.integration.submission.conftest import ApiProcess, base_env, start_api
 from tests.tokens import Oidc
 
 
-def test_api_answers_503_while_postgres_is_down_and_recovers_after_restart(
-    api: ApiProcess, client: httpx.Client, postgres: Postgres
-) -> None:
-    assert client.post("/applications", json=application()).status_code == 202
-    postgres.stop()
+@pytest.fixture(scope="module")
+def outage_api(
+    private_postgres: Postgres,
+    api_env: dict[str, str],
+    oidc: Oidc,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ApiProcess]:
+    """The API on a PostgreSQL of this module's own: the outage below stops that server, so a
+    restart that failed would break only this module, not the session's server (nor Hydra's
+    database on it)."""
+    url = private_postgres.create_database("sub_outage")
+    migrate.upgrade(url)
+    proc = start_api(
+        tmp_path_factory.mktemp("outage-api"), {**api_env, "DATABASE_URL": url}, token=oidc.token()
+    )
     try:
-        down = client.post("/applications", json=application())
-        assert down.status_code == 503
-        assert down.headers["retry-after"] == "5"
-        assert down.json()["error_code"] == "DATABASE_UNAVAILABLE"
-        assert set(down.json()) == {"error_code", "message", "details", "request_id"}
-        assert client.get("/ready").status_code == 503
-        assert (
-            client.get("/applications/00000000-0000-0000-0000-000000000000/status").status_code
-            == 503
-        )
-        assert client.get("/health").status_code == 200
-        assert api.process.alive()
+        yield proc
     finally:
-        postgres.start()
+        proc.process.stop()
 
-    deadline = time.monotonic() + 30
-    codes: list[int] = []
-    while time.monotonic() < deadline:
-        codes.append(client.post("/applications", json=application()).status_code)
-        if codes[-1] == 202:
-            break
-        time.sleep(0.5)
-    assert codes[-1] == 202, f"no recovery after restart: {codes}"
-    assert client.get("/ready").status_code == 200
-    assert api.process.alive()
+
+def test_api_answers_503_while_postgres_is_down_and_recovers_after_restart(
+    outage_api: ApiProcess, private_postgres: Postgres
+) -> None:
+    with outage_api.client() as client:
+        assert client.post("/applications", json=application()).status_code == 202
+        private_postgres.stop()
+        try:
+            down = client.post("/applications", json=application())
+            assert down.status_code == 503
+            assert down.headers["retry-after"] == "5"
+            assert down.json()["error_code"] == "DATABASE_UNAVAILABLE"
+            assert set(down.json()) == {"error_code", "message", "details", "request_id"}
+            assert client.get("/ready").status_code == 503
+            missing = "/applications/00000000-0000-0000-0000-000000000000/status"
+            assert client.get(missing).status_code == 503
+            assert client.get("/health").status_code == 200
+            assert outage_api.process.alive()
+        finally:
+            private_postgres.start()
+
+        deadline = time.monotonic() + 30
+        codes: list[int] = []
+        while time.monotonic() < deadline:
+            codes.append(client.post("/applications", json=application()).status_code)
+            if codes[-1] == 202:
+                break
+            time.sleep(0.5)
+        assert codes[-1] == 202, f"no recovery after restart: {codes}"
+        assert client.get("/ready").status_code == 200
+    assert outage_api.process.alive()
 
 
 def test_api_refuses_to_start_on_an_unmigrated_database(

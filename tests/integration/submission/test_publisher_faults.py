@@ -26,8 +26,8 @@ from outbox_publisher.settings import PublisherSettings
 from prequal import outbox
 from prequal.events import APPLICATION_SUBMITTED
 from prequal.kafka import EventProducer, create_producer, create_topics
-from tests.integration.submission.kafka_reader import read_records
 from tests.integration.tcp_proxy import TcpProxy
+from tests.kafka_reader import read_records
 from tests.polling import wait_until
 
 
@@ -143,7 +143,7 @@ def test_a_fatal_producer_error_replaces_the_producer_and_the_lanes_keep_publish
     running = run_publisher(producers)  # type: ignore[operator]
     wait_until(lambda: _unpublished(database_url) == 0, timeout=30)
     records = read_records(kafka.bootstrap, fresh_topic, until=20, timeout=30)
-    assert {r.headers["ce_id"] for r in records} == ids
+    assert {r.header("ce_id") for r in records} == ids
     assert len(made) == 2, "the failed worker got a new producer"
     assert running.publisher.healthy()
     running.stop()
@@ -237,7 +237,7 @@ def test_a_partitioned_publisher_loses_its_lanes_to_another_within_the_lease_idl
         ids = _insert_events(database_url, fresh_topic, 20)
         wait_until(lambda: _unpublished(database_url) == 0, timeout=30)
         records = read_records(kafka.bootstrap, fresh_topic, until=20, timeout=30)
-        assert {r.headers["ce_id"] for r in records} >= ids
+        assert {r.header("ce_id") for r in records} >= ids
     finally:
         proxy.close()  # the partitioned instance learns now, and can stop
     assert took_over < 7 + 0.2 + 3, f"took over after {took_over:.1f}s"

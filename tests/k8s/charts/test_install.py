@@ -7,9 +7,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,6 +23,7 @@ from devstack.kube import ControlPlane
 from devstack.net import LOOPBACK, free_port, http_ok
 from devstack.process import ManagedProcess
 from devstack.tools import tool
+from tests.polling import poll, wait_until
 
 from .conftest import CHARTS, MONITORING_CRDS, documents, helm, run
 
@@ -31,21 +31,6 @@ T = TypeVar("T")
 RELEASE = "rel"
 OPERATOR_SA = "rel-loan-operator"
 PIPELINE = "rel-loan-prequal"
-
-
-def wait_for(
-    probe: Callable[[], T | None], timeout: float, what: str, *, fail: bool = True
-) -> T | None:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.5)
-    if fail:
-        pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
-    return None
 
 
 @dataclass
@@ -90,7 +75,7 @@ def _apply_crds(installed: Installed, files: list[Path]) -> None:
                 return False
         return True
 
-    wait_for(established, 30, "the Prometheus Operator CRDs to be established")
+    wait_until(established, 30, interval=0.5, what="the Prometheus Operator CRDs to be established")
 
 
 @pytest.fixture(scope="module")
@@ -352,7 +337,7 @@ def test_the_operator_reconciles_the_release_under_the_charts_service_account(
             conditions = {c["type"]: c["status"] for c in seen["status"].get("conditions", [])}
             return conditions.get("Ready") == "True"
 
-        if not wait_for(ready, 120, "the LoanPipeline to be Ready", fail=False):
+        if not poll(ready, 120, interval=0.5):
             log = (tmp_path / "operator.log").read_text()[-3000:]
             pytest.fail(f"LoanPipeline {PIPELINE} not Ready: {seen.get('status')}\n{log}")
         core = client.CoreV1Api(installed.api)
@@ -374,7 +359,12 @@ def test_the_operator_reconciles_the_release_under_the_charts_service_account(
             return replicas if replicas == 2 else None
 
         # The chart left replicas unset (the API server defaulted it to 1); the operator owns it.
-        wait_for(scaled, 60, "the operator to scale the credit consumer to its minReplicas")
+        wait_until(
+            scaled,
+            60,
+            interval=0.5,
+            what="the operator to scale the credit consumer to its minReplicas",
+        )
         assert process.alive()
         with pytest.raises(ApiException) as forbidden:
             client.CoreV1Api(config.new_client_from_config(str(kubeconfig))).list_namespaced_pod(

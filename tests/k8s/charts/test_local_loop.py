@@ -82,7 +82,7 @@ def test_tiltfile_evaluates_with_tilt(control_plane: ControlPlane, tmp_path: Pat
         "tiltfile-result",
         "-f",
         str(TILTFILE),
-        timeout=300,
+        timeout=240,  # below pytest's 300 s, so a hang fails with its own message
     )
     assert evaluated.returncode == 0, evaluated.stderr
     assert "prequal-api" in evaluated.stdout

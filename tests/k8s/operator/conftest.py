@@ -8,7 +8,6 @@ import base64
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,6 +26,7 @@ from devstack.kube import ControlPlane
 from devstack.net import LOOPBACK, free_port, http_ok
 from devstack.process import ManagedProcess, log_tail
 from devstack.tools import tool
+from tests.polling import wait_until
 
 REPO = Path(__file__).resolve().parents[3]
 CRD = REPO / "manifests" / "crds" / "loanpipelines.prequal.dev.yaml"
@@ -36,15 +36,9 @@ T = TypeVar("T")
 
 
 def wait_for(probe: Callable[[], T | None], timeout: float = 30, what: str = "") -> T:
-    """Polls until `probe` returns something truthy; fails with `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.25)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what or probe}; last: {last!r}")
+    """tests.polling.wait_until with this tier's pace: an API server answers in milliseconds,
+    the operator reacts within seconds."""
+    return wait_until(probe, timeout, interval=0.25, what=what or repr(probe))
 
 
 def kubectl(plane: ControlPlane, *args: str, stdin: str | None = None) -> str:

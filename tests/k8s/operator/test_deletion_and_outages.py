@@ -78,6 +78,9 @@ def test_unreachable_kafka_is_a_condition_with_backoff_and_deletion_does_not_han
     assert pipelines.condition("retail", "TopicsReady") == topics | {
         "message": pipelines.condition("retail", "TopicsReady")["message"]  # type: ignore[index]
     }  # lastTransitionTime did not move while it stayed False
+    # The errors counter counts the failed steps, though Events and warnings do not repeat.
+    failed = f'loan_operator_errors_total{{namespace="{pipelines.namespace}",pipeline="retail",'
+    assert f'{failed}reason="KafkaUnreachable"}}' in operator.metrics()
 
     started = time.monotonic()
     pipelines.delete("retail")
@@ -133,6 +136,7 @@ def test_metrics_and_liveness_endpoints(
     )
     assert f'loan_operator_consumer_lag{{consumer="credit",{labels}}} 0.0' in text
     assert f'loan_operator_reconciles_total{{{labels},result="ok"}}' in text
-    assert "loan_operator_errors_total" in text
+    # Exported; that it counts failed steps is shown with Kafka unreachable, above.
+    assert "# TYPE loan_operator_errors_total counter" in text
     with urllib.request.urlopen(operator.liveness_url, timeout=5) as resp:  # noqa: S310
         assert resp.status == 200

@@ -1,0 +1,65 @@
+"""Reading a topic back in tests: the one Kafka reader of the test suite.
+
+It assigns itself every partition from the beginning (no group: no rebalance to wait for, no
+offsets committed) and returns the records as the consumer runtime sees them
+(`prequal.kafka.InboundRecord`: key, value, raw headers and `header(name)`, partition, offset).
+To show a topic holds nothing (or exactly what it holds now), read it to its end with
+`prequal.kafka.read_topic` instead: a wait for records that should not come cannot fail.
+"""
+
+from __future__ import annotations
+
+import time
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from prequal.kafka import InboundRecord
+
+
+def read_records(
+    bootstrap: str, topic: str, until: int, timeout: float = 60.0, settle: float = 1.0
+) -> list[InboundRecord]:
+    """Every record of `topic` from the start: reads until at least `until` came (or `timeout`
+    passed), then `settle` seconds more for any that follow."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "test-reader", "enable.auto.commit": False}
+    )
+    records: list[InboundRecord] = []
+    try:
+        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        deadline = time.monotonic() + timeout
+        while len(records) < until and time.monotonic() < deadline:
+            records.extend(_take(consumer, 0.5))
+        settle_until = time.monotonic() + settle
+        while (left := settle_until - time.monotonic()) > 0:
+            records.extend(_take(consumer, left))
+    finally:
+        consumer.close()
+    return records
+
+
+def _take(consumer: Consumer, timeout: float) -> list[InboundRecord]:
+    taken: list[InboundRecord] = []
+    for msg in consumer.consume(num_messages=1000, timeout=timeout):
+        assert msg.error() is None, msg.error()
+        taken.append(
+            InboundRecord(
+                topic=msg.topic() or "",
+                partition=msg.partition() or 0,
+                offset=msg.offset() or 0,
+                key=msg.key(),
+                value=msg.value(),
+                headers=[
+                    (name, value.encode() if isinstance(value, str) else value)
+                    for name, value in _pairs(msg.headers())
+                ],
+            )
+        )
+    return taken
+
+
+def _pairs(raw: object) -> list[tuple[str, str | bytes | None]]:
+    if isinstance(raw, dict):
+        return list(raw.items())
+    return list(raw) if isinstance(raw, list) else []
