@@ -100,13 +100,9 @@ def ensure_roles(
     database = conn.execute("SELECT current_database()").fetchone()
     assert database is not None
     with conn.transaction():
-        # Roles are cluster-wide: serialize concurrent setups (two databases of one cluster).
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('prequal roles'))")
         for service in SERVICES:
             role = names.of(service)
-            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
-            if exists is None:
-                conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+            if _create_if_missing(conn, role):
                 created.append(role)
             password = passwords.get(service)
             if password:
@@ -122,3 +118,16 @@ def ensure_roles(
                     )
                 )
     return created
+
+
+def _create_if_missing(conn: psycopg.Connection[Any], role: str) -> bool:
+    """Roles are cluster-wide: a setup of another database may create it at the same moment
+    (an advisory lock would not help, those are per database), so losing that race is fine."""
+    if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+        return False
+    try:
+        with conn.transaction():
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+    except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
+        return False
+    return True
