@@ -215,7 +215,7 @@ def run(workdir: Path) -> dict[str, float]:
     hydra: Hydra | None = None
     global _bearer  # noqa: PLW0603 - the load generator's one header, set once per run
     try:
-        hydra = Hydra(workdir / "hydra", postgres).start()
+        hydra = Hydra(workdir / "hydra", postgres).start(timeout=300)
         token = fetch_token(hydra.token_url, hydra.register_client("bench"))
         _bearer = f"Authorization: Bearer {token}\r\n"
         url = postgres.create_database("bench_e2e")

@@ -110,7 +110,7 @@ def oidc(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     (scopes `applications:write applications:read`); `oidc.token()` gets a JWT access token."""
     hydra = Hydra(tmp_path_factory.mktemp("hydra"), postgres)
     try:
-        hydra.start()
+        hydra.start(timeout=240)
         yield Oidc(hydra, hydra.register_client("client-a"), hydra.register_client("client-b"))
     finally:
         hydra.stop()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -122,11 +122,22 @@ class CreditHandler:
 
     def apply(self, conn: psycopg.Connection[Any], command: ScoreApplication) -> AfterCommit:
         application = command.application
+        audited = audit.AuditEntry(
+            application.application_id,
+            "decrypt",
+            ACTOR,
+            detail="credit scoring",
+            event_id=command.event_id,
+            purpose=audit.PURPOSE_CREDIT_SCORING,
+        )
         try:
             blob = from_transport(application.pan_encrypted)
             pan = self._decrypt(blob, application.application_id)
         except PanDecryptionError as exc:
-            raise PoisonRecordError(f"PAN cannot be decrypted: {exc}") from exc
+            failed = replace(
+                audited, key_id=_key_id_or_none(application.pan_encrypted), outcome="failed"
+            )
+            raise PoisonRecordError(f"PAN cannot be decrypted: {exc}", audit=failed) from exc
         key_id = Keyring.key_id_of(blob)
         score = credit_score(
             ScoreInput(
@@ -152,10 +163,7 @@ class CreditHandler:
             payload_json=report.model_dump_json(),
             id=report_id(command.event_id),
         )
-        entry = audit.AuditEntry(
-            application.application_id, "decrypt", ACTOR, key_id, "credit scoring"
-        )
-        conn.execute(audit.INSERT_SQL, entry.params())
+        conn.execute(audit.INSERT_SQL, replace(audited, key_id=key_id).params())
         conn.execute(outbox.INSERT_SQL, row.params())
 
         def committed() -> None:
@@ -169,3 +177,11 @@ class CreditHandler:
             )
 
         return committed
+
+
+def _key_id_or_none(transported: str) -> str | None:
+    """The key id a ciphertext names, if it is well-formed enough to name one."""
+    try:
+        return Keyring.key_id_of(from_transport(transported))
+    except (PanDecryptionError, ValueError):
+        return None

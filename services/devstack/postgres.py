@@ -58,6 +58,8 @@ class Postgres(SingleProcessComponent):
     port: int = field(default_factory=free_port)
     database: str = "prequal"
     durable: bool = False
+    # More server settings (`-c name=value`), e.g. a test's TLS certificate and key.
+    settings: dict[str, str] = field(default_factory=dict)
     process: ManagedProcess | None = None
 
     @property
@@ -114,6 +116,7 @@ class Postgres(SingleProcessComponent):
         if not self.durable:
             # Tests trade crash safety for speed; `make run` keeps the defaults.
             settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+        settings |= self.settings
         argv = [tool("postgres"), "-D", str(pgdata)]
         for key, value in settings.items():
             argv += ["-c", f"{key}={value}"]

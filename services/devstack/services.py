@@ -14,9 +14,11 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from devstack.net import LOOPBACK, free_port, http_ok
 from devstack.process import ComponentStartError, ManagedProcess
+from prequal.db.roles import RoleNames
 
 
 def console_script(name: str) -> str:
@@ -40,28 +42,45 @@ class ServiceSpec:
     health_path: str
     # Set when /metrics has a port of its own (the API's): started on a free port.
     metrics_port_env: str = ""
+    # The service's own database role (prequal.db.roles): its DATABASE_URL names that role.
+    db_role: str = ""
 
 
-API = ServiceSpec("prequal-api", "prequal-api", "API_PORT", "/ready", "API_METRICS_PORT")
-PUBLISHER = ServiceSpec("outbox-publisher", "outbox-publisher", "METRICS_PORT", "/health")
-CREDIT = ServiceSpec("credit-service", "credit-service", "METRICS_PORT", "/health")
-DECISION = ServiceSpec("decision-service", "decision-service", "METRICS_PORT", "/health")
+API = ServiceSpec("prequal-api", "prequal-api", "API_PORT", "/ready", "API_METRICS_PORT", "api")
+PUBLISHER = ServiceSpec(
+    "outbox-publisher", "outbox-publisher", "METRICS_PORT", "/health", db_role="publisher"
+)
+CREDIT = ServiceSpec(
+    "credit-service", "credit-service", "METRICS_PORT", "/health", db_role="credit"
+)
+DECISION = ServiceSpec(
+    "decision-service", "decision-service", "METRICS_PORT", "/health", db_role="decision"
+)
 ALL_SERVICES = (API, PUBLISHER, CREDIT, DECISION)
 
 
+def as_role(database_url: str, role: str) -> str:
+    """The same libpq URL, connecting as `role` (no password: local trust authentication)."""
+    parts = urlsplit(database_url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{role}@{host}"))
+
+
 def migrate(env: Mapping[str, str], log_dir: Path) -> None:
-    """`prequalctl db upgrade`, as the Helm hook Job runs it."""
+    """`prequalctl db upgrade`, then `prequalctl db roles`, as the Helm hook Job runs them."""
     log_dir.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(
-        [console_script("prequalctl"), "db", "upgrade"],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    (log_dir / "migrate.log").write_text(result.stdout + result.stderr)
-    if result.returncode != 0:
-        raise ComponentStartError(f"prequalctl db upgrade failed:\n{result.stderr[-4000:]}")
+    for verb in ("upgrade", "roles"):
+        result = subprocess.run(
+            [console_script("prequalctl"), "db", verb],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        with (log_dir / "migrate.log").open("w" if verb == "upgrade" else "a") as log:
+            log.write(result.stdout + result.stderr)
+        if result.returncode != 0:
+            raise ComponentStartError(f"prequalctl db {verb} failed:\n{result.stderr[-4000:]}")
 
 
 @dataclass
@@ -101,6 +120,8 @@ class Services:
         port = port or free_port()
         metrics_port = free_port() if spec.metrics_port_env else 0
         env = {**os.environ, **self.env, spec.port_env: str(port), **(extra_env or {})}
+        if spec.db_role and env.get("DATABASE_URL"):
+            env["DATABASE_URL"] = as_role(env["DATABASE_URL"], RoleNames().of(spec.db_role))
         if metrics_port:
             env[spec.metrics_port_env] = str(metrics_port)
         suffix = f"-{instance}" if instance else ""

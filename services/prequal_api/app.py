@@ -88,7 +88,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
             pool_timeout=settings.db_pool_timeout_seconds,
             idempotency_retention_seconds=settings.idempotency_key_retention_hours * 3600,
         ),
-        status=StatusService(pool=pool, pool_timeout=settings.db_pool_timeout_seconds),
+        status=StatusService(
+            pool=pool, pool_timeout=settings.db_pool_timeout_seconds, actor=settings.service_name
+        ),
         metrics=metrics,
     )
 

@@ -82,14 +82,17 @@ async def lock(conn: Conn, key: int) -> None:
 # by the same statement when the function accepted the submission: one round trip in all.
 SUBMIT_SQL = (
     "WITH submitted AS MATERIALIZED (SELECT created_at, existing_id FROM submit_application("
-    "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::smallint, %s, %s, "
+    "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+    # The actor argument also sets who and why for the function's audit row (migration 0008).
+    "audit_context(%s, %s, %s, %s), %s, %s, %s::smallint, %s, %s, "
     "%s::jsonb)), "
     "consent AS (INSERT INTO consents (application_id, soft_inquiry, text_version, captured_at, "
     "channel, actor) SELECT %s, true, %s, %s, %s, %s FROM submitted "
     "WHERE created_at IS NOT NULL RETURNING application_id, text_version, channel, actor), "
-    "audited AS (INSERT INTO audit_log (application_id, action, actor, detail) "
+    "audited AS (INSERT INTO audit_log (application_id, action, actor, detail, principal, "
+    "request_id, purpose) "
     "SELECT application_id, 'consent', actor, 'soft inquiry, text ' || text_version || "
-    "' via ' || channel FROM consent) "
+    "' via ' || channel, %s, %s, %s FROM consent) "
     "SELECT created_at, existing_id FROM submitted"
 )
 
@@ -125,6 +128,9 @@ def submit_params(
         app.monthly_income,
         app.loan_type,
         encrypt_audit.actor,
+        encrypt_audit.principal or encrypt_audit.actor,
+        audit.bounded_request_id(encrypt_audit.request_id),
+        encrypt_audit.purpose or audit.PURPOSE_SUBMISSION,
         encrypt_audit.key_id,
         event.id,
         outbox.lane_for(event.aggregate_id),
@@ -136,6 +142,9 @@ def submit_params(
         consent.captured_at,
         consent.channel,
         encrypt_audit.actor,
+        encrypt_audit.principal or encrypt_audit.actor,
+        audit.bounded_request_id(encrypt_audit.request_id),
+        audit.PURPOSE_CONSENT,
     )
 
 
@@ -231,11 +240,35 @@ GET_APPLICATION_SQL = (
 )
 
 
+# The read and its audit row are one statement: a read is never answered without its row, and
+# a refused one (another client's id, or an unknown one: the client cannot tell which) is a row.
+AUDITED_READ_SQL = (
+    "WITH found AS MATERIALIZED ("  # noqa: S608 - constants only; every value is a parameter
+    + GET_APPLICATION_SQL
+    + "), "
+    "audited AS (INSERT INTO audit_log (application_id, action, actor, principal, request_id, "
+    "purpose, outcome) SELECT %s, 'read', %s, %s, %s, %s, "
+    "CASE WHEN EXISTS (SELECT 1 FROM found) THEN 'ok' ELSE 'refused' END) "
+    "SELECT * FROM found"
+)
+
+
 async def get_application(
-    conn: Conn, application_id: uuid.UUID, client_id: str
+    conn: Conn, application_id: uuid.UUID, client_id: str, read: audit.AuditEntry
 ) -> ApplicationRow | None:
-    """The application if `client_id` owns it, with its consent and decision."""
-    cur = await conn.execute(GET_APPLICATION_SQL, (application_id, client_id))
+    """The application if `client_id` owns it, with its consent and decision; audited."""
+    cur = await conn.execute(
+        AUDITED_READ_SQL,
+        (
+            application_id,
+            client_id,
+            application_id,
+            read.actor,
+            read.principal or read.actor,
+            audit.bounded_request_id(read.request_id),
+            read.purpose or audit.PURPOSE_STATUS,
+        ),
+    )
     row = await cur.fetchone()
     if row is None:
         return None

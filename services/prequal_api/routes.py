@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import Field, WithJsonSchema
 
 from prequal_api.auth import SCOPE_READ, SCOPE_WRITE, Principal, require_scope
-from prequal_api.errors import ApiError
+from prequal_api.errors import ApiError, request_id_of
 from prequal_api.schemas import (
     Accepted,
     ApplicationRequest,
@@ -106,7 +106,9 @@ async def submit_application(
             "invalid fields: Idempotency-Key",
             [{"field": "Idempotency-Key", "message": "must not be empty"}],
         )
-    result = await services.submission.submit(body, idempotency_key, caller.client_id)
+    result = await services.submission.submit(
+        body, idempotency_key, caller.client_id, request_id_of(request)
+    )
     if not result.replayed:
         services.metrics.created.inc()
     headers = {"Idempotent-Replayed": "true"} if result.replayed else None
@@ -126,7 +128,9 @@ async def application_status(
     caller: Annotated[Principal, Depends(require_scope(SCOPE_READ, "get"))],
 ) -> ApplicationStatus:
     """The current status, the decision when there is one, and the PAN masked (owner only)."""
-    return await _services(request).status.status(application_id, caller.client_id)
+    return await _services(request).status.status(
+        application_id, caller.client_id, request_id_of(request)
+    )
 
 
 @router.get("/health", summary="Liveness")

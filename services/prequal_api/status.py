@@ -1,7 +1,8 @@
 """Answering an application's status to the client that owns it.
 
 The PAN mask was computed and stored at submission, so a status read decrypts nothing: the API
-needs no decryption key for it. The owner check is part of the query (`WHERE id = … AND
+needs no decryption key for it. Every read is audited, with the client and the request id,
+in the same statement (refused reads too). The owner check is part of the query (`WHERE id = … AND
 client_id = …`): another client's application is indistinguishable from an unknown id.
 """
 
@@ -13,6 +14,7 @@ from datetime import datetime
 
 from psycopg_pool import AsyncConnectionPool
 
+from prequal import audit
 from prequal_api import repository
 from prequal_api.errors import ApiError
 from prequal_api.schemas import ApplicationStatus, Consent, Decision, ProcessingIssue
@@ -25,10 +27,21 @@ _NO_MASK = "X" * 10
 class StatusService:
     pool: AsyncConnectionPool
     pool_timeout: float
+    actor: str = "prequal-api"
 
-    async def status(self, application_id: uuid.UUID, client_id: str) -> ApplicationStatus:
+    async def status(
+        self, application_id: uuid.UUID, client_id: str, request_id: str | None = None
+    ) -> ApplicationStatus:
+        read = audit.AuditEntry(
+            application_id,
+            "read",
+            self.actor,
+            principal=client_id,
+            request_id=request_id,
+            purpose=audit.PURPOSE_STATUS,
+        )
         async with self.pool.connection(timeout=self.pool_timeout) as conn:
-            row = await repository.get_application(conn, application_id, client_id)
+            row = await repository.get_application(conn, application_id, client_id, read)
         if row is None:
             raise ApiError(404, "NOT_FOUND", "no such application for this client")
         return ApplicationStatus(

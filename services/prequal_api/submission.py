@@ -77,7 +77,11 @@ class SubmissionService:
         return hmac.new(self.blind_index_key, b"idempotency:" + canonical, hashlib.sha256).digest()
 
     async def submit(
-        self, request: ApplicationRequest, idempotency_key: str | None, client_id: str
+        self,
+        request: ApplicationRequest,
+        idempotency_key: str | None,
+        client_id: str,
+        request_id: str | None = None,
     ) -> Submitted:
         application_id = uuid.uuid4()
         index = pan.blind_index(request.pan_number, self.blind_index_key)
@@ -103,7 +107,13 @@ class SubmissionService:
             channel=request.consent.channel,
         )
         encrypted = audit.AuditEntry(
-            application_id, "encrypt", self.actor, pan.Keyring.key_id_of(ciphertext)
+            application_id,
+            "encrypt",
+            self.actor,
+            pan.Keyring.key_id_of(ciphertext),
+            principal=client_id,
+            request_id=request_id,
+            purpose=audit.PURPOSE_SUBMISSION,
         )
         event = self._event(application_id, ciphertext, request)
         if idempotency_key:

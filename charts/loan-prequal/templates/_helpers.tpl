@@ -102,15 +102,21 @@ Names the operator derives from the LoanPipeline (docs/configuration.md).
 {{/*
 Environment every process shares: the database URL from its Secret, the log level, and the
 pipeline ConfigMap the operator writes (topics, bootstrap servers, decision policy).
+Called with (dict "ctx" $ "role" "api"): the role's Secret from database.roleSecrets, or
+database.secretName when that role has none (one role for everything, the fallback).
 */}}
 {{- define "loan-prequal.commonEnv" -}}
 - name: DATABASE_URL
   valueFrom:
     secretKeyRef:
-      name: {{ .Values.database.secretName }}
+      name: {{ include "loan-prequal.databaseSecret" . }}
       key: url
 - name: LOG_LEVEL
-  value: {{ .Values.logLevel | quote }}
+  value: {{ .ctx.Values.logLevel | quote }}
+{{- end }}
+{{- define "loan-prequal.databaseSecret" -}}
+{{- $secrets := .ctx.Values.database.roleSecrets | default dict }}
+{{- default .ctx.Values.database.secretName (get $secrets .role) }}
 {{- end }}
 {{- define "loan-prequal.pipelineEnvFrom" -}}
 - configMapRef:

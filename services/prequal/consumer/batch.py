@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 
 import psycopg
 
+from prequal import audit
 from prequal.consumer.handler import AfterCommit, Handler, OutageError, PoisonRecordError
 from prequal.consumer.metrics import ConsumerMetrics
 from prequal.db import outages
@@ -202,6 +203,8 @@ class BatchApplier(Generic[C]):
                 then = self.handler.apply(conn, item.command)
         except PoisonRecordError as exc:
             item.error = exc
+            if exc.audit is not None:
+                conn.execute(audit.INSERT_SQL, exc.audit.params())
             return "poison"
         except Exception as exc:
             if self.is_outage(exc):

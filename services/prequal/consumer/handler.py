@@ -7,6 +7,7 @@ from typing import Any, Protocol, TypeVar
 
 import psycopg
 
+from prequal.audit import AuditEntry
 from prequal.events import CloudEventAttributes
 from prequal.kafka import InboundRecord
 
@@ -16,7 +17,16 @@ AfterCommit = Callable[[], None]
 
 
 class PoisonRecordError(Exception):
-    """The record can never succeed as it is: it goes to the DLQ at once, without retries."""
+    """The record can never succeed as it is: it goes to the DLQ at once, without retries.
+
+    `audit` is the row that records the failure (a decryption that failed): the runtime writes
+    it in the batch's transaction after rolling back the record's own effects, so the attempt
+    is on file even though nothing else of it is.
+    """
+
+    def __init__(self, message: str, *, audit: AuditEntry | None = None) -> None:
+        super().__init__(message)
+        self.audit = audit
 
 
 class OutageError(Exception):

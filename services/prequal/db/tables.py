@@ -31,7 +31,8 @@ metadata = MetaData()
 
 STATUSES = ("PENDING", "PRE_APPROVED", "REJECTED", "MANUAL_REVIEW")
 LOAN_TYPES = ("PERSONAL", "HOME", "AUTO")
-AUDIT_ACTIONS = ("encrypt", "decrypt", "mask", "consent")
+AUDIT_ACTIONS = ("encrypt", "decrypt", "mask", "consent", "read")
+AUDIT_OUTCOMES = ("ok", "failed", "refused")
 FINAL_STATUSES = STATUSES[1:]
 # Outbox rows are spread over a fixed number of lanes by application id; one publisher owns a
 # lane at a time, which keeps each application's events in order (docs/submission-path.md).
@@ -139,8 +140,17 @@ audit_log = Table(
     Column("actor", Text, nullable=False),
     Column("key_id", Text),
     Column("detail", Text),
+    # Who (OAuth2 client id, or the service), for which request or event, why, how it ended
+    # (migration 0008). Append-only: a trigger refuses UPDATE, DELETE and TRUNCATE.
+    Column("principal", Text, nullable=False),
+    Column("request_id", Text),
+    Column("event_id", UUID(as_uuid=True)),
+    Column("purpose", Text, nullable=False),
+    Column("outcome", Text, nullable=False, server_default=text("'ok'")),
     CheckConstraint(_in("action", AUDIT_ACTIONS), name="ck_audit_log_action"),
+    CheckConstraint(_in("outcome", AUDIT_OUTCOMES), name="ck_audit_log_outcome"),
     Index("ix_audit_log_application", "application_id"),
+    Index("ix_audit_log_principal_at", "principal", "at"),
 )
 
 idempotency_keys = Table(

@@ -114,11 +114,15 @@ def test_poison_submissions_are_dead_lettered_at_once_and_the_consumer_keeps_goi
     )
     assert credit.sample("dlq_records_total", topic=dlq.dlq_topic(topics.submitted)) == 5
     with psycopg.connect(database_url) as conn:
-        # Nothing of a dead-lettered record was kept: no inbox row, no audit row, no report.
+        # Nothing of a dead-lettered record was kept but the audit of its failed decryption,
+        # naming the event and the service: no inbox row, no report, no successful decrypt.
         audits = conn.execute(
-            "SELECT count(*) FROM audit_log WHERE application_id = %s", (foreign.id,)
-        ).fetchone()
-    assert audits == (0,)
+            "SELECT action, outcome, principal, purpose, event_id::text, key_id "
+            "FROM audit_log WHERE application_id = %s",
+            (foreign.id,),
+        ).fetchall()
+    failed_event = undecryptable.header("ce_id")
+    assert audits == [("decrypt", "failed", "credit-service", "credit-scoring", failed_event, "v2")]
 
 
 def test_a_report_for_an_unknown_application_is_dead_lettered(world: World) -> None:

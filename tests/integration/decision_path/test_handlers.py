@@ -61,13 +61,17 @@ def test_credit_service_writes_one_report_and_one_audited_decryption_per_event(
     assert not any(name.startswith("pan") for name in payload)
     with psycopg.connect(database_url) as conn:
         audits = conn.execute(
-            "SELECT action, actor, key_id FROM audit_log WHERE application_id = %s", (app.id,)
+            "SELECT action, actor, key_id, principal, event_id, purpose, outcome "
+            "FROM audit_log WHERE application_id = %s",
+            (app.id,),
         ).fetchall()
         inbox = conn.execute(
             "SELECT count(*) FROM processed_messages WHERE consumer_group = %s AND event_id = %s",
             (GROUP_CREDIT, event_id),
         ).fetchone()
-    assert audits == [("decrypt", "credit-service", "v2")]
+    assert audits == [
+        ("decrypt", "credit-service", "v2", "credit-service", event_id, "credit-scoring", "ok")
+    ]
     assert inbox == (1,)
     assert credit.sample("credit_score_sum") == 790
 

@@ -12,13 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from devstack.kafka import Kafka
 from devstack.net import LOOPBACK, free_port, http_ok
 from devstack.postgres import Postgres
 from devstack.process import ManagedProcess
-from prequal.db import migrate
+from devstack.services import as_role
+from prequal.db import migrate, roles
 from prequal.kafka import create_topics
 from prequalctl.keys import generate_keys
 from tests.tokens import Oidc
@@ -32,9 +34,15 @@ def _db_name(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="module")
 def database_url(postgres: Postgres, request: pytest.FixtureRequest) -> str:
-    """A fresh database per test module, migrated to head."""
+    """A fresh database per test module, migrated to head, with the services' roles granted.
+
+    The URL is the superuser's (tests arrange and inspect with it); the API and the publisher
+    connect as their own roles (`api_env`, `publisher_env`), as they do in production.
+    """
     url = postgres.create_database(_db_name(request))
     migrate.upgrade(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        roles.ensure_roles(conn)
     return url
 
 
@@ -103,7 +111,7 @@ def api_env(
     database_url: str, pan_keys: dict[str, str], kafka_topic_name: str, oidc: Oidc
 ) -> dict[str, str]:
     return base_env(
-        DATABASE_URL=database_url,
+        DATABASE_URL=as_role(database_url, roles.RoleNames().of("api")),
         TOPIC_APPLICATIONS_SUBMITTED=kafka_topic_name,
         **pan_keys,
         **oidc.api_env(),
@@ -158,7 +166,7 @@ def start_publisher(
 @pytest.fixture(scope="module")
 def publisher_env(database_url: str, kafka: Kafka, topic: str) -> dict[str, str]:
     return base_env(
-        DATABASE_URL=database_url,
+        DATABASE_URL=as_role(database_url, roles.RoleNames().of("publisher")),
         KAFKA_BOOTSTRAP_SERVERS=kafka.bootstrap,
         TOPIC_APPLICATIONS_SUBMITTED=topic,
         OUTBOX_POLL_INTERVAL_SECONDS="0.5",

@@ -193,6 +193,47 @@ def test_processes_get_the_configuration_contract() -> None:
     assert pipeline["spec"]["encryption"]["keySecretName"] == "rel-loan-prequal-pan-keys"
 
 
+def test_each_service_takes_its_database_role_secret_and_falls_back_to_the_single_one() -> None:
+    """docs/database-roles.md: database.roleSecrets.<service> names the Secret whose `url`
+    connects as that service's role; a service without one, and the migrations Job (the owner),
+    use database.secretName."""
+    docs = documents(
+        render(
+            "loan-prequal",
+            "--set",
+            "database.secretName=retail-owner",
+            "--set",
+            "database.roleSecrets.api=retail-db-api",
+            "--set",
+            "database.roleSecrets.credit=retail-db-credit",
+            "--set",
+            "database.roleSecrets.decision=retail-db-decision",
+        )
+    )
+    deployments = _deployments(docs)
+    expected = {
+        "api": "retail-db-api",
+        "publisher": "retail-owner",  # no role Secret given: the single-Secret fallback
+        "credit": "retail-db-credit",
+        "decision": "retail-db-decision",
+    }
+    for component, secret in expected.items():
+        container = deployments[f"rel-loan-prequal-{component}"]["spec"]["template"]["spec"][
+            "containers"
+        ][0]
+        assert _env(container)["DATABASE_URL"] == {
+            "secretKeyRef": {"name": secret, "key": "url"}
+        }, component
+    [job] = by_kind(docs, "Job")
+    [migrations] = job["spec"]["template"]["spec"]["containers"]
+    assert _env(migrations)["DATABASE_URL"]["secretKeyRef"]["name"] == "retail-owner"
+    unknown = helm(
+        "template", "rel", str(CHARTS / "loan-prequal"), "--set", "database.roleSecrets.x=y"
+    )
+    assert unknown.returncode != 0
+    assert "additional properties 'x' not allowed" in unknown.stderr
+
+
 def test_migrations_run_as_a_hook_before_install_and_upgrade() -> None:
     [job] = by_kind(documents(render("loan-prequal")), "Job")
     annotations = job["metadata"]["annotations"]
