@@ -145,8 +145,10 @@ def test_a_batch_costs_three_statements_whatever_its_size(
 ) -> None:
     handler = _handler()
     first = [_command(insert_application(database_url, keyring), 720)]
-    _run(database_url, lambda conn: handler.apply_batch(conn, first))
-    handler._policies_stored = True  # noqa: SLF001 - as after the first batch's commit
+    committed: list[Any] = []
+    _run(database_url, lambda conn: committed.extend(handler.apply_batch(conn, first)))
+    for then in committed:
+        then()  # as the runtime does after the commit: the policies are known to be stored
 
     batch = [_command(insert_application(database_url, keyring), 720) for _ in range(40)]
     statements = _run(database_url, lambda conn: handler.apply_batch(conn, batch))
