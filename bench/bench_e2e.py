@@ -15,6 +15,10 @@ warm-up of 3,000 applications, three runs on one platform:
   printed and the collapsed stacks written to `.bench/profile-<service>.txt`.
 
 The load generator is a minimal keep-alive HTTP/1.1 client so it takes little of the 2 cores.
+
+decision-service runs the default policy and no challenger (`e2e_challenger` = 0), as a
+pipeline that names none. `BENCH_E2E_CHALLENGER=1` adds a challenger policy, so every
+application is decided twice and a shadow decision row is written (`e2e_challenger` = 1).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import Any
 import psycopg
 from measure import CpuTime, PeakRss, Profiles
 
+from decision_service.policy import DecisionPolicy, ManualReviewOffer
 from devstack.hydra import Hydra, fetch_token
 from devstack.kafka import Kafka
 from devstack.postgres import Postgres
@@ -48,6 +53,10 @@ PROFILE_APPS = 3_000
 PROFILES = Path(__file__).resolve().parent.parent / ".bench"
 CONNECTIONS = 32
 PARTITIONS = 3
+# A challenger that differs where it matters: a higher minimum, reduced offers for review.
+CHALLENGER = DecisionPolicy(
+    min_credit_score=700, manual_review_offer=ManualReviewOffer(enabled=True)
+)
 
 
 def _body() -> bytes:
@@ -208,6 +217,23 @@ def _pid(process: ManagedProcess | None) -> int:
     return pid
 
 
+def _service_env(url: str, bootstrap: str, hydra: Hydra) -> dict[str, str]:
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "SECRETS_DIR": "/nonexistent",
+        "DATABASE_URL": url,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "LOG_LEVEL": "WARNING",
+        "OIDC_ISSUER": hydra.issuer,
+        "OIDC_JWKS_URL": hydra.jwks_url,
+        "RATE_LIMIT_POST_PER_SECOND": "0",  # one client is the whole load
+        **generate_keys("v1"),
+    }
+    if os.environ.get("BENCH_E2E_CHALLENGER", "") not in {"", "0"}:
+        env["DECISION_CHALLENGER_POLICY"] = CHALLENGER.text
+    return env
+
+
 def run(workdir: Path) -> dict[str, float]:
     postgres = Postgres(workdir / "postgres" / "data", durable=True).start()
     kafka = Kafka(workdir / "kafka" / "data", log_level="WARN").start()
@@ -229,17 +255,7 @@ def run(workdir: Path) -> dict[str, float]:
                 dlq_topic(reports): 1,
             },
         )
-        env = {
-            "PATH": os.environ.get("PATH", ""),
-            "SECRETS_DIR": "/nonexistent",
-            "DATABASE_URL": url,
-            "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
-            "LOG_LEVEL": "WARNING",
-            "OIDC_ISSUER": hydra.issuer,
-            "OIDC_JWKS_URL": hydra.jwks_url,
-            "RATE_LIMIT_POST_PER_SECOND": "0",  # one client is the whole load
-            **generate_keys("v1"),
-        }
+        env = _service_env(url, kafka.bootstrap, hydra)
         migrate(env, workdir / "logs")
         services = Services(env, workdir / "logs")
         running = {spec.name: services.start(spec) for spec in (API, PUBLISHER, CREDIT, DECISION)}
@@ -295,6 +311,7 @@ def run(workdir: Path) -> dict[str, float]:
             hydra.stop()
         postgres.stop()
     return {
+        "e2e_challenger": float("DECISION_CHALLENGER_POLICY" in env),
         "e2e_apps": float(len(final)),
         "e2e_apps_per_s": round(len(final) / (finished - started), 1),
         "e2e_post_per_s": round(len(accepted) / (posted - started), 1),

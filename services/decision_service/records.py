@@ -21,16 +21,33 @@ STORE_POLICY_SQL = (
     "ON CONFLICT (version) DO NOTHING"
 )
 CHECK_POLICY_SQL = "SELECT document FROM policy_documents WHERE version = %s"
-INSERT_DECISION_SQL = (
+# A batch's decisions in one statement: the rows travel as one JSON array (one `json.dumps`,
+# one parameter) and PostgreSQL types them with jsonb_to_recordset.
+INSERT_DECISIONS_SQL = (
     "INSERT INTO decisions (application_id, status, reason_codes, reasons, policy_version, "
     "trace, offer_amount, offer_term_months, offer_annual_rate, offer_processing_fee, "
     "offer_apr, offer_emi, offer_currency, offer_expires_at, decided_at) "
-    "VALUES (%s, %s, %s, %s::jsonb, %s, %s::jsonb, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    "SELECT * FROM jsonb_to_recordset(%s::jsonb) AS d(application_id uuid, status text, "
+    "reason_codes text[], reasons jsonb, policy_version text, trace jsonb, offer_amount numeric, "
+    "offer_term_months integer, offer_annual_rate numeric, offer_processing_fee numeric, "
+    "offer_apr numeric, offer_emi numeric, offer_currency text, offer_expires_at timestamptz, "
+    "decided_at timestamptz)"
 )
-INSERT_SHADOW_SQL = (
+# With a challenger: its shadow decisions in the same statement.
+INSERT_DECISIONS_AND_SHADOWS_SQL = (
+    "WITH decided AS (INSERT INTO decisions (application_id, status, reason_codes, reasons, "
+    "policy_version, trace, offer_amount, offer_term_months, offer_annual_rate, "
+    "offer_processing_fee, offer_apr, offer_emi, offer_currency, offer_expires_at, decided_at) "
+    "SELECT * FROM jsonb_to_recordset(%s::jsonb) AS d(application_id uuid, status text, "
+    "reason_codes text[], reasons jsonb, policy_version text, trace jsonb, offer_amount numeric, "
+    "offer_term_months integer, offer_annual_rate numeric, offer_processing_fee numeric, "
+    "offer_apr numeric, offer_emi numeric, offer_currency text, offer_expires_at timestamptz, "
+    "decided_at timestamptz)) "
     "INSERT INTO shadow_decisions (application_id, policy_version, champion_version, status, "
     "champion_status, reason_codes, reasons, trace, offer, decided_at) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s::jsonb, %s)"
+    "SELECT * FROM jsonb_to_recordset(%s::jsonb) AS s(application_id uuid, "
+    "policy_version text, champion_version text, status text, champion_status text, "
+    "reason_codes text[], reasons jsonb, trace jsonb, offer jsonb, decided_at timestamptz)"
 )
 
 
@@ -49,71 +66,54 @@ def store_policy(conn: psycopg.Connection[Any], policy: DecisionPolicy) -> None:
         )
 
 
-def _reasons(decision: Decision) -> tuple[list[str], str, str]:
-    return (
-        [code.value for code in decision.reason_codes],
-        json.dumps([r.as_json() for r in decision.reasons]),
-        json.dumps([rule.as_json() for rule in decision.trace]),
-    )
+Row = dict[str, object]
 
 
-def insert_decision(
-    conn: psycopg.Connection[Any],
-    application_id: uuid.UUID,
-    decision: Decision,
-    decided_at: datetime,
-) -> None:
+def decision_row(application_id: uuid.UUID, decision: Decision, decided_at: datetime) -> Row:
+    """The `decisions` row of one decision, as jsonb_to_recordset reads it."""
     offer = decision.offer
-    terms: tuple[object, ...] = (None,) * 8
-    if offer is not None:
-        terms = (
-            offer.amount,
-            offer.term_months,
-            offer.annual_rate,
-            offer.processing_fee,
-            offer.apr,
-            offer.emi,
-            offer.currency,
-            offer.expires_at,
-        )
-    codes, reasons, trace = _reasons(decision)
-    conn.execute(
-        INSERT_DECISION_SQL,
-        (
-            application_id,
-            decision.status.value,
-            codes,
-            reasons,
-            decision.policy_version,
-            trace,
-            *terms,
-            decided_at,
-        ),
-    )
+    return {
+        "application_id": str(application_id),
+        "status": decision.status.value,
+        "reason_codes": [code.value for code in decision.reason_codes],
+        "reasons": [r.as_json() for r in decision.reasons],
+        "policy_version": decision.policy_version,
+        "trace": [rule.as_json() for rule in decision.trace],
+        "offer_amount": None if offer is None else str(offer.amount),
+        "offer_term_months": None if offer is None else offer.term_months,
+        "offer_annual_rate": None if offer is None else str(offer.annual_rate),
+        "offer_processing_fee": None if offer is None else str(offer.processing_fee),
+        "offer_apr": None if offer is None else str(offer.apr),
+        "offer_emi": None if offer is None else str(offer.emi),
+        "offer_currency": None if offer is None else offer.currency,
+        "offer_expires_at": None if offer is None else offer.expires_at.isoformat(),
+        "decided_at": decided_at.isoformat(),
+    }
 
 
-def insert_shadow(
-    conn: psycopg.Connection[Any],
-    application_id: uuid.UUID,
-    shadow: Decision,
-    champion: Decision,
-    decided_at: datetime,
-) -> None:
+def shadow_row(
+    application_id: uuid.UUID, shadow: Decision, champion: Decision, decided_at: datetime
+) -> Row:
     """The challenger's outcome, recorded beside the real one and never applied."""
-    codes, reasons, trace = _reasons(shadow)
-    offer = None if shadow.offer is None else json.dumps(shadow.offer.as_json())
-    conn.execute(
-        INSERT_SHADOW_SQL,
-        (
-            application_id,
-            shadow.policy_version,
-            champion.policy_version,
-            shadow.status.value,
-            champion.status.value,
-            codes,
-            reasons,
-            trace,
-            offer,
-            decided_at,
-        ),
-    )
+    return {
+        "application_id": str(application_id),
+        "policy_version": shadow.policy_version,
+        "champion_version": champion.policy_version,
+        "status": shadow.status.value,
+        "champion_status": champion.status.value,
+        "reason_codes": [code.value for code in shadow.reason_codes],
+        "reasons": [r.as_json() for r in shadow.reasons],
+        "trace": [rule.as_json() for rule in shadow.trace],
+        "offer": None if shadow.offer is None else shadow.offer.as_json(),
+        "decided_at": decided_at.isoformat(),
+    }
+
+
+def insert_decisions(
+    conn: psycopg.Connection[Any], decisions: list[Row], shadows: list[Row] | None
+) -> None:
+    """Every decision of a batch (and the challenger's, when there is one) in one statement."""
+    if shadows is None:
+        conn.execute(INSERT_DECISIONS_SQL, (json.dumps(decisions),))
+    else:
+        conn.execute(INSERT_DECISIONS_AND_SHADOWS_SQL, (json.dumps(decisions), json.dumps(shadows)))

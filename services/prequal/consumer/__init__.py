@@ -31,7 +31,13 @@ The runtime owns everything else, one module per concept:
 
 from prequal.consumer.batch import CLAIM_SQL, INBOX_SQL
 from prequal.consumer.dead_letters import DeadLetterWriter
-from prequal.consumer.handler import AfterCommit, Handler, OutageError, PoisonRecordError
+from prequal.consumer.handler import (
+    AfterCommit,
+    BatchHandler,
+    Handler,
+    OutageError,
+    PoisonRecordError,
+)
 from prequal.consumer.metrics import ConsumerMetrics
 from prequal.consumer.retry import RetryPolicy
 from prequal.consumer.runtime import ConsumerRuntime
@@ -40,6 +46,7 @@ __all__ = [
     "CLAIM_SQL",
     "INBOX_SQL",
     "AfterCommit",
+    "BatchHandler",
     "ConsumerMetrics",
     "ConsumerRuntime",
     "DeadLetterWriter",

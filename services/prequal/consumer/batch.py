@@ -1,9 +1,10 @@
 """Batch application: one committed transaction applies a batch of records, exactly once each.
 
 The batch first runs on the fast path: one statement claims every event id in the inbox
-(`processed_messages`), then each record's effects, with no savepoint. If any record fails,
-that transaction is rolled back and the batch runs again on the careful path, a savepoint and
-an inbox insert per record, so a failing record rolls back only itself.
+(`processed_messages`), then each record's effects, with no savepoint (all at once when the
+handler is a `BatchHandler`: a few statements for the batch, not a few per record). If any
+record fails, that transaction is rolled back and the batch runs again on the careful path, a
+savepoint and an inbox insert per record, so a failing record rolls back only itself.
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ from typing import Any, Generic, TypeVar
 import psycopg
 
 from prequal import audit
-from prequal.consumer.handler import AfterCommit, Handler, OutageError, PoisonRecordError
+from prequal.consumer.handler import (
+    AfterCommit,
+    BatchHandler,
+    Handler,
+    OutageError,
+    PoisonRecordError,
+)
 from prequal.consumer.metrics import ConsumerMetrics
 from prequal.db import outages
 from prequal.dlq import Failure
@@ -146,15 +153,21 @@ class BatchApplier(Generic[C]):
                         CLAIM_SQL, (self.group, [item.event_id for item in pending])
                     )
                 }
+                commands: list[C] = []
                 for item in pending:
                     if item.event_id not in claimed:
                         done["duplicate"] += 1  # seen before, or earlier in this batch
                         continue
                     claimed.discard(item.event_id)
-                    then = self.handler.apply(conn, item.command)
-                    if then is not None:
-                        then_list.append(then)
+                    commands.append(item.command)
                     done["processed"] += 1
+                if isinstance(self.handler, BatchHandler):
+                    then_list.extend(self.handler.apply_batch(conn, commands))
+                else:
+                    for command in commands:
+                        then = self.handler.apply(conn, command)
+                        if then is not None:
+                            then_list.append(then)
         except Exception as exc:
             if self.is_outage(exc):
                 raise

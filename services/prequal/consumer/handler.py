@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import psycopg
 
@@ -12,6 +12,7 @@ from prequal.events import CloudEventAttributes
 from prequal.kafka import InboundRecord
 
 C = TypeVar("C")
+C_contra = TypeVar("C_contra", contravariant=True)
 AfterCommit = Callable[[], None]
 """What a handler wants done once its effects are committed (metrics, logs)."""
 
@@ -42,4 +43,20 @@ class Handler(Protocol[C]):
 
     def apply(self, conn: psycopg.Connection[Any], command: C) -> AfterCommit | None:
         """The command's database effects, inside the runtime's transaction."""
+        ...
+
+
+@runtime_checkable
+class BatchHandler(Protocol[C_contra]):
+    """A handler that can also apply a whole batch's commands at once, with fewer statements.
+
+    The runtime uses it on the fast path only (no savepoints): the effects must be exactly those
+    of `apply` called on each command in order, and any exception gives the batch to the
+    careful path, which calls `apply` record by record.
+    """
+
+    def apply_batch(
+        self, conn: psycopg.Connection[Any], commands: Sequence[C_contra]
+    ) -> list[AfterCommit]:
+        """Every command's database effects, inside the runtime's transaction."""
         ...
