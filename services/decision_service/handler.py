@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 from prometheus_client import CollectorRegistry, Counter
 
+from decision_service.decided_event import write_decided_event
 from decision_service.policy import DecisionPolicy
 from decision_service.records import insert_decision, insert_shadow, store_policy
 from decision_service.rules import Applicant, Decision, FinalStatus, decide
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 # in the last 24 hours (the policy then rejects with RECENT_APPLICATION_EXISTS, whatever the score).
 SELECT_SQL = (
     "SELECT status, version, monthly_income, requested_amount, loan_type, "
-    "recent_application_elsewhere FROM applications WHERE id = %s"
+    "recent_application_elsewhere, client_id FROM applications WHERE id = %s"
 )
 UPDATE_SQL = (
     "UPDATE applications SET status = %s, credit_score = %s, decision_reason = %s, "
@@ -124,10 +125,13 @@ class DecisionHandler:
         policy: DecisionPolicy,
         metrics: DecisionMetrics,
         version_retries: int = 5,
+        *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         challenger: DecisionPolicy | None = None,
+        decided_topic: str = "loan_applications_decided",
     ) -> None:
         self.policy = policy
+        self.decided_topic = decided_topic
         self.challenger = challenger
         self.metrics = metrics
         self.version_retries = version_retries
@@ -152,7 +156,8 @@ class DecisionHandler:
             row = conn.execute(SELECT_SQL, (report.application_id,)).fetchone()
             if row is None:
                 raise UnknownApplicationError(f"application {report.application_id} does not exist")
-            status, version, monthly_income, requested_amount, loan_type, recent_elsewhere = row
+            status, version, monthly_income, requested_amount, loan_type, recent_elsewhere = row[:6]
+            client_id = str(row[6])
             if status != "PENDING":
                 return self._ignored(report.application_id, status)
             applicant = Applicant(
@@ -167,6 +172,9 @@ class DecisionHandler:
             if self._update(conn, report.application_id, version, report.credit_score, decision):
                 self._store_policies(conn)
                 insert_decision(conn, report.application_id, decision, decided_at)
+                write_decided_event(
+                    conn, self.decided_topic, report.application_id, client_id, decision, decided_at
+                )
                 shadow = None
                 if self.challenger is not None:
                     shadow = decide(applicant, self.challenger, decided_at)
