@@ -24,6 +24,8 @@ from prequal_api.services import Services
 from prequal_api.settings import ApiSettings
 from prequal_api.status import StatusService
 from prequal_api.submission import SubmissionService
+from prequal_api.webhook_endpoints import WebhookEndpoints
+from prequal_api.webhook_routes import router as webhook_router
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +117,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.services = services
+    app.state.webhook_endpoints = WebhookEndpoints(pool, settings.db_pool_timeout_seconds)
     app.state.rate_limits = {
         "post": RateLimiter(settings.rate_limit_post_per_second, settings.rate_limit_post_burst),
         "get": RateLimiter(settings.rate_limit_get_per_second, settings.rate_limit_get_burst),
@@ -134,6 +137,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     if settings.api_docs_enabled:
         install_docs(app, settings.token_url(), settings.oidc_audience)
     app.include_router(router)
+    app.include_router(webhook_router)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
