@@ -261,6 +261,7 @@ webhook_deliveries = Table(
     CheckConstraint(_in("status", WEBHOOK_DELIVERY_STATUSES), name="ck_webhook_deliveries_status"),
     Index(
         "ix_webhook_deliveries_due",
+        "endpoint_id",
         "next_attempt_at",
         postgresql_where=text("status = 'PENDING'"),
     ),

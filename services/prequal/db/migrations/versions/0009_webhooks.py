@@ -60,8 +60,8 @@ def upgrade() -> None:
         """
     )
     op.execute(
-        "CREATE INDEX ix_webhook_deliveries_due ON webhook_deliveries (next_attempt_at) "
-        "WHERE status = 'PENDING'"
+        "CREATE INDEX ix_webhook_deliveries_due ON webhook_deliveries "
+        "(endpoint_id, next_attempt_at) WHERE status = 'PENDING'"
     )
 
 
