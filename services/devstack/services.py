@@ -46,7 +46,8 @@ API = ServiceSpec("prequal-api", "prequal-api", "API_PORT", "/ready", "API_METRI
 PUBLISHER = ServiceSpec("outbox-publisher", "outbox-publisher", "METRICS_PORT", "/health")
 CREDIT = ServiceSpec("credit-service", "credit-service", "METRICS_PORT", "/health")
 DECISION = ServiceSpec("decision-service", "decision-service", "METRICS_PORT", "/health")
-ALL_SERVICES = (API, PUBLISHER, CREDIT, DECISION)
+DISPATCHER = ServiceSpec("webhook-dispatcher", "webhook-dispatcher", "METRICS_PORT", "/health")
+ALL_SERVICES = (API, PUBLISHER, CREDIT, DECISION, DISPATCHER)
 
 
 def migrate(env: Mapping[str, str], log_dir: Path) -> None:
