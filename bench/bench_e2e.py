@@ -220,13 +220,16 @@ def run(workdir: Path) -> dict[str, float]:
         _bearer = f"Authorization: Bearer {token}\r\n"
         url = postgres.create_database("bench_e2e")
         submitted, reports = "loan_applications_submitted", "credit_reports_generated"
+        decided = "loan_applications_decided"  # each decision's event; no dispatcher reads it
         create_topics(
             kafka.bootstrap,
             {
                 submitted: PARTITIONS,
                 reports: PARTITIONS,
+                decided: PARTITIONS,
                 dlq_topic(submitted): 1,
                 dlq_topic(reports): 1,
+                dlq_topic(decided): 1,
             },
         )
         env = {

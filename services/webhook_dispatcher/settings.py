@@ -14,7 +14,7 @@ from prequal.consumer_process import ConsumerSettings
 
 
 class DispatcherSettings(ConsumerSettings):
-    metrics_port: int = 9104
+    metrics_port: int = 9105
     consumer_group: str = "webhook-dispatcher"
     webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     webhook_max_attempts: int = Field(default=8, ge=1, le=30)

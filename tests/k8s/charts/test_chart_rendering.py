@@ -169,7 +169,7 @@ def test_processes_get_the_configuration_contract() -> None:
         "publisher": ("outbox-publisher", "9101", False),
         "credit": ("credit-service", "9102", True),
         "decision": ("decision-service", "9103", False),
-        "webhooks": ("webhook-dispatcher", "9104", False),
+        "webhooks": ("webhook-dispatcher", "9105", False),
     }
     for component, (command, metrics_port, has_keys) in expected.items():
         spec = deployments[f"rel-loan-prequal-{component}"]["spec"]["template"]["spec"]
