@@ -245,15 +245,15 @@ def run(workdir: Path) -> dict[str, float]:
         token = fetch_token(hydra.token_url, hydra.register_client("bench"))
         _bearer = f"Authorization: Bearer {token}\r\n"
         url = postgres.create_database("bench_e2e")
-        submitted, reports = "loan_applications_submitted", "credit_reports_generated"
+        # The decided topic gets each decision's event; no dispatcher reads it here.
+        topics = (
+            "loan_applications_submitted",
+            "credit_reports_generated",
+            "loan_applications_decided",
+        )
         create_topics(
             kafka.bootstrap,
-            {
-                submitted: PARTITIONS,
-                reports: PARTITIONS,
-                dlq_topic(submitted): 1,
-                dlq_topic(reports): 1,
-            },
+            {**dict.fromkeys(topics, PARTITIONS), **{dlq_topic(t): 1 for t in topics}},
         )
         env = _service_env(url, kafka.bootstrap, hydra)
         migrate(env, workdir / "logs")

@@ -28,6 +28,7 @@ from loan_operator.scaling import (
     total_lag,
 )
 from loan_operator.spec import (
+    APPLICATIONS_DECIDED,
     APPLICATIONS_SUBMITTED,
     CREDIT_REPORTS,
     ConsumerSpec,
@@ -51,6 +52,7 @@ def config_map_data(spec: PipelineSpec) -> dict[str, str]:
         "KAFKA_BOOTSTRAP_SERVERS": spec.kafka.bootstrap_servers,
         "TOPIC_APPLICATIONS_SUBMITTED": spec.kafka.topic_name(APPLICATIONS_SUBMITTED),
         "TOPIC_CREDIT_REPORTS": spec.kafka.topic_name(CREDIT_REPORTS),
+        "TOPIC_APPLICATIONS_DECIDED": spec.kafka.topic_name(APPLICATIONS_DECIDED),
         "DECISION_MIN_CREDIT_SCORE": str(spec.min_credit_score),
         "DECISION_TERM_MONTHS": str(spec.term_months),
         "DECISION_POLICY": canonical_json(spec.decision_policy),

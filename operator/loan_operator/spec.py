@@ -15,7 +15,8 @@ from loan_operator.decision_policy import DEFAULT_DECISION_POLICY, with_defaults
 
 APPLICATIONS_SUBMITTED = "loan_applications_submitted"
 CREDIT_REPORTS = "credit_reports_generated"
-LOGICAL_TOPICS = (APPLICATIONS_SUBMITTED, CREDIT_REPORTS)
+APPLICATIONS_DECIDED = "loan_applications_decided"
+LOGICAL_TOPICS = (APPLICATIONS_SUBMITTED, CREDIT_REPORTS, APPLICATIONS_DECIDED)
 DLQ_SUFFIX = "_dlq"
 
 OffsetResetPolicy = Literal["earliest", "latest"]

@@ -47,7 +47,7 @@ class TopicPlan:
 
 
 def desired_topics(kafka: KafkaSpec) -> list[TopicSpec]:
-    """The two event topics and their dead-letter topics, prefix applied."""
+    """The three event topics and their dead-letter topics, prefix applied."""
     topics = []
     for logical in LOGICAL_TOPICS:
         name = kafka.topic_name(logical)

@@ -25,6 +25,7 @@ from typing import Any
 import psycopg
 from prometheus_client import CollectorRegistry, Counter
 
+from decision_service.decided_event import write_decided_events
 from decision_service.policy import DecisionPolicy
 from decision_service.records import Row, decision_row, insert_decisions, shadow_row, store_policy
 from decision_service.rules import Applicant, Decision, FinalStatus, decide
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 # in the last 24 hours (the policy then rejects with RECENT_APPLICATION_EXISTS, whatever the score).
 SELECT_SQL = (
     "SELECT id, status, version, monthly_income, requested_amount, loan_type, "
-    "recent_application_elsewhere FROM applications WHERE id = ANY(%s::uuid[])"
+    "recent_application_elsewhere, client_id FROM applications WHERE id = ANY(%s::uuid[])"
 )
 # Every update of a batch in one statement; it returns the ids it moved. An id it did not move
 # lost an optimistic-lock race (its version or status changed since the SELECT).
@@ -139,6 +140,7 @@ class _Made:
     applicant: Applicant
     decision: Decision
     decided_at: datetime
+    client_id: str
 
     @property
     def application_id(self) -> uuid.UUID:
@@ -151,10 +153,13 @@ class DecisionHandler:
         policy: DecisionPolicy,
         metrics: DecisionMetrics,
         version_retries: int = 5,
+        *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         challenger: DecisionPolicy | None = None,
+        decided_topic: str = "loan_applications_decided",
     ) -> None:
         self.policy = policy
+        self.decided_topic = decided_topic
         self.challenger = challenger
         self.metrics = metrics
         self.version_retries = version_retries
@@ -201,7 +206,8 @@ class DecisionHandler:
             row = rows.get(report.application_id)
             if row is None:
                 raise UnknownApplicationError(f"application {report.application_id} does not exist")
-            _id, status, version, monthly_income, requested_amount, loan_type, elsewhere = row
+            _id, status, version, monthly_income, requested_amount, loan_type, elsewhere = row[:7]
+            client_id = str(row[7])
             if status != "PENDING":
                 done[report.application_id] = self._ignored(report.application_id, status)
                 continue
@@ -214,7 +220,7 @@ class DecisionHandler:
             )
             decided_at = self.clock()
             decision = decide(applicant, self.policy, decided_at)
-            made.append(_Made(report, version, applicant, decision, decided_at))
+            made.append(_Made(report, version, applicant, decision, decided_at, client_id))
         moved = self._update(conn, made)
         if any(m.application_id in moved for m in made):
             self._record(conn, [m for m in made if m.application_id in moved], done)
@@ -282,6 +288,11 @@ class DecisionHandler:
                 shadows.append(shadow_row(m.application_id, shadow, m.decision, m.decided_at))
             done[m.application_id] = self._committed(m.application_id, m.decision, shadow)
         insert_decisions(conn, rows, shadows)
+        write_decided_events(
+            conn,
+            self.decided_topic,
+            [(m.application_id, m.client_id, m.decision, m.decided_at) for m in decided],
+        )
 
     def _store_policies(self, conn: psycopg.Connection[Any]) -> None:
         """The texts of the policies in use, before the first decision that cites them."""

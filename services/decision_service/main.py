@@ -24,6 +24,7 @@ def main() -> int:
         DecisionMetrics(registry),
         settings.decision_version_retries,
         challenger=settings.challenger(),
+        decided_topic=settings.topic_applications_decided,
     )
     runtime = build(
         settings,

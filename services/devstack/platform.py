@@ -29,6 +29,7 @@ from devstack.services import (
     API,
     CREDIT,
     DECISION,
+    DISPATCHER,
     PUBLISHER,
     RunningService,
     Services,
@@ -39,7 +40,11 @@ from devstack.supervisor import Supervisor
 from devstack.tools import REPO_ROOT
 
 ALERT_RULES = REPO_ROOT / "charts" / "loan-prequal" / "files" / "alerts.rules.yaml"
-CONSUMER_SPECS = {"credit-service": CREDIT, "decision-service": DECISION}
+CONSUMER_SPECS = {
+    "credit-service": CREDIT,
+    "decision-service": DECISION,
+    "webhook-dispatcher": DISPATCHER,
+}
 
 
 class PortInUseError(RuntimeError):

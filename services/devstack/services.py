@@ -56,7 +56,10 @@ CREDIT = ServiceSpec(
 DECISION = ServiceSpec(
     "decision-service", "decision-service", "METRICS_PORT", "/health", db_role="decision"
 )
-ALL_SERVICES = (API, PUBLISHER, CREDIT, DECISION)
+DISPATCHER = ServiceSpec(
+    "webhook-dispatcher", "webhook-dispatcher", "METRICS_PORT", "/health", db_role="webhooks"
+)
+ALL_SERVICES = (API, PUBLISHER, CREDIT, DECISION, DISPATCHER)
 
 
 def as_role(database_url: str, role: str) -> str:

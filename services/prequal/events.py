@@ -21,9 +21,11 @@ SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/json"
 APPLICATION_SUBMITTED = "loan.application.submitted.v1"
 CREDIT_REPORT_GENERATED = "credit.report.generated.v1"
+APPLICATION_DECIDED = "loan.application.decided.v1"
 SOURCES = {
     APPLICATION_SUBMITTED: "/prequal/api",
     CREDIT_REPORT_GENERATED: "/prequal/credit-service",
+    APPLICATION_DECIDED: "/prequal/decision-service",
 }
 
 LoanType = Literal["PERSONAL", "HOME", "AUTO"]
@@ -59,9 +61,39 @@ class CreditReportGenerated(_Payload):
     generated_at: datetime
 
 
+class DecidedOffer(_Payload):
+    """The indicative offer: amounts as decimal strings, rates as fractions."""
+
+    amount: Decimal
+    term_months: int
+    annual_rate: Decimal
+    processing_fee: Decimal
+    apr: Decimal
+    emi: Decimal
+    currency: str
+    expires_at: datetime
+
+
+class ApplicationDecided(_Payload):
+    """`loan.application.decided.v1` on `loan_applications_decided`: the decision without
+    personal data. Reason codes travel without their texts, and neither the credit score nor
+    `max_approved_amount` is here: the texts quote the score and the income, and the maximum
+    is the income times the term. `client_id` is the OAuth2 client that owns the application
+    (the webhook dispatcher delivers to that client's endpoints)."""
+
+    application_id: uuid.UUID
+    client_id: str
+    status: Literal["PRE_APPROVED", "REJECTED", "MANUAL_REVIEW"]
+    reason_codes: tuple[str, ...]
+    offer: DecidedOffer | None
+    policy_version: str
+    decided_at: datetime
+
+
 PAYLOADS: dict[str, type[_Payload]] = {
     APPLICATION_SUBMITTED: ApplicationSubmitted,
     CREDIT_REPORT_GENERATED: CreditReportGenerated,
+    APPLICATION_DECIDED: ApplicationDecided,
 }
 
 Headers = list[tuple[str, str | bytes | None]]

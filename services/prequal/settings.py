@@ -95,6 +95,7 @@ class KafkaSettings(BaseServiceSettings):
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     topic_applications_submitted: str = "loan_applications_submitted"
     topic_credit_reports: str = "credit_reports_generated"
+    topic_applications_decided: str = "loan_applications_decided"
 
 
 def decode_key(value: str, name: str) -> bytes:

@@ -24,6 +24,9 @@ from prequal_api.services import Services
 from prequal_api.settings import ApiSettings
 from prequal_api.status import StatusService
 from prequal_api.submission import SubmissionService
+from prequal_api.waiting import DecisionListener
+from prequal_api.webhook_endpoints import WebhookEndpoints
+from prequal_api.webhook_routes import router as webhook_router
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,17 @@ def create_pool(settings: ApiSettings) -> AsyncConnectionPool:
         },
         open=False,
     )
+
+
+async def listen_connection(settings: ApiSettings) -> psycopg.AsyncConnection[object]:
+    """The one connection per process that LISTENs for decisions (prequal_api.waiting)."""
+    conn: psycopg.AsyncConnection[object] = await psycopg.AsyncConnection.connect(
+        settings.database_url.get_secret_value(),
+        autocommit=True,
+        connect_timeout=3,
+        application_name=f"{settings.service_name}-listener",
+    )
+    return conn
 
 
 async def purge_idempotency_keys(services: Services, settings: ApiSettings) -> None:
@@ -94,15 +108,19 @@ def create_app(settings: ApiSettings) -> FastAPI:
         metrics=metrics,
     )
 
+    listener = DecisionListener(lambda: listen_connection(settings), metrics.registry)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # wait=False: a database that is down now makes requests answer 503, not the process die.
         await pool.open(wait=False)
         purger = asyncio.create_task(purge_idempotency_keys(services, settings))
+        listener.start()
         try:
             yield
         finally:
             purger.cancel()
+            await listener.stop()
             await pool.close()
 
     app = FastAPI(
@@ -117,6 +135,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.services = services
+    app.state.webhook_endpoints = WebhookEndpoints(pool, settings.db_pool_timeout_seconds)
+    app.state.decision_listener = listener
     app.state.rate_limits = {
         "post": RateLimiter(settings.rate_limit_post_per_second, settings.rate_limit_post_burst),
         "get": RateLimiter(settings.rate_limit_get_per_second, settings.rate_limit_get_burst),
@@ -136,6 +156,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     if settings.api_docs_enabled:
         install_docs(app, settings.token_url(), settings.oidc_audience)
     app.include_router(router)
+    app.include_router(webhook_router)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field, WithJsonSchema
 
@@ -19,6 +21,7 @@ from prequal_api.schemas import (
     ErrorBody,
 )
 from prequal_api.services import Services
+from prequal_api.waiting import MAX_WAIT_SECONDS, DecisionListener
 
 router = APIRouter()
 
@@ -126,11 +129,30 @@ async def application_status(
     application_id: uuid.UUID,
     request: Request,
     caller: Annotated[Principal, Depends(require_scope(SCOPE_READ, "get"))],
+    wait: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=MAX_WAIT_SECONDS,
+            description="seconds to wait for a final status (long poll); 0 answers at once",
+        ),
+    ] = 0,
 ) -> ApplicationStatus:
-    """The current status, the decision when there is one, and the PAN masked (owner only)."""
-    return await _services(request).status.status(
-        application_id, caller.client_id, request_id_of(request)
-    )
+    """The current status, the decision when there is one, and the PAN masked (owner only).
+    With `wait`, a PENDING application's answer comes when it is decided, or after `wait`
+    seconds with the status as it is then. Each read is audited under the request's id."""
+    status = _services(request).status
+    request_id = request_id_of(request)
+    if wait == 0:
+        return await status.status(application_id, caller.client_id, request_id)
+    listener: DecisionListener = request.app.state.decision_listener
+    async with listener.watching(application_id) as decided:
+        current = await status.status(application_id, caller.client_id, request_id)
+        if current.status != "PENDING":
+            return current
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(decided.wait(), wait)
+    return await status.status(application_id, caller.client_id, request_id)
 
 
 @router.get("/health", summary="Liveness")

@@ -6,6 +6,8 @@ POST to `OIDC_TOKEN_URL` as `OIDC_CLIENT_ID` / `OIDC_CLIENT_SECRET` (environment
 `.run/env`, which `make run` writes), or from `--token`. The dev log's second sample PAN is
 replaced by a random well-formed one generated here (only the two documented test PANs are
 ever written down). A second run within 24 hours meets the duplicate rule: those rows show `409`.
+Each answer is awaited with a long poll (`?wait=`), and a receiver on loopback, registered as
+the client's webhook endpoint for the demo, shows the first decision delivered and signed.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from prequalctl.demo_webhook import DemoReceiver, registered_receiver
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 CONSENT_TEXT_VERSION = "soft-inquiry-v1"
@@ -72,7 +76,8 @@ def bearer_token(env_file: Path, timeout: float) -> str:
             "grant_type": "client_credentials",
             "client_id": client_id,
             "client_secret": secret,
-            "scope": setting("OIDC_SCOPE", env_file) or "applications:write applications:read",
+            "scope": setting("OIDC_SCOPE", env_file)
+            or "applications:write applications:read webhooks:manage",
             "audience": setting("OIDC_AUDIENCE", env_file) or "prequal-api",
         },
         timeout=timeout,
@@ -177,23 +182,47 @@ def _outcome(http: httpx.Client, body: dict[str, Any], timeout: float) -> dict[s
     deadline = time.monotonic() + timeout
     status: dict[str, Any] = {"status": "PENDING"}
     while time.monotonic() < deadline:
-        status = http.get(f"/applications/{application_id}/status").json()
+        # A long poll: the API answers when the decision commits.
+        wait = max(1, min(30, int(deadline - time.monotonic())))
+        status = http.get(
+            f"/applications/{application_id}/status", params={"wait": wait}, timeout=wait + 10
+        ).json()
         if status["status"] in FINAL:
             break
-        time.sleep(0.2)
-    return {"http": 202, **status}
+    return {"http": 202, "application_id": application_id, **status}
+
+
+def _webhook_line(receiver: DemoReceiver | str, rows: list[dict[str, Any]], timeout: float) -> str:
+    if isinstance(receiver, str):
+        return receiver
+    decided = next((r for r in rows if r["status"] in FINAL), None)
+    if decided is None:
+        return "no webhook: no application was decided"
+    delivery = receiver.wait_for(str(decided["application_id"]), timeout)
+    if delivery is None:
+        return f"no webhook arrived within {timeout:g} s (is webhook-dispatcher running?)"
+    verified = "signature verified" if delivery.verified else "SIGNATURE DID NOT VERIFY"
+    return (
+        f"webhook delivered: loan.application.decided.v1 {delivery.status} for "
+        f"{delivery.application_id} ({verified})"
+    )
 
 
 def _demo(args: argparse.Namespace) -> int:
     url = api_url(args.api_url, args.env_file)
     print(f"submitting to {url}")
     rows: list[tuple[str, ...]] = []
+    results: list[dict[str, Any]] = []
     try:
         token = args.token or bearer_token(args.env_file, args.timeout)
         headers = {"Authorization": f"Bearer {token}"}
-        with httpx.Client(base_url=url, timeout=args.timeout, headers=headers) as http:
+        with (
+            httpx.Client(base_url=url, timeout=args.timeout, headers=headers) as http,
+            registered_receiver(http) as receiver,
+        ):
             for label, body in sample_applications():
                 result = _outcome(http, body, args.timeout)
+                results.append(result)
                 rows.append(
                     (
                         label,
@@ -205,6 +234,7 @@ def _demo(args: argparse.Namespace) -> int:
                         str(result.get("decision_reason") or ""),
                     )
                 )
+            webhook = _webhook_line(receiver, results, args.timeout)
     except httpx.HTTPError as exc:
         print(f"error: cannot reach the API at {url}: {exc} (is `make run` up?)")
         return 1
@@ -212,5 +242,6 @@ def _demo(args: argparse.Namespace) -> int:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header[:-1])]
     for row in (header, *rows):
         print("  ".join(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1])
+    print(webhook)
     pending = [r for r in rows if r[3] == "PENDING"]
     return 1 if pending else 0

@@ -10,9 +10,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from prequalctl import audit, db, demo, dlq, keys, policy
+from prequalctl import audit, db, demo, dlq, keys, policy, webhooks
 
-COMMAND_GROUPS = (db, keys, dlq, demo, policy, audit)
+COMMAND_GROUPS = (db, keys, dlq, demo, policy, audit, webhooks)
 
 
 def build_parser() -> argparse.ArgumentParser:

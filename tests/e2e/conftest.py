@@ -18,7 +18,16 @@ import pytest
 
 from devstack.kafka import Kafka
 from devstack.postgres import Postgres
-from devstack.services import API, CREDIT, DECISION, PUBLISHER, RunningService, Services, migrate
+from devstack.services import (
+    API,
+    CREDIT,
+    DECISION,
+    DISPATCHER,
+    PUBLISHER,
+    RunningService,
+    Services,
+    migrate,
+)
 from prequal.dlq import dlq_topic
 from prequal.kafka import create_topics
 from prequalctl.keys import generate_keys
@@ -94,15 +103,20 @@ def platform(
     run = uuid.uuid4().hex[:8]
     database_url = postgres.create_database(f"e2e_{run}")
     submitted, reports = f"e2e-{run}-loan_applications_submitted", f"e2e-{run}-credit_reports"
+    decided = f"e2e-{run}-loan_applications_decided"
     create_topics(
         kafka.bootstrap,
-        {submitted: 3, reports: 3, dlq_topic(submitted): 1, dlq_topic(reports): 1},
+        {
+            **dict.fromkeys((submitted, reports, decided), 3),
+            **{dlq_topic(topic): 1 for topic in (submitted, reports, decided)},
+        },
     )
     env = {
         "DATABASE_URL": database_url,
         "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
         "TOPIC_APPLICATIONS_SUBMITTED": submitted,
         "TOPIC_CREDIT_REPORTS": reports,
+        "TOPIC_APPLICATIONS_DECIDED": decided,
         "SECRETS_DIR": "/nonexistent",
         "LOG_LEVEL": "INFO",
         **generate_keys("v1"),
@@ -123,7 +137,7 @@ def platform(
         oidc.token(oidc.other),
     )
     try:
-        for spec in (API, PUBLISHER, CREDIT, DECISION):
+        for spec in (API, PUBLISHER, CREDIT, DECISION, DISPATCHER):
             platform.by_name[spec.name] = services.start(spec)
         yield platform
     finally:

@@ -26,6 +26,10 @@ def test_demo_prints_each_final_status_and_a_409_when_run_again(
     assert "MANUAL_REVIEW" in table["dev log sample 2 (random PAN)"]
     assert "REJECTED" in table["test PAN FGHIJ5678K"]
     assert " 610 " in table["test PAN FGHIJ5678K"]
+    # The first decision reached the demo's receiver through webhook-dispatcher, signed.
+    [webhook] = [line for line in lines if line.startswith("webhook delivered: ")]
+    assert "loan.application.decided.v1 PRE_APPROVED" in webhook
+    assert webhook.endswith("(signature verified)")
 
     assert prequalctl(demo) == 0
     again = capsys.readouterr().out

@@ -188,6 +188,7 @@ def test_make_run_serves_decisions_and_stops_cleanly(tmp_path: Path) -> None:
             "outbox-publisher",
             "credit-service",
             "decision-service",
+            "webhook-dispatcher",
             "loan-operator",
         }
         assert expected <= _scraped_jobs(env["PROMETHEUS_URL"], expected)

@@ -18,7 +18,7 @@ from typing import Any, LiteralString
 import psycopg
 from psycopg import sql
 
-SERVICES = ("api", "publisher", "credit", "decision", "auditor")
+SERVICES = ("api", "publisher", "credit", "decision", "webhooks", "auditor")
 DEFAULT_PREFIX = "prequal_"
 
 # What the consumers share: the inbox, the dead-letter records and the reason they put on a
@@ -42,6 +42,9 @@ GRANTS: Mapping[str, tuple[LiteralString, ...]] = {
         "GRANT SELECT, INSERT ON consents TO {role}",
         "GRANT SELECT ON decisions TO {role}",
         "GRANT SELECT, INSERT, UPDATE, DELETE ON idempotency_keys TO {role}",
+        # A client's webhook endpoints (`webhooks:manage`); deleting one cascades to its
+        # deliveries with the table owner's rights.
+        "GRANT SELECT, INSERT, DELETE ON webhook_endpoints TO {role}",
     ),
     # The outbox and nothing else: claim, mark published, purge.
     "publisher": (
@@ -54,15 +57,23 @@ GRANTS: Mapping[str, tuple[LiteralString, ...]] = {
         "GRANT INSERT ON audit_log TO {role}",
         "GRANT INSERT ON outbox_events TO {role}",
     ),
-    # Reads the figures it decides on and updates only the status columns; writes decisions.
+    # Reads the figures it decides on and updates only the status columns; writes decisions
+    # and the decided event (to the owning client) through the outbox.
     "decision": (
         *_CONSUMER,
         "GRANT SELECT (version, monthly_income, requested_amount, loan_type, "
-        "recent_application_elsewhere) ON applications TO {role}",
+        "recent_application_elsewhere, client_id) ON applications TO {role}",
+        "GRANT INSERT ON outbox_events TO {role}",
         "GRANT UPDATE (status, credit_score, decision_reason, max_approved_amount, version, "
         "updated_at) ON applications TO {role}",
         "GRANT INSERT ON decisions, shadow_decisions TO {role}",
         "GRANT SELECT, INSERT ON policy_documents TO {role}",
+    ),
+    # Turns decided events into deliveries for the owning client's endpoints and sends them.
+    "webhooks": (
+        *_CONSUMER,
+        "GRANT SELECT ON webhook_endpoints TO {role}",
+        "GRANT SELECT, INSERT, UPDATE ON webhook_deliveries TO {role}",
     ),
     # `prequalctl audit`: reads the audit trail, nothing else.
     "auditor": ("GRANT SELECT ON audit_log TO {role}",),

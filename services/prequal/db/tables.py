@@ -23,6 +23,7 @@ from sqlalchemy import (
     SmallInteger,
     Table,
     Text,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP, UUID
@@ -229,4 +230,49 @@ consents = Table(
     Column("actor", Text, nullable=False),
     Column("recorded_at", TIMESTAMP(timezone=True), nullable=False, server_default=_NOW),
     CheckConstraint("soft_inquiry", name="ck_consents_soft_inquiry"),
+)
+
+WEBHOOK_DELIVERY_STATUSES = ("PENDING", "DELIVERED", "DEAD")
+
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("client_id", Text, nullable=False),
+    Column("url", Text, nullable=False),
+    # `whsec_` + base64, shown to the client once at creation (migration 0009).
+    Column("secret", Text, nullable=False),
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    Column("created_at", TIMESTAMP(timezone=True), nullable=False, server_default=_NOW),
+    CheckConstraint("starts_with(secret, 'whsec_')", name="ck_webhook_endpoints_secret"),
+    Index("ix_webhook_endpoints_client_id", "client_id"),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column(
+        "endpoint_id",
+        UUID(as_uuid=True),
+        ForeignKey("webhook_endpoints.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("event_id", UUID(as_uuid=True), nullable=False),
+    Column("application_id", UUID(as_uuid=True), nullable=False),
+    Column("payload", JSONB, nullable=False),
+    Column("status", Text, nullable=False, server_default=text("'PENDING'")),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", TIMESTAMP(timezone=True), nullable=False, server_default=_NOW),
+    Column("last_error", Text),
+    Column("created_at", TIMESTAMP(timezone=True), nullable=False, server_default=_NOW),
+    Column("delivered_at", TIMESTAMP(timezone=True)),
+    UniqueConstraint("endpoint_id", "event_id", name="uq_webhook_deliveries_endpoint_event"),
+    CheckConstraint(_in("status", WEBHOOK_DELIVERY_STATUSES), name="ck_webhook_deliveries_status"),
+    Index(
+        "ix_webhook_deliveries_due",
+        "endpoint_id",
+        "next_attempt_at",
+        postgresql_where=text("status = 'PENDING'"),
+    ),
 )

@@ -7,9 +7,11 @@
   (deterministically, from the date itself), so a body the document allows is one the API
   takes (schemathesis' positive_data_acceptance check) and reaches the submission logic.
   Both rules have their own cases in test_api_contract.py and test_consent.py.
-- `map_case`: an Idempotency-Key reused with another body is a 422 by contract (a rule about
-  earlier requests, which no schema states); a generated key gets a digest of its body
-  appended, so a key repeats only with its body (a replay) and the 422 keeps its own test.
+- `map_case`: a valid `?wait=N` becomes 0 (a long poll of an undecided application would hold
+  each case N seconds; test_long_poll.py has its own cases). An Idempotency-Key reused with
+  another body is a 422 by contract (a rule about earlier requests, which no schema states); a
+  generated key gets a digest of its body appended, so a key repeats only with its body (a
+  replay) and the 422 keeps its own test.
 """
 
 from __future__ import annotations
@@ -116,6 +118,7 @@ _KEY_ROOM = 255 - 13
 
 @schemathesis.hook
 def map_case(ctx: Any, case: Any) -> Any:
+    _no_long_poll(case)
     headers = case.headers or {}
     name = next((h for h in headers if h.lower() == "idempotency-key"), None)
     key = headers.get(name) if name else None
@@ -124,3 +127,13 @@ def map_case(ctx: Any, case: Any) -> Any:
     digest = hashlib.sha256(json.dumps(case.body, sort_keys=True, default=str).encode())
     headers[name] = f"{key}-{digest.hexdigest()[:12]}"
     return case
+
+
+def _no_long_poll(case: Any) -> None:
+    """A valid `?wait=N` on a PENDING application (the stateful phase reads the ones it just
+    submitted, and nothing decides them here) would hold the case N seconds: valid waits become
+    0, out-of-range values stay to be refused. test_long_poll.py covers waiting itself."""
+    query = case.query or {}
+    wait = query.get("wait")
+    if isinstance(wait, int) and not isinstance(wait, bool) and 0 < wait <= 30:
+        query["wait"] = 0

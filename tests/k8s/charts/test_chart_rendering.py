@@ -131,12 +131,20 @@ def test_consumers_leave_replicas_to_the_operator_when_it_scales_them() -> None:
     deployments = _deployments(docs)
     [pipeline] = by_kind(docs, "LoanPipeline")
     scaled = {c["deployment"]: c for c in pipeline["spec"]["consumers"]}
-    assert set(scaled) == {"rel-loan-prequal-credit", "rel-loan-prequal-decision"}
+    assert set(scaled) == {
+        "rel-loan-prequal-credit",
+        "rel-loan-prequal-decision",
+        "rel-loan-prequal-webhooks",
+    }
     for name, consumer in scaled.items():
         assert "replicas" not in deployments[name]["spec"], name
         assert consumer["minReplicas"] <= consumer["maxReplicas"]
     assert scaled["rel-loan-prequal-credit"]["topic"] == "loan_applications_submitted"
     assert scaled["rel-loan-prequal-decision"]["topic"] == "credit_reports_generated"
+    # The webhook dispatcher is scaled against its lag on the decided topic like the others.
+    assert scaled["rel-loan-prequal-webhooks"]["topic"] == "loan_applications_decided"
+    assert scaled["rel-loan-prequal-webhooks"]["consumerGroup"] == "webhook-dispatcher"
+    assert scaled["rel-loan-prequal-webhooks"]["name"] == "webhook-dispatcher"
     assert deployments["rel-loan-prequal-api"]["spec"]["replicas"] == 2
 
     fixed = documents(
@@ -161,6 +169,7 @@ def test_processes_get_the_configuration_contract() -> None:
         "publisher": ("outbox-publisher", "9101", False),
         "credit": ("credit-service", "9102", True),
         "decision": ("decision-service", "9103", False),
+        "webhooks": ("webhook-dispatcher", "9105", False),
     }
     for component, (command, metrics_port, has_keys) in expected.items():
         spec = deployments[f"rel-loan-prequal-{component}"]["spec"]["template"]["spec"]
@@ -184,6 +193,10 @@ def test_processes_get_the_configuration_contract() -> None:
             "containers"
         ][0]
         assert _env(container)["CONSUMER_GROUP"] == f"{component}-service"
+    container = deployments["rel-loan-prequal-webhooks"]["spec"]["template"]["spec"]["containers"][
+        0
+    ]
+    assert _env(container)["CONSUMER_GROUP"] == "webhook-dispatcher"
     api_env = _env(deployments["rel-loan-prequal-api"]["spec"]["template"]["spec"]["containers"][0])
     assert (api_env["API_HOST"], api_env["API_PORT"]) == (ANY_ADDRESS, "8000")
     assert api_env["OIDC_TOKEN_URL"] == ""  # derived from the issuer (Hydra's /oauth2/token)
@@ -275,6 +288,8 @@ def test_network_policies_deny_by_default_and_allow_only_the_real_flows() -> Non
     assert egress_ports("api") == {5432}
     assert egress_ports("publisher") == {5432, 9092}
     assert egress_ports("credit") == egress_ports("decision") == {5432, 9092}
+    # The dispatcher also reaches the receivers (by default anywhere, on 443 and 80).
+    assert egress_ports("webhooks") == {5432, 9092, 443, 80}
     assert egress_ports("migrations") == {5432}
     assert egress_ports("dns") == {53}
     api_from = policies["api"]["ingress"][0]["from"]
@@ -286,7 +301,7 @@ def test_network_policies_deny_by_default_and_allow_only_the_real_flows() -> Non
         [{"port": "http", "protocol": "TCP"}],
         [{"port": "metrics", "protocol": "TCP"}],  # monitoring reaches only /metrics' port
     ]
-    for worker in ("publisher", "credit", "decision"):
+    for worker in ("publisher", "credit", "decision", "webhooks"):
         [rule] = policies[worker]["ingress"]
         assert rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]
     assert (

@@ -112,3 +112,26 @@ def test_drained_lag_scales_down_only_after_the_stabilization_window(
     assert pipelines.replicas("credit") == 3, "scaled down before the window passed"
     wait_for(lambda: pipelines.replicas("credit") == 1, window + 20, "scale down to min 1")
     assert time.monotonic() - drained_at >= window - 1.5
+
+
+def test_the_webhook_dispatcher_is_scaled_against_its_lag_on_the_decided_topic(
+    operator: OperatorProcess, pipelines: Pipelines, kafka: Kafka
+) -> None:
+    prefix = f"{pipelines.namespace}."
+    pipelines.create_deployment("webhook-dispatcher", replicas=1)
+    pipelines.create_db_secret("retail-db")
+    # The CRD takes the decided topic for a consumer; 45 records, threshold 10 → 3 (partitions).
+    dispatcher = consumer_spec(
+        "webhook-dispatcher", "loan_applications_decided", "webhook-dispatcher", maxReplicas=3
+    )
+    pipelines.create(pipeline_body("retail", kafka.bootstrap, prefix, consumers=[dispatcher]))
+    pipelines.wait_condition("retail", "TopicsReady", "True")
+    produce(kafka, prefix + "loan_applications_decided", 45)
+
+    wait_for(lambda: pipelines.replicas("webhook-dispatcher") == 3, 30, "3 dispatchers")
+    status = wait_for(
+        lambda: (c := consumer_status(pipelines, "webhook-dispatcher")) and c["lag"] == 45 and c,
+        10,
+        "the dispatcher's lag of 45",
+    )
+    assert status["desiredReplicas"] == 3

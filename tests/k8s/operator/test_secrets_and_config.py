@@ -34,6 +34,7 @@ def test_key_secret_is_generated_with_the_contract_keys_and_a_configmap_is_writt
         "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
         "TOPIC_APPLICATIONS_SUBMITTED": f"{pipelines.namespace}.loan_applications_submitted",
         "TOPIC_CREDIT_REPORTS": f"{pipelines.namespace}.credit_reports_generated",
+        "TOPIC_APPLICATIONS_DECIDED": f"{pipelines.namespace}.loan_applications_decided",
         "DECISION_MIN_CREDIT_SCORE": "650",
         "DECISION_TERM_MONTHS": "48",
         "DECISION_POLICY": canonical_json(DEFAULT_DECISION_POLICY),

@@ -19,6 +19,8 @@ TOPICS = (
     "loan_applications_submitted_dlq",
     "credit_reports_generated",
     "credit_reports_generated_dlq",
+    "loan_applications_decided",
+    "loan_applications_decided_dlq",
 )
 
 
@@ -51,6 +53,8 @@ def test_topics_and_dlqs_are_created_with_spec_partitions_and_config(
         prefix + "loan_applications_submitted_dlq": 1,
         prefix + "credit_reports_generated": 3,
         prefix + "credit_reports_generated_dlq": 1,
+        prefix + "loan_applications_decided": 3,
+        prefix + "loan_applications_decided_dlq": 1,
     }
     assert topic_config(kafka_admin, prefix + "credit_reports_generated", "retention.ms") == (
         "604800000"
@@ -60,7 +64,7 @@ def test_topics_and_dlqs_are_created_with_spec_partitions_and_config(
     )
     status = (pipelines.get("retail") or {})["status"]
     assert status["observedGeneration"] == 1
-    assert status["topicsSummary"] == "4/4"
+    assert status["topicsSummary"] == "6/6"
     assert {t["name"]: t["partitions"] for t in status["topics"]}[
         prefix + "loan_applications_submitted"
     ] == 3

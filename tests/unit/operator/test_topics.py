@@ -28,12 +28,14 @@ def test_desired_topics_are_prefixed_and_each_has_a_dlq() -> None:
         "retail.loan_applications_submitted_dlq": (1, {"retention.ms": "1209600000"}),
         "retail.credit_reports_generated": (3, {"retention.ms": "604800000"}),
         "retail.credit_reports_generated_dlq": (1, {"retention.ms": "1209600000"}),
+        "retail.loan_applications_decided": (3, {"retention.ms": "604800000"}),
+        "retail.loan_applications_decided_dlq": (1, {"retention.ms": "1209600000"}),
     }
 
 
 def test_missing_topics_are_created() -> None:
     plan = plan_topics(desired_topics(KAFKA), {})
-    assert len(plan.create) == 4
+    assert len(plan.create) == 6
     assert not plan.refused
 
 

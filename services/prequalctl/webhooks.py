@@ -1,0 +1,143 @@
+"""`prequalctl webhooks list|create|delete|replay`: webhook endpoints and dead deliveries.
+
+For the platform's operators, on the database (`DATABASE_URL`): a client manages its own
+endpoints through the API (`/webhooks/endpoints`, scope `webhooks:manage`). `create` prints the
+signing secret once, as the API does; `list` never shows it. `replay` parks dead deliveries
+again as new (attempts from zero, due now); the dispatcher picks them up on its next poll.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import uuid
+from typing import Any
+
+import psycopg
+
+from prequal import webhooks
+from prequal.settings import DatabaseSettings, load_settings
+
+# The API's rule (prequal_api.webhook_routes.URL_PATTERN), so both refuse the same URLs.
+_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[\x21-\x7e]*)?\Z")
+
+
+def register(commands: Any) -> None:
+    group = commands.add_parser(
+        "webhooks",
+        help="Webhook endpoints of the clients, and replay of dead deliveries",
+        description="Reads DATABASE_URL. Clients manage their own endpoints through the API.",
+    )
+    group.set_defaults(group_parser=group)
+    verbs = group.add_subparsers(title="Available Commands", metavar="<command>")
+
+    listing = verbs.add_parser("list", help="Endpoints (never their secrets)")
+    listing.add_argument("--client", help="only this OAuth2 client's endpoints")
+    listing.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    listing.set_defaults(handler=_list)
+
+    create = verbs.add_parser("create", help="Register an endpoint; prints its secret once")
+    create.add_argument("--client", required=True, help="the OAuth2 client that owns it")
+    create.add_argument("--url", required=True, help="http(s) URL decisions are POSTed to")
+    create.set_defaults(handler=_create)
+
+    delete = verbs.add_parser("delete", help="Remove an endpoint and its deliveries")
+    delete.add_argument("endpoint_id", type=uuid.UUID)
+    delete.set_defaults(handler=_delete)
+
+    replay = verbs.add_parser(
+        "replay",
+        help="Deliver dead deliveries again",
+        description="Fix the receiver first, then replay: attempts start from zero.",
+    )
+    chosen = replay.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--delivery", type=uuid.UUID, action="append", help="(repeatable)")
+    chosen.add_argument("--endpoint", type=uuid.UUID, help="every dead delivery of an endpoint")
+    chosen.add_argument("--all", action="store_true", help="every dead delivery")
+    replay.set_defaults(handler=_replay)
+
+
+def _connect() -> psycopg.Connection[Any]:
+    url = load_settings(DatabaseSettings).database_url.get_secret_value()
+    return psycopg.connect(url, connect_timeout=5, autocommit=True)
+
+
+def _list(args: argparse.Namespace) -> int:
+    with _connect() as conn:
+        if args.client:
+            rows = conn.execute(webhooks.LIST_ENDPOINTS_SQL, (args.client,)).fetchall()
+        else:
+            rows = conn.execute(webhooks.LIST_ALL_ENDPOINTS_SQL).fetchall()
+        dead = dict(
+            conn.execute(
+                "SELECT endpoint_id, count(*) FROM webhook_deliveries WHERE status = 'DEAD' "
+                "GROUP BY endpoint_id"
+            ).fetchall()
+        )
+    found = [
+        {
+            "id": str(endpoint_id),
+            "client": client,
+            "url": url,
+            "enabled": enabled,
+            "created_at": created.isoformat(),
+            "dead_deliveries": int(dead.get(endpoint_id, 0)),
+        }
+        for endpoint_id, url, enabled, created, client in rows
+    ]
+    if args.output == "json":
+        print(json.dumps(found, indent=2))
+        return 0
+    print(f"{'ID':36}  {'CLIENT':24}  {'ENABLED':7}  {'DEAD':>4}  URL")
+    for e in found:
+        enabled = "yes" if e["enabled"] else "no"
+        print(f"{e['id']:36}  {e['client']:24}  {enabled:7}  {e['dead_deliveries']:>4}  {e['url']}")
+    return 0
+
+
+def _create(args: argparse.Namespace) -> int:
+    url = args.url.strip()
+    if len(url) > webhooks.URL_MAX_LENGTH or not _URL.match(url):
+        print(
+            "--url must be an http(s) URL with a plain host name (letters, digits, dots, "
+            "hyphens), an optional port and path",
+            file=sys.stderr,
+        )
+        return 2
+    secret = webhooks.new_secret()
+    with _connect() as conn:
+        row = conn.execute(
+            webhooks.INSERT_ENDPOINT_SQL, (uuid.uuid4(), args.client, url, secret)
+        ).fetchone()
+    assert row is not None
+    print(f"endpoint {row[0]} registered for {args.client}: {url}")
+    print(f"signing secret (shown once, keep it in the receiver's secret store): {secret}")
+    return 0
+
+
+def _delete(args: argparse.Namespace) -> int:
+    with _connect() as conn:
+        deleted = conn.execute(webhooks.DELETE_ANY_ENDPOINT_SQL, (args.endpoint_id,)).rowcount
+    if not deleted:
+        print(f"no endpoint {args.endpoint_id}; see `prequalctl webhooks list`", file=sys.stderr)
+        return 1
+    print(f"endpoint {args.endpoint_id} and its deliveries removed")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    with _connect() as conn:
+        if args.all:
+            replayed = conn.execute(webhooks.REPLAY_SQL).rowcount
+        elif args.endpoint:
+            replayed = conn.execute(
+                webhooks.REPLAY_SQL + " AND endpoint_id = %s", (args.endpoint,)
+            ).rowcount
+        else:
+            replayed = conn.execute(
+                webhooks.REPLAY_SQL + " AND id = ANY(%s)", (args.delivery,)
+            ).rowcount
+    print(f"{replayed} dead deliveries parked again; the dispatcher delivers them next")
+    return 0

@@ -1,0 +1,1 @@
+"""webhook-dispatcher: delivers decided events to the owning client's webhook endpoints."""

@@ -1,0 +1,77 @@
+"""`webhook-dispatcher`: the composition root. The consumer parks decided events as deliveries;
+the deliverer, in a thread beside it, sends them. SIGTERM stops both."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from typing import Any
+
+import psycopg
+from prometheus_client import CollectorRegistry
+
+from prequal.consumer_process import build, serve
+from prequal.startup import start
+from webhook_dispatcher.delivery import Deliverer, DeliveryMetrics, DeliveryPolicy
+from webhook_dispatcher.handler import ParkingHandler
+from webhook_dispatcher.settings import DispatcherSettings
+
+SERVICE = "webhook-dispatcher"
+log = logging.getLogger("webhook_dispatcher")
+
+
+def policy_of(settings: DispatcherSettings) -> DeliveryPolicy:
+    return DeliveryPolicy(
+        timeout=settings.webhook_timeout_seconds,
+        max_attempts=settings.webhook_max_attempts,
+        backoff_initial=settings.webhook_backoff_initial_seconds,
+        backoff_max=settings.webhook_backoff_max_seconds,
+        workers=settings.webhook_workers,
+        endpoint_concurrency=settings.webhook_endpoint_concurrency,
+        poll_interval=settings.webhook_poll_interval_seconds,
+    )
+
+
+def main() -> int:
+    settings = start(SERVICE, DispatcherSettings)
+    registry = CollectorRegistry()
+    wake = threading.Event()
+    runtime = build(
+        settings,
+        service=SERVICE,
+        topic=settings.topic_applications_decided,
+        handler=ParkingHandler(wake),
+        registry=registry,
+    )
+    url = settings.database_url.get_secret_value()
+
+    def connect() -> psycopg.Connection[Any]:
+        return psycopg.connect(
+            url,
+            autocommit=True,
+            connect_timeout=5,
+            application_name=SERVICE,
+            **settings.session_options(),
+        )
+
+    policy = policy_of(settings)
+    deliverer = Deliverer(connect, policy, DeliveryMetrics(registry), wake)
+    sender = threading.Thread(target=deliverer.run, name="deliverer", daemon=True)
+    sender.start()
+    log.info(
+        "delivering with %d workers, %d per endpoint, %g s timeout, %d attempts",
+        policy.workers,
+        policy.endpoint_concurrency,
+        policy.timeout,
+        policy.max_attempts,
+    )
+    try:
+        return serve(runtime, settings, registry)
+    finally:
+        deliverer.stop()
+        sender.join(policy.timeout + 5)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
