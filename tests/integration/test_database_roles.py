@@ -165,7 +165,7 @@ def test_the_decision_service_updates_only_the_status_columns(
     connect: Connect, application_id: uuid.UUID
 ) -> None:
     decision = connect("decision")
-    assert decision.execute(DECISION_SELECT_SQL, (application_id,)).fetchone() is not None
+    assert decision.execute(DECISION_SELECT_SQL, ([application_id],)).fetchone() is not None
     decision.execute(
         "UPDATE applications SET status = 'MANUAL_REVIEW', credit_score = 700, "
         "decision_reason = 'r', max_approved_amount = %s, version = version + 1, "
@@ -177,7 +177,17 @@ def test_the_decision_service_updates_only_the_status_columns(
     assert refused(decision, "UPDATE applications SET monthly_income = 1")
     assert refused(decision, "SELECT email, pan_ciphertext FROM applications")
     assert refused(decision, "INSERT INTO audit_log (action, actor) VALUES ('read', 'x')")
-    assert refused(decision, "INSERT INTO outbox_events (id) VALUES (gen_random_uuid())")
+    # It writes the decided event through the outbox, but reads no event there.
+    assert refused(decision, "SELECT payload FROM outbox_events")
+
+
+def test_the_webhook_dispatcher_reads_endpoints_and_nothing_personal(connect: Connect) -> None:
+    dispatcher = connect("webhooks")
+    dispatcher.execute("SELECT id, url, secret FROM webhook_endpoints").fetchall()
+    dispatcher.execute("SELECT id, status FROM webhook_deliveries").fetchall()
+    assert refused(dispatcher, "SELECT email, monthly_income FROM applications")
+    assert refused(dispatcher, "DELETE FROM webhook_endpoints")
+    assert refused(dispatcher, "SELECT payload FROM outbox_events")
 
 
 def test_the_auditor_reads_the_audit_trail_and_nothing_else(connect: Connect) -> None:

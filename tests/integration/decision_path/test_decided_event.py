@@ -16,6 +16,7 @@ from decision_service.policy import DecisionPolicy
 from prequal import dlq, events
 from prequal.kafka import create_topics
 from tests.integration.submission.conftest import base_env, start_publisher
+from tests.kafka_reader import read_records
 from tests.polling import wait_until
 
 from .conftest import (
@@ -23,7 +24,6 @@ from .conftest import (
     World,
     application_status,
     insert_application,
-    read_all,
     report_payload,
 )
 
@@ -74,7 +74,7 @@ def test_a_decision_is_published_once_on_the_decided_topic(
         ),
     )
     try:
-        records = read_all(world.bootstrap, decided_topic, 1)
+        records = read_records(world.bootstrap, decided_topic, until=1)
     finally:
         publisher.process.stop()
 
