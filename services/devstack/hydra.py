@@ -27,7 +27,7 @@ from devstack.postgres import Postgres
 from devstack.process import ComponentStartError, ManagedProcess, SingleProcessComponent
 from devstack.tools import tool
 
-SCOPES = "applications:write applications:read"
+SCOPES = "applications:write applications:read applications:erase"
 AUDIENCE = "prequal-api"
 ACCESS_TOKEN_SET = "hydra.jwt.access-token"  # noqa: S105 - a key set name
 

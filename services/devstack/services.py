@@ -40,11 +40,16 @@ class ServiceSpec:
     health_path: str
     # Set when /metrics has a port of its own (the API's): started on a free port.
     metrics_port_env: str = ""
+    # Only the credit service may open personal data: the others never see a private key.
+    opens: bool = False
 
+
+# What opens sealed data keys and legacy PAN ciphertexts (the key Secret's private part).
+OPENING_KEYS = ("SEALING_PRIVATE_KEYS", "PAN_ENCRYPTION_KEYS", "PAN_ACTIVE_KEY_ID")
 
 API = ServiceSpec("prequal-api", "prequal-api", "API_PORT", "/ready", "API_METRICS_PORT")
 PUBLISHER = ServiceSpec("outbox-publisher", "outbox-publisher", "METRICS_PORT", "/health")
-CREDIT = ServiceSpec("credit-service", "credit-service", "METRICS_PORT", "/health")
+CREDIT = ServiceSpec("credit-service", "credit-service", "METRICS_PORT", "/health", opens=True)
 DECISION = ServiceSpec("decision-service", "decision-service", "METRICS_PORT", "/health")
 ALL_SERVICES = (API, PUBLISHER, CREDIT, DECISION)
 
@@ -101,6 +106,9 @@ class Services:
         port = port or free_port()
         metrics_port = free_port() if spec.metrics_port_env else 0
         env = {**os.environ, **self.env, spec.port_env: str(port), **(extra_env or {})}
+        if not spec.opens:
+            for name in OPENING_KEYS:
+                env.pop(name, None)
         if metrics_port:
             env[spec.metrics_port_env] = str(metrics_port)
         suffix = f"-{instance}" if instance else ""

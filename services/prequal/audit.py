@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Literal
 
-AuditAction = Literal["encrypt", "decrypt", "mask"]
+AuditAction = Literal["encrypt", "decrypt", "mask", "erase"]
 
 INSERT_SQL = (
     "INSERT INTO audit_log (application_id, action, actor, key_id, detail) "

@@ -10,9 +10,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from prequalctl import db, demo, dlq, keys, policy
+from prequalctl import db, demo, dlq, erase, keys, policy
 
-COMMAND_GROUPS = (db, keys, dlq, demo, policy)
+COMMAND_GROUPS = (db, keys, dlq, demo, policy, erase)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,7 +20,7 @@ from devstack.postgres import Postgres
 from devstack.process import ManagedProcess
 from prequal.db import migrate
 from prequal.kafka import create_topics
-from prequalctl.keys import generate_keys
+from prequalctl.keys import for_role, generate_keys
 from tests.tokens import Oidc
 
 BIN = Path(sys.executable).parent
@@ -105,7 +105,7 @@ def api_env(
     return base_env(
         DATABASE_URL=database_url,
         TOPIC_APPLICATIONS_SUBMITTED=kafka_topic_name,
-        **pan_keys,
+        **for_role(pan_keys, "api"),
         **oidc.api_env(),
     )
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 
 from devstack.postgres import Postgres
+from prequalctl.keys import for_role
 from tests.applications import application
 from tests.integration.submission.conftest import ApiProcess, base_env
 from tests.tokens import Oidc
@@ -54,7 +55,7 @@ def test_api_refuses_to_start_on_an_unmigrated_database(
     url = postgres.create_database("sub_unmigrated")
     result = subprocess.run(
         [str(Path(sys.executable).parent / "prequal-api")],
-        env=base_env(DATABASE_URL=url, API_PORT="1", **pan_keys, **oidc.api_env()),
+        env=base_env(DATABASE_URL=url, API_PORT="1", **for_role(pan_keys, "api"), **oidc.api_env()),
         capture_output=True,
         text=True,
         timeout=60,
