@@ -62,14 +62,14 @@ class SealingKeys:
 
     sealer: sealing.Sealer
     opener: sealing.Opener
+    private_keys: dict[str, bytes]
 
 
 @pytest.fixture(scope="module")
 def sealing_keys() -> SealingKeys:
     pair = sealing.generate_key_pair()
-    return SealingKeys(
-        sealing.Sealer({"s1": pair.public}, "s1"), sealing.Opener({"s1": pair.private})
-    )
+    private = {"s1": pair.private}
+    return SealingKeys(sealing.Sealer({"s1": pair.public}, "s1"), sealing.Opener(private), private)
 
 
 @dataclass(frozen=True)

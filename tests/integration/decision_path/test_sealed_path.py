@@ -5,8 +5,10 @@ reason, never retried and never a crash."""
 from __future__ import annotations
 
 import psycopg
+from prometheus_client import CollectorRegistry
 
-from prequal import dlq, erasure, events
+from credit_service.handler import CreditHandler, CreditMetrics, Keys
+from prequal import dlq, erasure, events, sealing
 from tests.polling import wait_until
 
 from .conftest import (
@@ -78,3 +80,37 @@ def test_an_erased_applications_event_is_dead_lettered_with_its_reason(world: Wo
     assert row[2] is None
     assert row[3] is not None
     assert keys == (0,)
+
+
+def test_a_data_key_sealed_to_a_pair_not_distributed_yet_waits_for_it(world: World) -> None:
+    """An API pod sealing with a new active key before this pod's Secret has its private key:
+    the record is retried as an outage of this process, never dead-lettered."""
+    new = sealing.generate_key_pair()
+    old_keys = Keys(world.sealing.opener)
+    mounted = [old_keys]
+    rotated = sealing.Sealer({"s2": new.public}, "s2")
+    app, blob = insert_sealed_application(world.database_url, rotated)
+    registry = CollectorRegistry()
+    handler = CreditHandler(
+        old_keys, world.topics.reports, CreditMetrics(registry), reload_keys=lambda: mounted[0]
+    )
+    credit = world.consumers.start(world.topics.submitted, GROUP_CREDIT, handler, registry=registry)
+    world.producer.event(
+        world.topics.submitted,
+        events.APPLICATION_SUBMITTED,
+        sealed_payload(app, blob),
+        key=str(app.id),
+    )
+    dlq_topic = dlq.dlq_topic(world.topics.submitted)
+    labels = {"topic": world.topics.submitted, "group": GROUP_CREDIT}
+    wait_until(
+        lambda: (
+            credit.sample("dlq_records_total", topic=dlq_topic) > 0
+            or credit.sample("consumer_records_total", **labels, outcome="retried") >= 3
+        )
+    )
+    assert credit.sample("dlq_records_total", topic=dlq_topic) == 0
+    # The kubelet brings the rotated Secret (both private keys) to the pod.
+    mounted[0] = Keys(sealing.Opener({**world.sealing.private_keys, "s2": new.private}))
+    wait_until(lambda: credit.sample("credit_reports_total") == 1)
+    assert read_all(world.bootstrap, dlq_topic, expect=0, timeout=2) == []
