@@ -34,6 +34,7 @@ from loan_operator.spec import (
     PipelineSpec,
 )
 from loan_operator.topics import desired_topics, plan_topics
+from prequal.sealing import DEFAULT_KEM, KemName
 
 log = logging.getLogger("loan_operator")
 
@@ -135,10 +136,13 @@ class Reconciler:
         kube: Kube,
         kafka: Callable[[str], KafkaAdmin],
         metrics: Metrics,
+        *,
         clock: Callable[[], float] = time.monotonic,
         key_distribution_seconds: float = 180.0,
+        sealing_kem: KemName = DEFAULT_KEM,
     ) -> None:
         self.key_distribution_seconds = key_distribution_seconds
+        self.sealing_kem = sealing_kem
         self.kube = kube
         self.kafka = kafka
         self.metrics = metrics
@@ -327,7 +331,7 @@ class Reconciler:
         wanted = keyring.key_id(spec.key_version)
         secret = self.kube.read_secret(ref.namespace, name)
         if secret is None:
-            data = keyring.new_key_data(spec.key_version)
+            data = keyring.new_key_data(spec.key_version, self.sealing_kem)
             if self.kube.create_secret(ref.namespace, name, data, ref if owned else None):
                 self._changed(ref, "KeySecretCreated", f"generated Secret {name} with key {wanted}")
                 state.key_rotation = {"phase": "Active", "keyId": wanted, "since": now_iso()}
@@ -337,7 +341,10 @@ class Reconciler:
                 return ("KeySecretInvalid", f"Secret {name} vanished while being created")
         try:
             rotation = keyring.rotate(
-                secret.data, spec.key_version, activate=self._distributed(state, wanted)
+                secret.data,
+                spec.key_version,
+                activate=self._distributed(state, wanted),
+                kem=self.sealing_kem,
             )
         except keyring.KeyringError as exc:
             return ("KeySecretInvalid", f"Secret {name}: {exc}")
