@@ -124,12 +124,7 @@ class CreditHandler:
         pod yet: the keys are read again from their source and, while the key is still missing,
         the record waits (retried as an outage) instead of being dead-lettered.
         """
-        keys: Keys | None = None
-        if self.reload_keys is not None:
-            try:
-                keys = self.reload_keys()
-            except Exception as reload_error:  # noqa: BLE001 - a half-written Secret
-                log.warning("reloading the keys failed: %s", reload_error)
+        keys = self._reloaded()
         if keys is None or not known(keys):
             raise OutageError(
                 f"{exc}; not in the reloaded keys either: waiting for the key Secret "
@@ -139,9 +134,25 @@ class CreditHandler:
         log.info("keys reloaded; key %s is now known", wanted)
         return keys
 
+    def _reloaded(self) -> Keys | None:
+        if self.reload_keys is None:
+            return None
+        try:
+            return self.reload_keys()
+        except Exception as reload_error:  # noqa: BLE001 - a half-written Secret
+            log.warning("reloading the keys failed: %s", reload_error)
+            return None
+
     def _open_legacy(self, blob: bytes, application_id: uuid.UUID) -> tuple[str, str]:
         wanted = Keyring.key_id_of(blob)
         legacy = self.keys.legacy
+        reloaded = self._reloaded() if legacy is None else None
+        if legacy is None and (reloaded is None or reloaded.legacy is None):
+            # No legacy keyring at all is configuration, not a key on its way: never opens.
+            raise PoisonRecordError(
+                f"PAN ciphertext in the legacy keyring format (key id {wanted!r}), and this "
+                "process has no PAN_ENCRYPTION_KEYS to open it"
+            )
         if legacy is None or wanted not in legacy.keys:
             missing = UnknownKeyIdError(f"legacy PAN ciphertext uses key id {wanted!r}")
             legacy = self._reload(
