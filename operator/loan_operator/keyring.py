@@ -1,9 +1,16 @@
-"""The PAN key Secret's content: an append-only keyring and a blind-index key.
+"""The key Secrets' content: append-only HPKE sealing key pairs and a blind-index key.
 
-Keys come from `secrets.token_bytes(32)` and are never logged. Rotation has two phases:
-`v<version>` is appended first (distributed: every reader can decrypt with it) and made active
-only later (`activate`), once every reader has it; existing keys are kept byte for byte so
-every stored ciphertext stays readable. The functions return new data or say why they will
+The key Secret (`spec.encryption.keySecretName`, mounted by the credit service only) holds
+`sealing_private_keys`, `sealing_public_keys`, `sealing_active_key_id` and
+`pan_blind_index_key`. The API's Secret (`<keySecretName>-api`) is a projection of it without
+any private key: public keys, the active key id and the blind-index key (`api_data`). Secrets
+made before sealing also hold the legacy keyring (`pan_encryption_keys`, `pan_active_key_id`);
+it is kept byte for byte (the credit service opens old rows with it) and never grows.
+
+Keys come from the OS's CSPRNG and are never logged. Rotation has two phases: the pair
+`v<version>` is appended first (distributed: the credit service can open with it) and made
+active only later (`activate`), once every reader has it; existing keys are kept byte for byte
+so every sealed data key stays openable. The functions return new data or say why they will
 not: they never drop a key.
 """
 
@@ -14,10 +21,17 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from prequal import sealing
+
+PRIVATE_KEYS = "sealing_private_keys"
+PUBLIC_KEYS = "sealing_public_keys"
+SEALING_ACTIVE_KEY_ID = "sealing_active_key_id"
+BLIND_INDEX_KEY = "pan_blind_index_key"
+# The legacy keyring of Secrets made before sealing: kept, never generated or rotated.
 ENCRYPTION_KEYS = "pan_encryption_keys"
 ACTIVE_KEY_ID = "pan_active_key_id"
-BLIND_INDEX_KEY = "pan_blind_index_key"
-REQUIRED = (ENCRYPTION_KEYS, ACTIVE_KEY_ID, BLIND_INDEX_KEY)
+REQUIRED = (BLIND_INDEX_KEY,)
+API_KEYS = (PUBLIC_KEYS, SEALING_ACTIVE_KEY_ID, BLIND_INDEX_KEY)
 
 
 class KeyringError(ValueError):
@@ -28,17 +42,21 @@ def key_id(version: int) -> str:
     return f"v{version}"
 
 
+def api_secret_name(key_secret_name: str) -> str:
+    return f"{key_secret_name}-api"
+
+
 def _new_key() -> str:
     return base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-def parse_keyring(text: str) -> dict[str, str]:
+def parse_keyring(text: str, name: str = ENCRYPTION_KEYS) -> dict[str, str]:
     """`v1:base64,v2:base64` → {"v1": "base64", ...}, order kept."""
     ring: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         kid, sep, key = item.partition(":")
         if not sep or not kid or not key:
-            raise KeyringError(f"{ENCRYPTION_KEYS} has an entry that is not key_id:base64")
+            raise KeyringError(f"{name} has an entry that is not key_id:base64")
         ring[kid] = key
     return ring
 
@@ -47,14 +65,25 @@ def format_keyring(ring: Mapping[str, str]) -> str:
     return ",".join(f"{kid}:{key}" for kid, key in ring.items())
 
 
-def new_key_data(version: int) -> dict[str, str]:
-    """A fresh Secret: one encryption key, active, and a blind-index key."""
+def _append_pair(data: dict[str, str], kid: str, kem: sealing.KemName) -> None:
+    pair = sealing.generate_key_pair(kem)
+    for name, raw in ((PRIVATE_KEYS, pair.private), (PUBLIC_KEYS, pair.public)):
+        ring = parse_keyring(data.get(name, ""), name)
+        ring[kid] = base64.b64encode(raw).decode()
+        data[name] = format_keyring(ring)
+
+
+def new_key_data(version: int, kem: sealing.KemName = sealing.DEFAULT_KEM) -> dict[str, str]:
+    """A fresh Secret: one sealing key pair, active, and a blind-index key."""
     kid = key_id(version)
-    return {
-        ENCRYPTION_KEYS: format_keyring({kid: _new_key()}),
-        ACTIVE_KEY_ID: kid,
-        BLIND_INDEX_KEY: _new_key(),
-    }
+    data = {SEALING_ACTIVE_KEY_ID: kid, BLIND_INDEX_KEY: _new_key()}
+    _append_pair(data, kid, kem)
+    return data
+
+
+def api_data(data: Mapping[str, str]) -> dict[str, str]:
+    """What the API's Secret holds: everything it needs to seal, nothing that opens."""
+    return {name: data[name] for name in API_KEYS if name in data}
 
 
 @dataclass(frozen=True)
@@ -64,31 +93,43 @@ class Rotation:
 
     @property
     def active(self) -> str:
-        return self.data[ACTIVE_KEY_ID]
+        return self.data[SEALING_ACTIVE_KEY_ID]
 
 
-def rotate(existing: Mapping[str, str], version: int, *, activate: bool = True) -> Rotation:
-    """Appends `v<version>` when new and, with `activate`, makes it active.
+def rotate(
+    existing: Mapping[str, str],
+    version: int,
+    *,
+    activate: bool = True,
+    kem: sealing.KemName = sealing.DEFAULT_KEM,
+) -> Rotation:
+    """Appends the pair `v<version>` when new and, with `activate`, makes it active.
 
-    `existing` holds decoded values. Without `activate` the new key is only distributed: the
-    active key stays what it was until a later call activates it.
+    `existing` holds decoded values. Without `activate` the new pair is only distributed: the
+    active key stays what it was until a later call activates it. A Secret from before sealing
+    (legacy keyring only) gets its first pair active at once: nothing was sealed before it.
     """
     missing = [k for k in REQUIRED if not existing.get(k)]
     if missing:
         raise KeyringError(f"the key Secret lacks {', '.join(missing)}; it is left untouched")
-    ring = parse_keyring(existing[ENCRYPTION_KEYS])
+    private = parse_keyring(existing.get(PRIVATE_KEYS, ""), PRIVATE_KEYS)
+    public = parse_keyring(existing.get(PUBLIC_KEYS, ""), PUBLIC_KEYS)
+    if list(private) != list(public):
+        raise KeyringError(
+            f"{PRIVATE_KEYS} and {PUBLIC_KEYS} name different key ids; it is left untouched"
+        )
     kid = key_id(version)
-    versions = [int(k[1:]) for k in ring if k.startswith("v") and k[1:].isdigit()]
-    if kid not in ring and versions and version < max(versions):
+    versions = [int(k[1:]) for k in private if k.startswith("v") and k[1:].isdigit()]
+    if kid not in private and versions and version < max(versions):
         raise KeyringError(
             f"keyVersion {version} is below the newest key v{max(versions)}; keys only move forward"
         )
     data = dict(existing)
     added = None
-    if kid not in ring:
-        ring[kid] = _new_key()
-        data[ENCRYPTION_KEYS] = format_keyring(ring)
+    first = not private
+    if kid not in private:
+        _append_pair(data, kid, kem)
         added = kid
-    if activate:
-        data[ACTIVE_KEY_ID] = kid
+    if activate or first or not data.get(SEALING_ACTIVE_KEY_ID):
+        data[SEALING_ACTIVE_KEY_ID] = kid
     return Rotation(data, added)

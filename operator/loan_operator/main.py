@@ -60,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         KafkaAdmins(settings.kafka_timeout_seconds),
         metrics,
         key_distribution_seconds=settings.key_distribution_seconds,
+        sealing_kem=settings.sealing_kem,
     )
 
     def make_worker(body: Mapping[str, Any]) -> PipelineWorker:

@@ -35,6 +35,7 @@ from loan_operator.spec import (
     PipelineSpec,
 )
 from loan_operator.topics import desired_topics, plan_topics
+from prequal.sealing import DEFAULT_KEM, KemName
 
 log = logging.getLogger("loan_operator")
 
@@ -137,10 +138,13 @@ class Reconciler:
         kube: Kube,
         kafka: Callable[[str], KafkaAdmin],
         metrics: Metrics,
+        *,
         clock: Callable[[], float] = time.monotonic,
         key_distribution_seconds: float = 180.0,
+        sealing_kem: KemName = DEFAULT_KEM,
     ) -> None:
         self.key_distribution_seconds = key_distribution_seconds
+        self.sealing_kem = sealing_kem
         self.kube = kube
         self.kafka = kafka
         self.metrics = metrics
@@ -329,17 +333,20 @@ class Reconciler:
         wanted = keyring.key_id(spec.key_version)
         secret = self.kube.read_secret(ref.namespace, name)
         if secret is None:
-            data = keyring.new_key_data(spec.key_version)
+            data = keyring.new_key_data(spec.key_version, self.sealing_kem)
             if self.kube.create_secret(ref.namespace, name, data, ref if owned else None):
                 self._changed(ref, "KeySecretCreated", f"generated Secret {name} with key {wanted}")
                 state.key_rotation = {"phase": "Active", "keyId": wanted, "since": now_iso()}
-                return None
+                return self._project_api_keys(ref, name, data)
             secret = self.kube.read_secret(ref.namespace, name)  # lost a race: use theirs
             if secret is None:
                 return ("KeySecretInvalid", f"Secret {name} vanished while being created")
         try:
             rotation = keyring.rotate(
-                secret.data, spec.key_version, activate=self._distributed(state, wanted)
+                secret.data,
+                spec.key_version,
+                activate=self._distributed(state, wanted),
+                kem=self.sealing_kem,
             )
         except keyring.KeyringError as exc:
             return ("KeySecretInvalid", f"Secret {name}: {exc}")
@@ -374,6 +381,31 @@ class Reconciler:
                     + " the pipeline",
                 )
         self._record_phase(state, wanted, rotation.active)
+        return self._project_api_keys(ref, name, rotation.data)
+
+    def _project_api_keys(
+        self, ref: PipelineRef, name: str, data: Mapping[str, str]
+    ) -> tuple[str, str] | None:
+        """The API's Secret: the key Secret without any private key, kept in step with it.
+
+        It follows the key Secret's active key id, which moves only after the distribution
+        phase: the API seals with a key only once the credit service can open it.
+        """
+        api_name = keyring.api_secret_name(name)
+        wanted = keyring.api_data(data)
+        current = self.kube.read_secret(ref.namespace, api_name)
+        if current is None:
+            if self.kube.create_secret(ref.namespace, api_name, wanted, None):
+                self._changed(ref, "ApiKeySecretCreated", f"wrote Secret {api_name} (public keys)")
+            return None
+        if current.data != wanted:
+            try:
+                self.kube.update_secret(
+                    ref.namespace, api_name, data=wanted, owner=ref, owned=False
+                )
+            except Conflict:
+                return ("KeySecretConflict", f"Secret {api_name} changed while being updated")
+            self._changed(ref, "ApiKeySecretUpdated", f"Secret {api_name}: public keys updated")
         return None
 
     def _distributed(self, state: PipelineState, wanted: str) -> bool:

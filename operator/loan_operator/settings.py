@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from prequal.sealing import DEFAULT_KEM, KemName
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
@@ -21,6 +23,9 @@ class Settings(BaseSettings):
     key_distribution_seconds: float = Field(
         default=180.0, ge=0, validation_alias="OPERATOR_KEY_DISTRIBUTION_SECONDS"
     )
+    # HPKE KEM of the key pairs it generates (docs/data-protection.md): the post-quantum hybrid
+    # by default; `x25519` for classic X25519. Existing pairs keep theirs.
+    sealing_kem: KemName = Field(default=DEFAULT_KEM, validation_alias="OPERATOR_SEALING_KEM")
     max_backoff_seconds: float = Field(
         default=60.0, gt=0, validation_alias="OPERATOR_MAX_BACKOFF_SECONDS"
     )

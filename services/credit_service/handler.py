@@ -1,4 +1,10 @@
-"""Scoring one submitted application: decrypt the PAN (audited), score, write the report.
+"""Scoring one submitted application: open the PAN (audited), score, write the report.
+
+The PAN in the event is encrypted under the application's data key; the data key is read
+sealed from `application_data_keys` and opened with this service's private key (the only
+process that holds one). An erased application has no data key any more: its event, replayed
+from Kafka or a DLQ, is dead-lettered at once as `PERSONAL_DATA_ERASED`, never retried. PAN
+ciphertexts from before migration 0007 (keyring format 0x01) open with the legacy keyring.
 
 The report leaves through the transactional outbox, in the same transaction as the inbox row
 and the audit row: nothing reaches Kafka unless all three are committed, and the outbox row's id
@@ -19,7 +25,7 @@ import psycopg
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from credit_service.scoring import LoanType, ScoreInput, credit_score
-from prequal import audit, outbox
+from prequal import audit, outbox, sealing
 from prequal.consumer import AfterCommit, OutageError, PoisonRecordError
 from prequal.events import (
     APPLICATION_SUBMITTED,
@@ -63,24 +69,41 @@ class ScoreApplication:
     application: ApplicationSubmitted
 
 
-def decrypt_only(keys: dict[str, bytes]) -> Keyring:
-    """A keyring for decryption: the active key id matters only to encryption."""
-    return Keyring(keys, active_key_id=next(iter(keys)))
+def decrypt_only(keys: dict[str, bytes]) -> Keyring | None:
+    """A legacy keyring for decryption (the active key id matters only to encryption)."""
+    return Keyring(keys, active_key_id=next(iter(keys))) if keys else None
 
 
-KeySource = Callable[[], dict[str, bytes]]
+@dataclass(frozen=True)
+class Keys:
+    """What opens: the sealing private keys and the legacy decrypt-only keyring."""
+
+    opener: sealing.Opener
+    legacy: Keyring | None = None
+
+
+KeySource = Callable[[], Keys]
 """Reads the keys again from where the process got them (the mounted key Secret)."""
+
+DATA_KEY_SQL = (
+    "SELECT k.sealed_key, a.personal_data_erased_at FROM applications a "
+    "LEFT JOIN application_data_keys k ON k.application_id = a.id WHERE a.id = %s"
+)
+
+
+class PersonalDataErasedError(PoisonRecordError):
+    """The application's data key was deleted (crypto-shredding): this copy can never open."""
 
 
 class CreditHandler:
     def __init__(
         self,
-        keyring: Keyring,
+        keys: Keys,
         reports_topic: str,
         metrics: CreditMetrics,
         reload_keys: KeySource | None = None,
     ) -> None:
-        self.keyring = keyring
+        self.keys = keys
         self.reports_topic = reports_topic
         self.metrics = metrics
         self.reload_keys = reload_keys
@@ -94,31 +117,88 @@ class CreditHandler:
             raise PoisonRecordError("record key does not match the payload's application_id")
         return ScoreApplication(event.id, payload)
 
-    def _decrypt(self, blob: bytes, application_id: uuid.UUID) -> str:
+    def _reload(self, exc: Exception, wanted: str, known: Callable[[Keys], bool]) -> Keys:
         """A key id this process does not know yet is an outage of this process, not poison.
 
-        After a rotation the API may encrypt with a key the mounted Secret has not brought to
-        this pod yet: the keys are read again from their source and, while the key is still
-        missing, the record waits (retried as an outage) instead of being dead-lettered.
+        After a rotation the API may seal with a key the mounted Secret has not brought to this
+        pod yet: the keys are read again from their source and, while the key is still missing,
+        the record waits (retried as an outage) instead of being dead-lettered.
         """
+        keys = self._reloaded()
+        if keys is None or not known(keys):
+            raise OutageError(
+                f"{exc}; not in the reloaded keys either: waiting for the key Secret "
+                "to reach this process"
+            ) from exc
+        self.keys = keys
+        log.info("keys reloaded; key %s is now known", wanted)
+        return keys
+
+    def _reloaded(self) -> Keys | None:
+        if self.reload_keys is None:
+            return None
         try:
-            return self.keyring.decrypt(blob, application_id)
-        except UnknownKeyIdError as exc:
-            wanted = Keyring.key_id_of(blob)
-            keys: dict[str, bytes] = {}
-            if self.reload_keys is not None:
-                try:
-                    keys = self.reload_keys()
-                except Exception as reload_error:  # noqa: BLE001 - a half-written Secret
-                    log.warning("reloading the keys failed: %s", reload_error)
-            if wanted not in keys:
-                raise OutageError(
-                    f"{exc}; not in the reloaded keys either: waiting for the key Secret "
-                    "to reach this process"
-                ) from exc
-            self.keyring = decrypt_only(keys)
-            log.info("keys reloaded; key %s is now known", wanted)
-            return self.keyring.decrypt(blob, application_id)
+            return self.reload_keys()
+        except Exception as reload_error:  # noqa: BLE001 - a half-written Secret
+            log.warning("reloading the keys failed: %s", reload_error)
+            return None
+
+    def _open_legacy(self, blob: bytes, application_id: uuid.UUID) -> tuple[str, str]:
+        wanted = Keyring.key_id_of(blob)
+        legacy = self.keys.legacy
+        reloaded = self._reloaded() if legacy is None else None
+        if legacy is None and (reloaded is None or reloaded.legacy is None):
+            # No legacy keyring at all is configuration, not a key on its way: never opens.
+            raise PoisonRecordError(
+                f"PAN ciphertext in the legacy keyring format (key id {wanted!r}), and this "
+                "process has no PAN_ENCRYPTION_KEYS to open it"
+            )
+        if legacy is None or wanted not in legacy.keys:
+            missing = UnknownKeyIdError(f"legacy PAN ciphertext uses key id {wanted!r}")
+            legacy = self._reload(
+                missing, wanted, lambda k: k.legacy is not None and wanted in k.legacy.keys
+            ).legacy
+            assert legacy is not None
+        return legacy.decrypt(blob, application_id), wanted
+
+    def _open_data_key(
+        self, conn: psycopg.Connection[Any], application_id: uuid.UUID
+    ) -> tuple[bytes, str]:
+        row = conn.execute(DATA_KEY_SQL, (application_id,)).fetchone()
+        if row is None:
+            raise PoisonRecordError(f"application {application_id} does not exist")
+        sealed_key, erased_at = row
+        if sealed_key is None:
+            if erased_at is not None:
+                raise PersonalDataErasedError(
+                    f"PERSONAL_DATA_ERASED: the personal data of application {application_id} "
+                    f"was erased at {erased_at.isoformat()}; this copy can never be opened"
+                )
+            raise PoisonRecordError(f"application {application_id} has no sealed data key")
+        sealed_key = bytes(sealed_key)
+        try:
+            return self.keys.opener.open_key(sealed_key, application_id), sealing.sealed_key_id(
+                sealed_key
+            )
+        except sealing.UnknownSealingKeyError as exc:
+            wanted = exc.key_id
+            keys = self._reload(exc, wanted, lambda k: wanted in k.opener.key_ids)
+            return keys.opener.open_key(sealed_key, application_id), wanted
+
+    def _open_pan(
+        self, conn: psycopg.Connection[Any], application: ApplicationSubmitted
+    ) -> tuple[str, str]:
+        """The PAN and the key id that opened it; PoisonRecordError when it never will."""
+        application_id = application.application_id
+        try:
+            blob = from_transport(application.pan_encrypted)
+            if sealing.field_version(blob) == sealing.LEGACY_PAN_VERSION:
+                return self._open_legacy(blob, application_id)
+            data_key, key_id = self._open_data_key(conn, application_id)
+            pan = sealing.open_field(data_key, "pan", blob, application_id)
+            return pan.decode("ascii"), key_id
+        except (PanDecryptionError, sealing.OpenError) as exc:
+            raise PoisonRecordError(f"PAN cannot be decrypted: {exc}") from exc
 
     def apply(self, conn: psycopg.Connection[Any], command: ScoreApplication) -> AfterCommit:
         application = command.application
@@ -131,14 +211,16 @@ class CreditHandler:
             purpose=audit.PURPOSE_CREDIT_SCORING,
         )
         try:
-            blob = from_transport(application.pan_encrypted)
-            pan = self._decrypt(blob, application.application_id)
-        except PanDecryptionError as exc:
-            failed = replace(
-                audited, key_id=_key_id_or_none(application.pan_encrypted), outcome="failed"
+            pan, key_id = self._open_pan(conn, application)
+        except PoisonRecordError as exc:
+            # On file even though the record's own effects roll back: failed, or refused when
+            # the data was erased on purpose.
+            exc.audit = exc.audit or replace(
+                audited,
+                key_id=_key_id_or_none(application.pan_encrypted),
+                outcome="refused" if isinstance(exc, PersonalDataErasedError) else "failed",
             )
-            raise PoisonRecordError(f"PAN cannot be decrypted: {exc}", audit=failed) from exc
-        key_id = Keyring.key_id_of(blob)
+            raise
         score = credit_score(
             ScoreInput(
                 application.application_id,

@@ -7,7 +7,7 @@ import sys
 
 from prometheus_client import CollectorRegistry
 
-from credit_service.handler import CreditHandler, CreditMetrics, decrypt_only
+from credit_service.handler import CreditHandler, CreditMetrics, Keys, decrypt_only
 from credit_service.settings import CreditSettings
 from prequal.consumer_process import build, serve
 from prequal.settings import load_settings
@@ -17,14 +17,18 @@ SERVICE = "credit-service"
 log = logging.getLogger("credit_service")
 
 
+def keys_of(settings: CreditSettings) -> Keys:
+    return Keys(settings.opener(), decrypt_only(settings.legacy_keyring()))
+
+
 def main() -> int:
     settings = start(SERVICE, CreditSettings)
     registry = CollectorRegistry()
     handler = CreditHandler(
-        decrypt_only(settings.keyring()),
+        keys_of(settings),
         settings.topic_credit_reports,
         CreditMetrics(registry),
-        reload_keys=lambda: load_settings(CreditSettings).keyring(),
+        reload_keys=lambda: keys_of(load_settings(CreditSettings)),
     )
     runtime = build(
         settings,

@@ -27,7 +27,7 @@ from devstack.postgres import Postgres
 from devstack.process import ComponentStartError, ManagedProcess, SingleProcessComponent
 from devstack.tools import tool
 
-SCOPES = "applications:write applications:read webhooks:manage"
+SCOPES = "applications:write applications:read applications:erase webhooks:manage"
 AUDIENCE = "prequal-api"
 ACCESS_TOKEN_SET = "hydra.jwt.access-token"  # noqa: S105 - a key set name
 ID_TOKEN_SET = "hydra.openid.id-token"  # noqa: S105 - a key set name

@@ -44,14 +44,19 @@ class ServiceSpec:
     metrics_port_env: str = ""
     # The service's own database role (prequal.db.roles): its DATABASE_URL names that role.
     db_role: str = ""
+    # Only the credit service may open personal data: the others never see a private key.
+    opens: bool = False
 
+
+# What opens sealed data keys and legacy PAN ciphertexts (the key Secret's private part).
+OPENING_KEYS = ("SEALING_PRIVATE_KEYS", "PAN_ENCRYPTION_KEYS", "PAN_ACTIVE_KEY_ID")
 
 API = ServiceSpec("prequal-api", "prequal-api", "API_PORT", "/ready", "API_METRICS_PORT", "api")
 PUBLISHER = ServiceSpec(
     "outbox-publisher", "outbox-publisher", "METRICS_PORT", "/health", db_role="publisher"
 )
 CREDIT = ServiceSpec(
-    "credit-service", "credit-service", "METRICS_PORT", "/health", db_role="credit"
+    "credit-service", "credit-service", "METRICS_PORT", "/health", db_role="credit", opens=True
 )
 DECISION = ServiceSpec(
     "decision-service", "decision-service", "METRICS_PORT", "/health", db_role="decision"
@@ -125,6 +130,9 @@ class Services:
         env = {**os.environ, **self.env, spec.port_env: str(port), **(extra_env or {})}
         if spec.db_role and env.get("DATABASE_URL"):
             env["DATABASE_URL"] = as_role(env["DATABASE_URL"], RoleNames().of(spec.db_role))
+        if not spec.opens:
+            for name in OPENING_KEYS:
+                env.pop(name, None)
         if metrics_port:
             env[spec.metrics_port_env] = str(metrics_port)
         suffix = f"-{instance}" if instance else ""

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Literal
 
-AuditAction = Literal["encrypt", "decrypt", "mask", "consent", "read"]
+AuditAction = Literal["encrypt", "decrypt", "mask", "consent", "read", "erase"]
 AuditOutcome = Literal["ok", "failed", "refused"]
 
 INSERT_SQL = (

@@ -17,6 +17,8 @@ from typing import Any, Literal, TypeVar
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from prequal import sealing
+
 DEFAULT_SECRETS_DIR = "/var/run/secrets/prequal"
 KEY_BYTES = 32
 KEY_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
@@ -175,6 +177,90 @@ class PanKeySettings(BaseServiceSettings):
 
     def blind_index_key(self) -> bytes:
         return decode_key(self.pan_blind_index_key.get_secret_value(), "PAN_BLIND_INDEX_KEY")
+
+
+class BlindIndexKeySettings(BaseServiceSettings):
+    """The HMAC key of the PAN's blind index (duplicate rule) and idempotency fingerprints."""
+
+    pan_blind_index_key: SecretStr
+
+    @field_validator("pan_blind_index_key")
+    @classmethod
+    def _blind_key(cls, value: SecretStr) -> SecretStr:
+        decode_key(value.get_secret_value(), "PAN_BLIND_INDEX_KEY")
+        return value
+
+    def blind_index_key(self) -> bytes:
+        return decode_key(self.pan_blind_index_key.get_secret_value(), "PAN_BLIND_INDEX_KEY")
+
+
+class SealingPublicKeySettings(BaseServiceSettings):
+    """What seals (the API): public keys by id and the active one. Nothing here can open."""
+
+    sealing_public_keys: str
+    sealing_active_key_id: str
+
+    @field_validator("sealing_public_keys")
+    @classmethod
+    def _public_keys(cls, value: str) -> str:
+        sealing.parse_key_list(value, "SEALING_PUBLIC_KEYS")
+        return value
+
+    @field_validator("sealing_active_key_id", mode="before")
+    @classmethod
+    def _strip(cls, value: object) -> object:
+        return value.strip() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _sealer(self) -> SealingPublicKeySettings:
+        self.sealer()  # the active key exists and is a public key of a known KEM
+        return self
+
+    def public_keys(self) -> dict[str, bytes]:
+        return sealing.parse_key_list(self.sealing_public_keys, "SEALING_PUBLIC_KEYS")
+
+    def sealer(self) -> sealing.Sealer:
+        try:
+            return sealing.Sealer(self.public_keys(), self.sealing_active_key_id)
+        except sealing.KeyFormatError as exc:
+            raise ValueError(f"SEALING_ACTIVE_KEY_ID / SEALING_PUBLIC_KEYS: {exc}") from None
+
+
+class SealingPrivateKeySettings(BaseServiceSettings):
+    """What opens (the credit service only): every sealing private key, and the legacy keyring.
+
+    `PAN_ENCRYPTION_KEYS` is optional and decrypt-only: it opens PAN ciphertexts written before
+    migration 0007 (format 0x01) that still sit in the database, Kafka or a DLQ.
+    """
+
+    sealing_private_keys: SecretStr
+    pan_encryption_keys: SecretStr | None = None
+
+    @field_validator("sealing_private_keys")
+    @classmethod
+    def _private_keys(cls, value: SecretStr) -> SecretStr:
+        text = value.get_secret_value()
+        try:
+            sealing.Opener(sealing.parse_key_list(text, "SEALING_PRIVATE_KEYS"))
+        except sealing.KeyFormatError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("pan_encryption_keys")
+    @classmethod
+    def _keyring(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value().strip():
+            parse_keyring(value.get_secret_value())
+        return value
+
+    def opener(self) -> sealing.Opener:
+        text = self.sealing_private_keys.get_secret_value()
+        return sealing.Opener(sealing.parse_key_list(text, "SEALING_PRIVATE_KEYS"))
+
+    def legacy_keyring(self) -> dict[str, bytes]:
+        if self.pan_encryption_keys is None or not self.pan_encryption_keys.get_secret_value():
+            return {}
+        return parse_keyring(self.pan_encryption_keys.get_secret_value())
 
 
 S = TypeVar("S", bound=BaseSettings)

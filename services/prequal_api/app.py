@@ -1,4 +1,4 @@
-"""The composition root: settings → pool, keyring, use cases, metrics → a FastAPI app."""
+"""The composition root: settings → pool, sealer, use cases, metrics → a FastAPI app."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from prequal import pan
 from prequal_api import repository
 from prequal_api.auth import KeySet, TokenValidator, http_jwks_fetcher
 from prequal_api.docs import install_docs
@@ -22,7 +21,7 @@ from prequal_api.metrics import ApiMetrics, MetricsMiddleware, TimedConnectionPo
 from prequal_api.routes import router
 from prequal_api.services import Services
 from prequal_api.settings import ApiSettings
-from prequal_api.status import StatusService
+from prequal_api.status import ErasureService, StatusService
 from prequal_api.submission import SubmissionService
 from prequal_api.waiting import DecisionListener
 from prequal_api.webhook_endpoints import WebhookEndpoints
@@ -87,7 +86,6 @@ async def purge_idempotency_keys(services: Services, settings: ApiSettings) -> N
 
 def create_app(settings: ApiSettings) -> FastAPI:
     pool = create_pool(settings)
-    keyring = pan.Keyring(settings.keyring(), settings.pan_active_key_id)
     metrics = ApiMetrics(CollectorRegistry())
     metrics.watch_pool(pool)
     services = Services(
@@ -95,7 +93,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         pool_timeout=settings.db_pool_timeout_seconds,
         submission=SubmissionService(
             pool=pool,
-            keyring=keyring,
+            sealer=settings.sealer(),
             blind_index_key=settings.blind_index_key(),
             topic=settings.topic_applications_submitted,
             actor=settings.service_name,
@@ -103,6 +101,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
             idempotency_retention_seconds=settings.idempotency_key_retention_hours * 3600,
         ),
         status=StatusService(
+            pool=pool, pool_timeout=settings.db_pool_timeout_seconds, actor=settings.service_name
+        ),
+        erasure=ErasureService(
             pool=pool, pool_timeout=settings.db_pool_timeout_seconds, actor=settings.service_name
         ),
         metrics=metrics,

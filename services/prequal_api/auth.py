@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 SCOPE_WRITE = "applications:write"
 SCOPE_READ = "applications:read"
 SCOPE_WEBHOOKS = "webhooks:manage"
+SCOPE_ERASE = "applications:erase"
 ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"]
 
 SCHEME_NAME = "OAuth2 (client credentials)"
@@ -50,6 +51,7 @@ client_credentials = OAuth2(
                 SCOPE_WRITE: "submit applications (POST /applications)",
                 SCOPE_READ: "read the status of this client's applications",
                 SCOPE_WEBHOOKS: "register, list and remove this client's webhook endpoints",
+                SCOPE_ERASE: "erase the personal data of this client's applications",
             },
         )
     ),

@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from psycopg import AsyncConnection
 
-from prequal import audit, outbox
+from prequal import audit, erasure, outbox
 
 Conn = AsyncConnection[tuple[Any, ...]]
 
@@ -27,11 +27,8 @@ class NewApplication:
     pan_masked: str
     pan_ciphertext: bytes
     pan_blind_index: bytes
-    first_name: str
-    last_name: str
-    date_of_birth: date
-    email: str
-    phone_number: str
+    personal_ciphertext: bytes
+    sealed_key: bytes
     requested_amount: Decimal
     monthly_income: Decimal
     loan_type: str
@@ -65,6 +62,8 @@ class ApplicationRow:
     decision: dict[str, Any] | None = None
     # (code, message, since) of the latest dead letter, until a final status (migration 0004).
     processing_issue: tuple[str, str, datetime] | None = None
+    # Set once the personal data is erased (migration 0007).
+    personal_data_erased_at: datetime | None = None
 
 
 def advisory_key(digest: bytes) -> int:
@@ -82,10 +81,9 @@ async def lock(conn: Conn, key: int) -> None:
 # by the same statement when the function accepted the submission: one round trip in all.
 SUBMIT_SQL = (
     "WITH submitted AS MATERIALIZED (SELECT created_at, existing_id FROM submit_application("
-    "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+    "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
     # The actor argument also sets who and why for the function's audit row (migration 0008).
-    "audit_context(%s, %s, %s, %s), %s, %s, %s::smallint, %s, %s, "
-    "%s::jsonb)), "
+    "audit_context(%s, %s, %s, %s), %s, %s, %s::smallint, %s, %s, %s::jsonb)), "
     "consent AS (INSERT INTO consents (application_id, soft_inquiry, text_version, captured_at, "
     "channel, actor) SELECT %s, true, %s, %s, %s, %s FROM submitted "
     "WHERE created_at IS NOT NULL RETURNING application_id, text_version, channel, actor), "
@@ -119,11 +117,8 @@ def submit_params(
         app.pan_masked,
         app.pan_ciphertext,
         app.pan_blind_index,
-        app.first_name,
-        app.last_name,
-        app.date_of_birth,
-        app.email,
-        app.phone_number,
+        app.personal_ciphertext,
+        app.sealed_key,
         app.requested_amount,
         app.monthly_income,
         app.loan_type,
@@ -232,7 +227,8 @@ GET_APPLICATION_SQL = (
     "'annual_rate', d.offer_annual_rate::text, 'processing_fee', d.offer_processing_fee::text, "
     "'apr', d.offer_apr::text, 'emi', d.offer_emi::text, 'currency', d.offer_currency, "
     "'expires_at', d.offer_expires_at) END) END, "
-    "a.processing_issue_code, a.processing_issue_message, a.processing_issue_since "
+    "a.processing_issue_code, a.processing_issue_message, a.processing_issue_since, "
+    "a.personal_data_erased_at "
     "FROM applications a "
     "LEFT JOIN consents c ON c.application_id = a.id "
     "LEFT JOIN decisions d ON d.application_id = a.id "
@@ -284,7 +280,15 @@ async def get_application(
         consent=row[8],
         decision=row[9],
         processing_issue=(row[10], row[11], row[12]) if row[10] is not None else None,
+        personal_data_erased_at=row[13],
     )
+
+
+async def erase(conn: Conn, request: erasure.Erasure) -> datetime | None:
+    """Crypto-shreds the application if the client owns it: when it was erased, else None."""
+    cur = await conn.execute(erasure.ERASE_SQL, request.params())
+    row = await cur.fetchone()
+    return None if row is None else row[1]
 
 
 async def record_audit(conn: Conn, entries: list[audit.AuditEntry]) -> None:

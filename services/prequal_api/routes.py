@@ -8,10 +8,10 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import Field, WithJsonSchema
 
-from prequal_api.auth import SCOPE_READ, SCOPE_WRITE, Principal, require_scope
+from prequal_api.auth import SCOPE_ERASE, SCOPE_READ, SCOPE_WRITE, Principal, require_scope
 from prequal_api.errors import ApiError, request_id_of
 from prequal_api.schemas import (
     Accepted,
@@ -153,6 +153,23 @@ async def application_status(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(decided.wait(), wait)
     return await status.status(application_id, caller.client_id, request_id)
+
+
+@router.delete(
+    "/applications/{application_id}",
+    status_code=204,
+    responses={204: {"description": "the personal data is erased"}, **_GET_ERRORS},
+    summary="Erase an applicant's personal data",
+    operation_id="eraseApplication",
+)
+async def erase_application(
+    application_id: uuid.UUID,
+    request: Request,
+    caller: Annotated[Principal, Depends(require_scope(SCOPE_ERASE, "post"))],
+) -> Response:
+    """Crypto-shredding: the sealed data key and the personal fields go; the decision stays."""
+    await _services(request).erasure.erase(application_id, caller.client_id)
+    return Response(status_code=204)
 
 
 @router.get("/health", summary="Liveness")

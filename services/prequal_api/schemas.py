@@ -245,6 +245,13 @@ class ProcessingIssue(BaseModel):
     since: datetime
 
 
+class PersonalDataErasure(BaseModel):
+    """Present once the applicant's personal data was erased; the decision stays."""
+
+    erased_at: datetime
+    message: str
+
+
 class ApplicationStatus(BaseModel):
     application_id: uuid.UUID
     status: Status
@@ -255,6 +262,7 @@ class ApplicationStatus(BaseModel):
     decision_reason: str | None
     max_approved_amount: Decimal | None
     processing_issue: ProcessingIssue | None = None
+    personal_data_erasure: PersonalDataErasure | None = None
     created_at: datetime
     updated_at: datetime
 

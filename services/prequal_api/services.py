@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from psycopg_pool import AsyncConnectionPool
 
 from prequal_api.metrics import ApiMetrics
-from prequal_api.status import StatusService
+from prequal_api.status import ErasureService, StatusService
 from prequal_api.submission import SubmissionService
 
 
@@ -17,4 +17,5 @@ class Services:
     pool_timeout: float
     submission: SubmissionService
     status: StatusService
+    erasure: ErasureService
     metrics: ApiMetrics

@@ -1,13 +1,21 @@
-"""The API's settings: database, PAN keys, listen address, pool sizing, tokens and limits."""
+"""The API's settings: database, public sealing keys, listen address, pool, tokens and limits.
+
+The API holds only public keys (it seals, it never opens) and the blind-index key.
+"""
 
 from __future__ import annotations
 
 from pydantic import field_validator
 
-from prequal.settings import DatabaseSettings, KafkaSettings, PanKeySettings
+from prequal.settings import (
+    BlindIndexKeySettings,
+    DatabaseSettings,
+    KafkaSettings,
+    SealingPublicKeySettings,
+)
 
 
-class ApiSettings(DatabaseSettings, PanKeySettings, KafkaSettings):
+class ApiSettings(DatabaseSettings, SealingPublicKeySettings, BlindIndexKeySettings, KafkaSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     # /metrics is served here, not on the API port: the Ingress never routes to it.

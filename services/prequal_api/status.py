@@ -14,10 +14,16 @@ from datetime import datetime
 
 from psycopg_pool import AsyncConnectionPool
 
-from prequal import audit
+from prequal import audit, erasure
 from prequal_api import repository
 from prequal_api.errors import ApiError
-from prequal_api.schemas import ApplicationStatus, Consent, Decision, ProcessingIssue
+from prequal_api.schemas import (
+    ApplicationStatus,
+    Consent,
+    Decision,
+    PersonalDataErasure,
+    ProcessingIssue,
+)
 
 # Rows from before the mask was stored (migration 0005) show nothing of the PAN.
 _NO_MASK = "X" * 10
@@ -54,9 +60,34 @@ class StatusService:
             decision_reason=row.decision_reason,
             max_approved_amount=row.max_approved_amount,
             processing_issue=_issue(row.processing_issue),
+            personal_data_erasure=(
+                None
+                if row.personal_data_erased_at is None
+                else PersonalDataErasure(
+                    erased_at=row.personal_data_erased_at, message=erasure.ERASED_NOTICE
+                )
+            ),
             created_at=row.created_at,
             updated_at=row.updated_at,
         )
+
+
+@dataclass(frozen=True)
+class ErasureService:
+    """`DELETE /applications/{id}`: crypto-shredding, for the client that owns the application."""
+
+    pool: AsyncConnectionPool
+    pool_timeout: float
+    actor: str
+
+    async def erase(self, application_id: uuid.UUID, client_id: str) -> None:
+        request = erasure.Erasure(
+            application_id, client_id, self.actor, f"erasure requested by client {client_id}"
+        )
+        async with self.pool.connection(timeout=self.pool_timeout) as conn:
+            erased_at = await repository.erase(conn, request)
+        if erased_at is None:
+            raise ApiError(404, "NOT_FOUND", "no such application for this client")
 
 
 def _issue(issue: tuple[str, str, datetime] | None) -> ProcessingIssue | None:

@@ -1,4 +1,9 @@
-"""Submitting an application: the duplicate rule, idempotency keys, encryption and the outbox.
+"""Submitting an application: the duplicate rule, idempotency keys, sealing and the outbox.
+
+The PAN and the personal fields are encrypted under a fresh per-application data key, which is
+sealed to the credit service's public key and forgotten (prequal.sealing): the API cannot read
+back what it stored. The event carries the PAN ciphertext but not the sealed key, so erasing the
+key row in the database makes every Kafka and DLQ copy unreadable.
 
 Everything happens in one transaction. The 24-hour duplicate rule is serialized with a
 transaction-scoped advisory lock keyed by the PAN's blind index: two submissions of one PAN
@@ -23,7 +28,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from prequal import audit, events, outbox, pan
+from prequal import audit, events, outbox, pan, sealing
 from prequal_api import repository
 from prequal_api.errors import ApiError
 from prequal_api.schemas import Accepted, ApplicationRequest
@@ -50,6 +55,13 @@ class DuplicateApplicationError(ApiError):
         )
 
 
+def personal_fields(request: ApplicationRequest) -> bytes:
+    """The personal fields as one compact JSON document, encrypted as a whole."""
+    return request.model_dump_json(
+        include={"first_name", "last_name", "date_of_birth", "email", "phone_number"}
+    ).encode()
+
+
 def _accepted(application_id: uuid.UUID, created_at: datetime) -> dict[str, Any]:
     return Accepted(
         application_id=application_id, status="PENDING", created_at=created_at
@@ -59,7 +71,7 @@ def _accepted(application_id: uuid.UUID, created_at: datetime) -> dict[str, Any]
 @dataclass(frozen=True)
 class SubmissionService:
     pool: AsyncConnectionPool
-    keyring: pan.Keyring
+    sealer: sealing.Sealer
     blind_index_key: bytes
     topic: str
     actor: str
@@ -85,18 +97,15 @@ class SubmissionService:
     ) -> Submitted:
         application_id = uuid.uuid4()
         index = pan.blind_index(request.pan_number, self.blind_index_key)
-        ciphertext = self.keyring.encrypt(request.pan_number, application_id)
+        sealed = self.sealer.seal(application_id, request.pan_number, personal_fields(request))
         new = repository.NewApplication(
             id=application_id,
             client_id=client_id,
             pan_masked=pan.mask_pan(request.pan_number),
-            pan_ciphertext=ciphertext,
+            pan_ciphertext=sealed.pan,
             pan_blind_index=index,
-            first_name=request.first_name,
-            last_name=request.last_name,
-            date_of_birth=request.date_of_birth,
-            email=str(request.email),
-            phone_number=request.phone_number,
+            personal_ciphertext=sealed.personal,
+            sealed_key=sealed.sealed_key,
             requested_amount=request.requested_amount,
             monthly_income=request.monthly_income,
             loan_type=request.loan_type,
@@ -110,12 +119,12 @@ class SubmissionService:
             application_id,
             "encrypt",
             self.actor,
-            pan.Keyring.key_id_of(ciphertext),
+            sealed.key_id,
             principal=client_id,
             request_id=request_id,
             purpose=audit.PURPOSE_SUBMISSION,
         )
-        event = self._event(application_id, ciphertext, request)
+        event = self._event(application_id, sealed.pan, request)
         if idempotency_key:
             key_hmac = self.key_hmac(client_id, idempotency_key)
             return await self._submit_once(

@@ -1,4 +1,10 @@
-"""`prequalctl keys generate`: fresh PAN keys, printed once and never logged.
+"""`prequalctl keys generate`: fresh keys, printed once and never logged.
+
+A sealing key pair (HPKE, hybrid ML-KEM-768 + X25519 by default, `--kem x25519` for classic
+X25519) and the blind-index key. The private key is for the credit service only
+(`SEALING_PRIVATE_KEYS`); the API gets the public key, the active key id and the blind-index
+key (`--for api` prints only those). `PAN_ENCRYPTION_KEYS` is no longer generated: it is the
+legacy, decrypt-only keyring of rows written before migration 0007.
 
 The output is env-style assignments (`-o env`, default, for `.run/env` or `envFrom`) or one
 file per setting in a directory (`--output-dir`, for `SECRETS_DIR`), both in the names of
@@ -16,20 +22,37 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from prequal import sealing
 from prequal.settings import KEY_ID_PATTERN
+
+PRIVATE = ("SEALING_PRIVATE_KEYS",)
 
 
 def register(commands: Any) -> None:
-    group = commands.add_parser("keys", help="Generate PAN encryption and blind-index keys")
+    group = commands.add_parser("keys", help="Generate sealing key pairs and blind-index keys")
     group.set_defaults(group_parser=group)
     verbs = group.add_subparsers(title="Available Commands", metavar="<command>")
     generate = verbs.add_parser(
         "generate",
-        help="Print a new keyring, active key id and blind-index key",
-        description="Generate a 256-bit AES key and a 256-bit HMAC key from the OS's CSPRNG. "
-        "Keys go to stdout (or files), never to a log.",
+        help="Print a new sealing key pair, its key id and a blind-index key",
+        description="Generate an HPKE sealing key pair and a 256-bit HMAC key from the OS's "
+        "CSPRNG. Keys go to stdout (or files), never to a log.",
     )
     generate.add_argument("--key-id", default="v1", help="id of the new key (default: %(default)s)")
+    generate.add_argument(
+        "--kem",
+        choices=("mlkem768-x25519", "x25519"),
+        default=sealing.DEFAULT_KEM,
+        help="HPKE KEM of the sealing key pair (default: %(default)s, post-quantum hybrid)",
+    )
+    generate.add_argument(
+        "--for",
+        dest="role",
+        choices=("all", "api", "credit"),
+        default="all",
+        help="api: public key, active key id, blind-index key; credit: the private key; "
+        "all: both (default: %(default)s)",
+    )
     generate.add_argument(
         "-o",
         "--output",
@@ -45,21 +68,32 @@ def register(commands: Any) -> None:
     generate.set_defaults(handler=_generate)
 
 
-def generate_keys(key_id: str) -> dict[str, str]:
+def generate_keys(key_id: str, kem: sealing.KemName = sealing.DEFAULT_KEM) -> dict[str, str]:
+    """Every setting, in the names of docs/configuration.md (the private key among them)."""
     if not KEY_ID_PATTERN.match(key_id):
         raise ValueError(f"key id must match {KEY_ID_PATTERN.pattern}")
-    aes_key = base64.b64encode(secrets.token_bytes(32)).decode()
+    pair = sealing.generate_key_pair(kem)
     index_key = base64.b64encode(secrets.token_bytes(32)).decode()
     return {
-        "PAN_ENCRYPTION_KEYS": f"{key_id}:{aes_key}",
-        "PAN_ACTIVE_KEY_ID": key_id,
+        "SEALING_PUBLIC_KEYS": sealing.format_key_list({key_id: pair.public}),
+        "SEALING_ACTIVE_KEY_ID": key_id,
         "PAN_BLIND_INDEX_KEY": index_key,
+        "SEALING_PRIVATE_KEYS": sealing.format_key_list({key_id: pair.private}),
     }
+
+
+def for_role(keys: dict[str, str], role: str) -> dict[str, str]:
+    """What one process may hold: the API never gets a private key."""
+    if role == "api":
+        return {k: v for k, v in keys.items() if k not in PRIVATE}
+    if role == "credit":
+        return {k: v for k, v in keys.items() if k in PRIVATE}
+    return dict(keys)
 
 
 def _generate(args: argparse.Namespace) -> int:
     try:
-        keys = generate_keys(args.key_id)
+        keys = for_role(generate_keys(args.key_id, args.kem), args.role)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -132,7 +132,8 @@ prequal.dev/key-version: {{ .Values.pipeline.encryption.keyVersion | quote }}
 {{- end }}
 
 {{/*
-The PAN key Secret as SECRETS_DIR (one file per setting: pan_encryption_keys, ...).
+The key Secret as SECRETS_DIR (one file per setting: sealing_private_keys, ...): the credit
+service's only. It holds the HPKE private keys that open every applicant's data key.
 */}}
 {{- define "loan-prequal.panKeysVolume" -}}
 - name: pan-keys
@@ -142,6 +143,23 @@ The PAN key Secret as SECRETS_DIR (one file per setting: pan_encryption_keys, ..
 {{- end }}
 {{- define "loan-prequal.panKeysMount" -}}
 - name: pan-keys
+  mountPath: /var/run/secrets/prequal
+  readOnly: true
+{{- end }}
+
+{{/*
+The API's key Secret as SECRETS_DIR: the operator's projection of the key Secret without any
+private key (sealing_public_keys, sealing_active_key_id, pan_blind_index_key). The API can seal
+but never open.
+*/}}
+{{- define "loan-prequal.apiKeysVolume" -}}
+- name: api-keys
+  secret:
+    secretName: {{ include "loan-prequal.panKeySecret" . }}-api
+    defaultMode: 0440
+{{- end }}
+{{- define "loan-prequal.apiKeysMount" -}}
+- name: api-keys
   mountPath: /var/run/secrets/prequal
   readOnly: true
 {{- end }}

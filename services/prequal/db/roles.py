@@ -45,6 +45,12 @@ GRANTS: Mapping[str, tuple[LiteralString, ...]] = {
         # A client's webhook endpoints (`webhooks:manage`); deleting one cascades to its
         # deliveries with the table owner's rights.
         "GRANT SELECT, INSERT, DELETE ON webhook_endpoints TO {role}",
+        # Sealed data keys are written at submission and deleted by an erasure (crypto-
+        # shredding), which also clears the personal columns; never the status or figures.
+        "GRANT INSERT, DELETE ON application_data_keys TO {role}",
+        "GRANT UPDATE (pan_ciphertext, pan_blind_index, pan_masked, personal_ciphertext, "
+        "first_name, last_name, date_of_birth, email, phone_number, personal_data_erased_at, "
+        "updated_at, version) ON applications TO {role}",
     ),
     # The outbox and nothing else: claim, mark published, purge.
     "publisher": (
@@ -54,6 +60,10 @@ GRANTS: Mapping[str, tuple[LiteralString, ...]] = {
     # Decrypts (audited) and writes the report through the outbox; reads no application row.
     "credit": (
         *_CONSUMER,
+        # Opens the application's sealed data key (the event never carries it); an erased
+        # application has none, and its erasure time says why.
+        "GRANT SELECT ON application_data_keys TO {role}",
+        "GRANT SELECT (personal_data_erased_at) ON applications TO {role}",
         "GRANT INSERT ON audit_log TO {role}",
         "GRANT INSERT ON outbox_events TO {role}",
     ),

@@ -32,7 +32,7 @@ metadata = MetaData()
 
 STATUSES = ("PENDING", "PRE_APPROVED", "REJECTED", "MANUAL_REVIEW")
 LOAN_TYPES = ("PERSONAL", "HOME", "AUTO")
-AUDIT_ACTIONS = ("encrypt", "decrypt", "mask", "consent", "read")
+AUDIT_ACTIONS = ("encrypt", "decrypt", "mask", "consent", "read", "erase")
 AUDIT_OUTCOMES = ("ok", "failed", "refused")
 FINAL_STATUSES = STATUSES[1:]
 # Outbox rows are spread over a fixed number of lanes by application id; one publisher owns a
@@ -53,17 +53,23 @@ applications = Table(
     # The OAuth2 client that submitted it; reads name it in the WHERE clause (migration 0005).
     Column("client_id", Text, nullable=False),
     Column("status", Text, nullable=False, server_default=text("'PENDING'")),
-    Column("pan_ciphertext", LargeBinary, nullable=False),
-    Column("pan_blind_index", LargeBinary, nullable=False),
+    # Under the application's data key (0x02) or, before migration 0007, the keyring (0x01);
+    # NULL once the personal data is erased.
+    Column("pan_ciphertext", LargeBinary),
+    Column("pan_blind_index", LargeBinary),
     # `XXXXXX234F`, stored at submission so a status read decrypts nothing.
     Column("pan_masked", Text),
     # Another client submitted this PAN in the last 24 h: decision-service rejects it.
     Column("recent_application_elsewhere", Boolean, nullable=False, server_default=text("false")),
-    Column("first_name", Text, nullable=False),
-    Column("last_name", Text, nullable=False),
-    Column("date_of_birth", Date, nullable=False),
-    Column("email", Text, nullable=False),
-    Column("phone_number", Text, nullable=False),
+    # Plaintext personal fields of rows from before migration 0007; no longer written.
+    Column("first_name", Text),
+    Column("last_name", Text),
+    Column("date_of_birth", Date),
+    Column("email", Text),
+    Column("phone_number", Text),
+    # Names, date of birth, e-mail and phone, encrypted under the data key (prequal.sealing).
+    Column("personal_ciphertext", LargeBinary),
+    Column("personal_data_erased_at", TIMESTAMP(timezone=True)),
     Column("requested_amount", Numeric(14, 2), nullable=False),
     Column("monthly_income", Numeric(14, 2), nullable=False),
     Column("loan_type", Text, nullable=False),
@@ -81,6 +87,18 @@ applications = Table(
     CheckConstraint(_in("loan_type", LOAN_TYPES), name="ck_applications_loan_type"),
     # The 24-hour duplicate rule looks up recent rows by blind index.
     Index("ix_applications_pan_recent", "pan_blind_index", "created_at"),
+)
+
+# The data key of each application, sealed with HPKE to the credit service (migration 0007).
+# Deleting the row erases the applicant wherever the ciphertexts went (crypto-shredding).
+application_data_keys = Table(
+    "application_data_keys",
+    metadata,
+    Column("application_id", UUID(as_uuid=True), ForeignKey("applications.id"), primary_key=True),
+    Column("key_id", Text, nullable=False),
+    Column("sealed_key", LargeBinary, nullable=False),
+    Column("created_at", TIMESTAMP(timezone=True), nullable=False, server_default=_NOW),
+    Index("ix_application_data_keys_key_id", "key_id"),
 )
 
 outbox_events = Table(

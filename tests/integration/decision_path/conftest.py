@@ -20,12 +20,12 @@ import psycopg
 import pytest
 from prometheus_client import CollectorRegistry
 
-from credit_service.handler import CreditHandler, CreditMetrics, decrypt_only
+from credit_service.handler import CreditHandler, CreditMetrics, Keys, decrypt_only
 from decision_service.handler import DecisionHandler, DecisionMetrics
 from decision_service.policy import DecisionPolicy
 from devstack.kafka import Kafka
 from devstack.postgres import Postgres
-from prequal import dlq, events
+from prequal import dlq, events, sealing
 from prequal.consumer import (
     ConsumerMetrics,
     ConsumerRuntime,
@@ -53,6 +53,22 @@ def database_url(postgres: Postgres, request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="module")
 def keyring() -> Keyring:
     return Keyring({"v1": os.urandom(32), "v2": os.urandom(32)}, active_key_id="v2")
+
+
+@dataclass(frozen=True)
+class SealingKeys:
+    """A sealing key pair: the API's side seals, the credit service's side opens."""
+
+    sealer: sealing.Sealer
+    opener: sealing.Opener
+    private_keys: dict[str, bytes]
+
+
+@pytest.fixture(scope="module")
+def sealing_keys() -> SealingKeys:
+    pair = sealing.generate_key_pair()
+    private = {"s1": pair.private}
+    return SealingKeys(sealing.Sealer({"s1": pair.public}, "s1"), sealing.Opener(private), private)
 
 
 @dataclass(frozen=True)
@@ -118,6 +134,49 @@ def insert_application(
             ),
         )
     return app
+
+
+def insert_sealed_application(
+    database_url: str, sealer: sealing.Sealer, *, pan: str | None = None
+) -> tuple[Application, bytes]:
+    """A PENDING application row as the API writes it since migration 0007, and its PAN
+    ciphertext (under the data key) for the event."""
+    app = Application(
+        uuid.uuid4(), pan or synthetic_pan(), Decimal(85_000), Decimal(500_000), "PERSONAL"
+    )
+    sealed = sealer.seal(app.id, app.pan, b'{"first_name":"Synthetic"}')
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "INSERT INTO applications (id, client_id, pan_ciphertext, pan_blind_index, "
+            "personal_ciphertext, requested_amount, monthly_income, loan_type) "
+            "VALUES (%s, 'test-client', %s, %s, %s, %s, %s, %s)",
+            (
+                app.id,
+                sealed.pan,
+                blind_index(app.pan, os.urandom(32)),
+                sealed.personal,
+                app.requested_amount,
+                app.monthly_income,
+                app.loan_type,
+            ),
+        )
+        conn.execute(
+            "INSERT INTO application_data_keys (application_id, key_id, sealed_key) "
+            "VALUES (%s, %s, %s)",
+            (app.id, sealed.key_id, sealed.sealed_key),
+        )
+    return app, sealed.pan
+
+
+def sealed_payload(app: Application, pan_ciphertext: bytes) -> dict[str, Any]:
+    return {
+        "application_id": str(app.id),
+        "pan_encrypted": to_transport(pan_ciphertext),
+        "monthly_income": str(app.monthly_income),
+        "requested_amount": str(app.requested_amount),
+        "loan_type": app.loan_type,
+        "submitted_at": datetime.now(UTC).isoformat(),
+    }
 
 
 def submitted_payload(app: Application, keyring: Keyring) -> dict[str, Any]:
@@ -256,10 +315,20 @@ class ConsumerFactory:
         self.started.append(running)
         return running
 
-    def credit(self, topics: Topics, keyring: Keyring, **kwargs: Any) -> RunningConsumer:
-        """credit-service's handler; its metrics and the runtime's share one registry."""
+    def credit(
+        self,
+        topics: Topics,
+        keyring: Keyring,
+        opener: sealing.Opener | None = None,
+        **kwargs: Any,
+    ) -> RunningConsumer:
+        """credit-service's handler; its metrics and the runtime's share one registry.
+
+        `keyring` is the legacy (decrypt-only) keyring, `opener` the sealing private keys.
+        """
         registry = CollectorRegistry()
-        handler = CreditHandler(decrypt_only(keyring.keys), topics.reports, CreditMetrics(registry))
+        keys = Keys(opener or sealing.Opener({}), decrypt_only(keyring.keys))
+        handler = CreditHandler(keys, topics.reports, CreditMetrics(registry))
         return self.start(topics.submitted, GROUP_CREDIT, handler, registry=registry, **kwargs)
 
     def decision(
@@ -304,6 +373,7 @@ class World:
     producer: Producer
     consumers: ConsumerFactory
     bootstrap: str
+    sealing: SealingKeys
 
 
 @pytest.fixture
@@ -314,8 +384,9 @@ def world(  # noqa: PLR0917 - composes the fixtures once for every test
     producer: Producer,
     consumers: ConsumerFactory,
     kafka: Kafka,
+    sealing_keys: SealingKeys,
 ) -> World:
-    return World(database_url, keyring, topics, producer, consumers, kafka.bootstrap)
+    return World(database_url, keyring, topics, producer, consumers, kafka.bootstrap, sealing_keys)
 
 
 def application_status(database_url: str, application_id: uuid.UUID) -> str:

@@ -7,8 +7,8 @@ import os
 
 from prometheus_client import CollectorRegistry
 
-from credit_service.handler import CreditHandler, CreditMetrics, decrypt_only
-from prequal import dlq, events
+from credit_service.handler import CreditHandler, CreditMetrics, Keys, decrypt_only
+from prequal import dlq, events, sealing
 from prequal.kafka import read_topic
 from prequal.pan import Keyring
 from tests.polling import wait_until
@@ -16,7 +16,7 @@ from tests.polling import wait_until
 from .conftest import GROUP_CREDIT, World, insert_application, submitted_payload
 
 
-def test_a_ciphertext_under_a_key_not_distributed_yet_waits_for_it_instead_of_dying(
+def test_a_legacy_ciphertext_under_a_key_not_distributed_yet_waits_for_it_instead_of_dying(
     world: World,
 ) -> None:
     topics = world.topics
@@ -25,8 +25,12 @@ def test_a_ciphertext_under_a_key_not_distributed_yet_waits_for_it_instead_of_dy
     rotated = Keyring({**old, "v3": os.urandom(32)}, active_key_id="v3")
     app = insert_application(world.database_url, rotated)
     registry = CollectorRegistry()
+    no_sealing_keys = sealing.Opener({})
     handler = CreditHandler(
-        decrypt_only(old), topics.reports, CreditMetrics(registry), reload_keys=lambda: mounted
+        Keys(no_sealing_keys, decrypt_only(old)),
+        topics.reports,
+        CreditMetrics(registry),
+        reload_keys=lambda: Keys(no_sealing_keys, decrypt_only(mounted)),
     )
     credit = world.consumers.start(topics.submitted, GROUP_CREDIT, handler, registry=registry)
     # An API pod restarted after the rotation wrote it with the new active key.

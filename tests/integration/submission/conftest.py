@@ -22,7 +22,7 @@ from devstack.process import ManagedProcess
 from devstack.services import as_role
 from prequal.db import migrate, roles
 from prequal.kafka import create_topics
-from prequalctl.keys import generate_keys
+from prequalctl.keys import for_role, generate_keys
 from tests.tokens import Oidc
 
 BIN = Path(sys.executable).parent
@@ -113,7 +113,7 @@ def api_env(
     return base_env(
         DATABASE_URL=as_role(database_url, roles.RoleNames().of("api")),
         TOPIC_APPLICATIONS_SUBMITTED=kafka_topic_name,
-        **pan_keys,
+        **for_role(pan_keys, "api"),
         **oidc.api_env(),
     )
 

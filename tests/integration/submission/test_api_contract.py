@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from prequal import pan
 from prequal.events import APPLICATION_SUBMITTED, ApplicationSubmitted
-from prequal.settings import parse_keyring
+from tests import sealed
 from tests.applications import application, synthetic_pan
 from tests.integration.submission.conftest import ApiProcess
 
@@ -50,8 +50,8 @@ def test_post_stores_pan_encrypted_with_blind_index_audit_and_outbox_event(
         audits = conn.execute(
             "SELECT action, key_id FROM audit_log WHERE application_id = %s", (app_id,)
         ).fetchall()
-    keyring = pan.Keyring(parse_keyring(pan_keys["PAN_ENCRYPTION_KEYS"]), "v1")
-    assert keyring.decrypt(bytes(ciphertext), app_id) == pan_number
+    key = sealed.data_key(pan_keys, database_url, app_id)
+    assert sealed.open_pan(key, bytes(ciphertext), app_id) == pan_number
     assert pan_number not in json.dumps(dump)
     assert pan_number.encode() not in bytes(ciphertext)
     assert len(bytes(index)) == 32
@@ -59,8 +59,32 @@ def test_post_stores_pan_encrypted_with_blind_index_audit_and_outbox_event(
     assert event[0] == APPLICATION_SUBMITTED
     assert pan_number not in event[1]
     payload = ApplicationSubmitted.model_validate_json(event[1])
-    assert keyring.decrypt(pan.from_transport(payload.pan_encrypted), app_id) == pan_number
+    assert sealed.open_pan(key, pan.from_transport(payload.pan_encrypted), app_id) == pan_number
+    assert "sealed" not in event[1]  # the event carries no data key: erasure reaches Kafka too
     assert audits == [("encrypt", "v1"), ("consent", None)]
+
+
+def test_post_stores_the_personal_fields_only_encrypted_under_the_data_key(
+    client: httpx.Client, database_url: str, pan_keys: dict[str, str]
+) -> None:
+    body = application(pan_number=synthetic_pan())
+    response = client.post("/applications", json=body)
+    assert response.status_code == 202
+    app_id = uuid.UUID(response.json()["application_id"])
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT row_to_json(a)::text, personal_ciphertext FROM applications a WHERE id = %s",
+            (app_id,),
+        ).fetchone()
+    assert row is not None
+    for field in ("first_name", "last_name", "email", "phone_number", "date_of_birth"):
+        assert str(body[field]) not in row[0], field
+    personal = json.loads(
+        sealed.open_personal(sealed.data_key(pan_keys, database_url, app_id), row[1], app_id)
+    )
+    assert personal == {
+        f: body[f] for f in ("first_name", "last_name", "date_of_birth", "email", "phone_number")
+    }
 
 
 def test_status_returns_the_stored_mask_of_the_last_four_and_decrypts_nothing(
@@ -81,10 +105,12 @@ def test_status_returns_the_stored_mask_of_the_last_four_and_decrypts_nothing(
         "decision_reason",
         "max_approved_amount",
         "processing_issue",
+        "personal_data_erasure",
         "created_at",
         "updated_at",
     }
     assert body["processing_issue"] is None
+    assert body["personal_data_erasure"] is None
     assert body["pan_masked"] == "XXXXXX" + pan_number[6:]
     assert body["status"] == "PENDING"
     assert body["credit_score"] is None

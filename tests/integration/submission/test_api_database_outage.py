@@ -12,6 +12,7 @@ import pytest
 
 from devstack.postgres import Postgres
 from prequal.db import migrate
+from prequalctl.keys import for_role
 from tests.applications import application
 from tests.integration.submission.conftest import ApiProcess, base_env, start_api
 from tests.tokens import Oidc
@@ -76,7 +77,7 @@ def test_api_refuses_to_start_on_an_unmigrated_database(
     url = postgres.create_database("sub_unmigrated")
     result = subprocess.run(
         [str(Path(sys.executable).parent / "prequal-api")],
-        env=base_env(DATABASE_URL=url, API_PORT="1", **pan_keys, **oidc.api_env()),
+        env=base_env(DATABASE_URL=url, API_PORT="1", **for_role(pan_keys, "api"), **oidc.api_env()),
         capture_output=True,
         text=True,
         timeout=60,

@@ -17,7 +17,7 @@ import pytest
 from devstack.hydra import AUDIENCE, Hydra, OAuthClient
 from devstack.net import LOOPBACK, free_port
 from devstack.postgres import Postgres
-from prequal_api.auth import SCHEME_NAME, SCOPE_READ, SCOPE_WRITE
+from prequal_api.auth import SCHEME_NAME, SCOPE_ERASE, SCOPE_READ, SCOPE_WRITE
 from tests.applications import application
 from tests.devtools import CHROMIUM, open_page
 from tests.integration.submission.conftest import ApiProcess, start_api
@@ -106,11 +106,13 @@ def test_the_document_declares_the_client_credentials_flow_at_the_token_url(
     assert scheme["type"] == "oauth2"
     flow = scheme["flows"]["clientCredentials"]
     assert flow["tokenUrl"] == oidc.token_url
-    assert set(flow["scopes"]) == {SCOPE_WRITE, SCOPE_READ}
+    assert set(flow["scopes"]) == {SCOPE_WRITE, SCOPE_READ, SCOPE_ERASE}
     operations = document["paths"]
     assert operations["/applications"]["post"]["security"] == [{SCHEME_NAME: [SCOPE_WRITE]}]
     status = operations["/applications/{application_id}/status"]["get"]
     assert status["security"] == [{SCHEME_NAME: [SCOPE_READ]}]
+    erase = operations["/applications/{application_id}"]["delete"]
+    assert erase["security"] == [{SCHEME_NAME: [SCOPE_ERASE]}]
 
 
 def test_hydra_answers_the_preflight_of_the_api_origin_only(api: ApiProcess, oidc: Oidc) -> None:

@@ -82,6 +82,12 @@ def test_schemathesis_finds_no_5xx_no_undocumented_answer_and_no_echo(
         "--report-json-path",
         str(report),
         "--no-color",
+        # Erasure keeps the application readable (its decision stays; DESIGN.md), which
+        # schemathesis' stateful "deleted resource still available" rule takes for a bug, and
+        # its inferred POST -> DELETE link stalls the state machine: DELETE is tested by
+        # test_api_erasure.py instead.
+        "--exclude-method",
+        "DELETE",
     ]
     env = {
         **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ")},

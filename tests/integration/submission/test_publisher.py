@@ -17,7 +17,8 @@ from devstack.kafka import Kafka
 from prequal import outbox, pan
 from prequal.events import APPLICATION_SUBMITTED, ApplicationSubmitted
 from prequal.kafka import create_topics
-from prequal.settings import parse_keyring
+from prequalctl.keys import for_role
+from tests import sealed
 from tests.applications import application, synthetic_pan
 from tests.integration.submission.conftest import (
     PublisherProcess,
@@ -86,7 +87,7 @@ def test_submitted_applications_arrive_keyed_with_cloudevents_headers_and_encryp
         base_env(
             DATABASE_URL=database_url,
             TOPIC_APPLICATIONS_SUBMITTED=topic,
-            **pan_keys,
+            **for_role(pan_keys, "api"),
             **oidc.api_env(),
         ),
         token=oidc.token(),
@@ -102,7 +103,6 @@ def test_submitted_applications_arrive_keyed_with_cloudevents_headers_and_encryp
         api.process.stop()
     records = read_records(kafka.bootstrap, topic, until=5, timeout=30)
     assert sorted((r.key or b"").decode() for r in records) == sorted(ids)
-    keyring = pan.Keyring(parse_keyring(pan_keys["PAN_ENCRYPTION_KEYS"]), "v1")
     with psycopg.connect(database_url) as conn:
         event_ids: dict[str, str] = dict(
             conn.execute(
@@ -120,7 +120,9 @@ def test_submitted_applications_arrive_keyed_with_cloudevents_headers_and_encryp
         assert str(record.header("ce_time")).endswith("Z")
         payload = ApplicationSubmitted.model_validate_json(value)
         assert str(payload.application_id) == key
-        plain = keyring.decrypt(pan.from_transport(payload.pan_encrypted), payload.application_id)
+        app_id = payload.application_id
+        data_key = sealed.data_key(pan_keys, database_url, app_id)
+        plain = sealed.open_pan(data_key, pan.from_transport(payload.pan_encrypted), app_id)
         assert plain == pans[ids.index(key)]
         assert plain.encode() not in value
     metrics = httpx.get(publisher.metrics_url).text

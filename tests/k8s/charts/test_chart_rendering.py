@@ -186,8 +186,11 @@ def test_processes_get_the_configuration_contract() -> None:
         assert ("/var/run/secrets/prequal" in mounts) is has_keys, component
         assert mounts[POD_TMP] == "tmp"
         if has_keys:
-            volume = next(v for v in spec["volumes"] if v["name"] == "pan-keys")
-            assert volume["secret"]["secretName"] == "rel-loan-prequal-pan-keys"
+            # The API mounts the projection without private keys; credit-service the key Secret.
+            name = "api-keys" if component == "api" else "pan-keys"
+            suffix = "-api" if component == "api" else ""
+            volume = next(v for v in spec["volumes"] if v["name"] == name)
+            assert volume["secret"]["secretName"] == f"rel-loan-prequal-pan-keys{suffix}"
     for component in ("credit", "decision"):
         container = deployments[f"rel-loan-prequal-{component}"]["spec"]["template"]["spec"][
             "containers"
@@ -257,6 +260,26 @@ def test_migrations_run_as_a_hook_before_install_and_upgrade() -> None:
     assert _env(container)["DATABASE_URL"]["secretKeyRef"]["key"] == "url"
     disabled = documents(render("loan-prequal", "--set", "migrations.enabled=false"))
     assert by_kind(disabled, "Job") == []
+
+
+def test_retention_is_a_cronjob_that_is_off_unless_asked_for() -> None:
+    assert by_kind(documents(render("loan-prequal")), "CronJob") == []
+    docs = documents(
+        render("loan-prequal", "--set", "retention.enabled=true", "--set", "retention.days=90")
+    )
+    [cron] = by_kind(docs, "CronJob")
+    spec = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    [container] = spec["containers"]
+    assert container["command"] == ["prequalctl", "erase"]
+    env = _env(container)
+    assert env["PERSONAL_DATA_RETENTION_DAYS"] == "90"
+    assert env["DATABASE_URL"]["secretKeyRef"]["key"] == "url"
+    assert not any(v.get("secret") for v in spec["volumes"])  # no key needed to erase
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    # Egress to PostgreSQL only, past the default-deny policy.
+    retention = _policies(docs)["retention"]
+    assert retention["policyTypes"] == ["Egress"]
+    assert len(retention["egress"]) == 1
 
 
 def _policies(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -11,11 +11,15 @@ from kubernetes import client
 
 from devstack.kafka import Kafka
 from loan_operator.decision_policy import DEFAULT_DECISION_POLICY, canonical_json, policy_version
+from loan_operator.keyring import new_key_data
 from tests.k8s.operator.conftest import OperatorProcess, Pipelines, pipeline_body, wait_for
 
 
-def keyring(secret: dict[str, str]) -> dict[str, str]:
-    return dict(item.split(":", 1) for item in secret["pan_encryption_keys"].split(","))
+def keyring(secret: dict[str, str], name: str = "sealing_private_keys") -> dict[str, str]:
+    return dict(item.split(":", 1) for item in secret[name].split(","))
+
+
+API_KEYS = {"sealing_public_keys", "sealing_active_key_id", "pan_blind_index_key"}
 
 
 def test_key_secret_is_generated_with_the_contract_keys_and_a_configmap_is_written(
@@ -26,10 +30,13 @@ def test_key_secret_is_generated_with_the_contract_keys_and_a_configmap_is_writt
     pipelines.wait_condition("retail", "SecretsReady", "True")
 
     keys = wait_for(lambda: pipelines.secret("retail-pan-keys"), 10, "the key Secret")
-    assert set(keys) == {"pan_encryption_keys", "pan_active_key_id", "pan_blind_index_key"}
-    assert keys["pan_active_key_id"] == "v1"
-    assert len(base64.b64decode(keyring(keys)["v1"])) == 32
+    assert set(keys) == {"sealing_private_keys", *API_KEYS}
+    assert keys["sealing_active_key_id"] == "v1"
+    assert len(base64.b64decode(keyring(keys)["v1"])) == 64 + 32  # ML-KEM-768 seed + X25519
     assert len(base64.b64decode(keys["pan_blind_index_key"])) == 32
+    # The API's Secret: the same public keys, no private key.
+    api = wait_for(lambda: pipelines.secret("retail-pan-keys-api"), 10, "the API's key Secret")
+    assert api == {name: keys[name] for name in API_KEYS}
     assert pipelines.config_map("retail-pipeline") == {
         "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
         "TOPIC_APPLICATIONS_SUBMITTED": f"{pipelines.namespace}.loan_applications_submitted",
@@ -50,11 +57,7 @@ def test_key_secret_is_generated_with_the_contract_keys_and_a_configmap_is_writt
 def test_existing_key_secret_is_never_overwritten_and_rotation_appends(
     operator: OperatorProcess, pipelines: Pipelines, kafka: Kafka
 ) -> None:
-    mine = {
-        "pan_encryption_keys": "v1:" + base64.b64encode(b"k" * 32).decode(),
-        "pan_active_key_id": "v1",
-        "pan_blind_index_key": base64.b64encode(b"b" * 32).decode(),
-    }
+    mine = new_key_data(1, kem="x25519")
     pipelines.core.create_namespaced_secret(
         pipelines.namespace,
         client.V1Secret(
@@ -72,20 +75,39 @@ def test_existing_key_secret_is_never_overwritten_and_rotation_appends(
     pipelines.patch_spec(
         "retail", {"encryption": {"keySecretName": "retail-pan-keys", "keyVersion": 2}}
     )
-    # Phase one: v2 reaches every reader while v1 still encrypts.
+    # Phase one: v2 reaches every reader while v1 still seals.
     distributed = wait_for(
         lambda: (
-            (s := pipelines.secret("retail-pan-keys")) and "v2:" in s["pan_encryption_keys"] and s
+            (s := pipelines.secret("retail-pan-keys")) and "v2:" in s["sealing_private_keys"] and s
         ),
         20,
         "key v2 to be distributed",
     )
-    assert distributed["pan_active_key_id"] == "v1"
-    rotation = pipelines.get("retail")["status"]["keyRotation"]
-    assert (rotation["phase"], rotation["keyId"]) == ("Distributing", "v2")
-    # Phase two, after OPERATOR_KEY_DISTRIBUTION_SECONDS (4 s here): v2 encrypts.
+    assert distributed["sealing_active_key_id"] == "v1"
+    api = wait_for(
+        lambda: (
+            (s := pipelines.secret("retail-pan-keys-api"))
+            and "v2:" in s["sealing_public_keys"]
+            and s
+        ),
+        20,
+        "public key v2 to reach the API's Secret",
+    )
+    assert api["sealing_active_key_id"] == "v1"  # the API seals with v2 only once activated
+    # The status follows the Secrets in the same reconcile pass.
+    wait_for(
+        lambda: (
+            (r := pipelines.get("retail")["status"]["keyRotation"])
+            and (r["phase"], r["keyId"]) in {("Distributing", "v2"), ("Active", "v2")}
+        ),
+        10,
+        "the status to name the rotation",
+    )
+    # Phase two, after OPERATOR_KEY_DISTRIBUTION_SECONDS (4 s here): v2 seals.
     rotated = wait_for(
-        lambda: (s := pipelines.secret("retail-pan-keys")) and s["pan_active_key_id"] == "v2" and s,
+        lambda: (
+            (s := pipelines.secret("retail-pan-keys")) and s["sealing_active_key_id"] == "v2" and s
+        ),
         30,
         "key v2 to become active",
     )
@@ -97,8 +119,15 @@ def test_existing_key_secret_is_never_overwritten_and_rotation_appends(
     ring = keyring(rotated)
     assert list(ring) == ["v1", "v2"]
     assert ring["v1"] == keyring(mine)["v1"]
-    assert len(base64.b64decode(ring["v2"])) == 32
+    assert len(base64.b64decode(ring["v2"])) == 64 + 32
     assert rotated["pan_blind_index_key"] == mine["pan_blind_index_key"]
+    wait_for(
+        lambda: (
+            (pipelines.secret("retail-pan-keys-api") or {}).get("sealing_active_key_id") == "v2"
+        ),
+        20,
+        "the API's Secret to seal with v2",
+    )
     assert pipelines.events("KeyRotated")
     assert pipelines.events("KeyActivated")
 
@@ -177,6 +206,6 @@ def test_an_operator_restart_mid_rotation_keeps_the_distribution_period_and_read
         datetime.strptime(t, "%Y-%m-%dT%H:%M:%SZ") for t in (distributing["since"], done["since"])
     )
     assert (activated - began).total_seconds() >= 4
-    assert pipelines.secret("retail-pan-keys")["pan_active_key_id"] == "v2"  # type: ignore[index]
+    assert pipelines.secret("retail-pan-keys")["sealing_active_key_id"] == "v2"  # type: ignore[index]
     after = pipelines.wait_condition("retail", "Ready", "True")
     assert after["lastTransitionTime"] == ready["lastTransitionTime"]

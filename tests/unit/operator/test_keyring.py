@@ -1,30 +1,59 @@
-"""The PAN key Secret: generated fresh, rotated by appending, never losing a key."""
+"""The key Secrets: generated fresh, rotated by appending, never losing a key; the API's
+projection holds no private key."""
 
 from __future__ import annotations
 
 import base64
+import uuid
 
 import pytest
 
 from loan_operator.keyring import (
-    ACTIVE_KEY_ID,
     BLIND_INDEX_KEY,
     ENCRYPTION_KEYS,
+    PRIVATE_KEYS,
+    PUBLIC_KEYS,
+    SEALING_ACTIVE_KEY_ID,
     KeyringError,
+    api_data,
     new_key_data,
     parse_keyring,
     rotate,
 )
+from prequal import sealing
 
 
-def test_new_secret_has_one_active_32_byte_key_and_a_blind_index_key() -> None:
+def _opens(data: dict[str, str], kid: str) -> bool:
+    """A data key sealed with the public key `kid` opens with the private key `kid`."""
+    public = sealing.parse_key_list(data[PUBLIC_KEYS], PUBLIC_KEYS)
+    private = sealing.parse_key_list(data[PRIVATE_KEYS], PRIVATE_KEYS)
+    app = uuid.uuid4()
+    sealed = sealing.Sealer(public, kid).seal_key(b"k" * 32, app)
+    return sealing.Opener(private).open_key(sealed, app) == b"k" * 32
+
+
+def test_new_secret_has_one_active_hybrid_key_pair_and_a_blind_index_key() -> None:
     data = new_key_data(1)
-    ring = parse_keyring(data[ENCRYPTION_KEYS])
-    assert list(ring) == ["v1"]
-    assert data[ACTIVE_KEY_ID] == "v1"
-    assert len(base64.b64decode(ring["v1"])) == 32
+    assert list(parse_keyring(data[PRIVATE_KEYS])) == ["v1"]
+    assert data[SEALING_ACTIVE_KEY_ID] == "v1"
+    assert len(base64.b64decode(parse_keyring(data[PUBLIC_KEYS])["v1"])) == 1184 + 32
+    assert _opens(data, "v1")
     assert len(base64.b64decode(data[BLIND_INDEX_KEY])) == 32
     assert new_key_data(1)[BLIND_INDEX_KEY] != data[BLIND_INDEX_KEY]
+    assert ENCRYPTION_KEYS not in data
+
+
+def test_x25519_is_a_setting() -> None:
+    data = new_key_data(1, kem="x25519")
+    assert len(base64.b64decode(parse_keyring(data[PUBLIC_KEYS])["v1"])) == 32
+    assert _opens(data, "v1")
+
+
+def test_the_api_projection_holds_no_private_key() -> None:
+    data = new_key_data(1)
+    projected = api_data(data)
+    assert set(projected) == {PUBLIC_KEYS, SEALING_ACTIVE_KEY_ID, BLIND_INDEX_KEY}
+    assert data[PRIVATE_KEYS] not in projected.values()
 
 
 def test_same_version_changes_nothing() -> None:
@@ -34,37 +63,57 @@ def test_same_version_changes_nothing() -> None:
     assert rotation.added is None
 
 
-def test_rotation_appends_a_new_active_key_and_keeps_the_old_ones_byte_for_byte() -> None:
+def test_rotation_appends_a_new_active_pair_and_keeps_the_old_ones_byte_for_byte() -> None:
     data = new_key_data(1)
     rotation = rotate(data, 2)
-    ring = parse_keyring(rotation.data[ENCRYPTION_KEYS])
-    assert list(ring) == ["v1", "v2"]
-    assert ring["v1"] == parse_keyring(data[ENCRYPTION_KEYS])["v1"]
-    assert rotation.data[ACTIVE_KEY_ID] == "v2"
+    for name in (PRIVATE_KEYS, PUBLIC_KEYS):
+        ring = parse_keyring(rotation.data[name])
+        assert list(ring) == ["v1", "v2"]
+        assert ring["v1"] == parse_keyring(data[name])["v1"]
+    assert rotation.data[SEALING_ACTIVE_KEY_ID] == "v2"
     assert rotation.data[BLIND_INDEX_KEY] == data[BLIND_INDEX_KEY]
     assert rotation.added == "v2"
+    assert _opens(rotation.data, "v1")
+    assert _opens(rotation.data, "v2")
 
 
 def test_a_lower_version_than_the_newest_key_is_refused() -> None:
     data = rotate(new_key_data(1), 3).data
     with pytest.raises(KeyringError, match="only move forward"):
-        rotate({**data, ENCRYPTION_KEYS: data[ENCRYPTION_KEYS].split(",", 1)[1]}, 2)
+        rotate(
+            {
+                **data,
+                PRIVATE_KEYS: data[PRIVATE_KEYS].split(",", 1)[1],
+                PUBLIC_KEYS: data[PUBLIC_KEYS].split(",", 1)[1],
+            },
+            2,
+        )
 
 
 def test_an_incomplete_secret_is_left_untouched() -> None:
     with pytest.raises(KeyringError, match="pan_blind_index_key"):
-        rotate({ENCRYPTION_KEYS: "v1:AAAA", ACTIVE_KEY_ID: "v1"}, 1)
+        rotate({ENCRYPTION_KEYS: "v1:AAAA"}, 1)
+    data = new_key_data(1)
+    with pytest.raises(KeyringError, match="different key ids"):
+        rotate({**data, PUBLIC_KEYS: ""}, 1)
+
+
+def test_a_secret_from_before_sealing_keeps_its_keyring_and_gets_an_active_pair() -> None:
+    legacy = {ENCRYPTION_KEYS: "v1:AAAA", "pan_active_key_id": "v1", BLIND_INDEX_KEY: "BBBB"}
+    rotation = rotate(legacy, 1, activate=False)
+    assert rotation.data[ENCRYPTION_KEYS] == "v1:AAAA"
+    assert rotation.active == "v1"
+    assert _opens(rotation.data, "v1")
 
 
 def test_rotation_in_two_phases_distributes_before_it_activates() -> None:
     data = new_key_data(1)
     distributed = rotate(data, 2, activate=False)
-    assert list(parse_keyring(distributed.data[ENCRYPTION_KEYS])) == ["v1", "v2"]
+    assert list(parse_keyring(distributed.data[PRIVATE_KEYS])) == ["v1", "v2"]
     assert distributed.active == "v1"
+    assert api_data(distributed.data)[SEALING_ACTIVE_KEY_ID] == "v1"
     assert distributed.added == "v2"
     activated = rotate(distributed.data, 2, activate=True)
     assert activated.active == "v2"
     assert activated.added is None
-    assert parse_keyring(activated.data[ENCRYPTION_KEYS]) == parse_keyring(
-        distributed.data[ENCRYPTION_KEYS]
-    )
+    assert activated.data[PRIVATE_KEYS] == distributed.data[PRIVATE_KEYS]

@@ -54,16 +54,35 @@ def test_keys_generate_prints_env_assignments_of_fresh_keys(
     assert main(["keys", "generate", "--key-id", "v2"]) == 0
     second = capsys.readouterr().out
     names = [line.split("=", 1)[0] for line in first.splitlines()]
-    assert names == ["PAN_ENCRYPTION_KEYS", "PAN_ACTIVE_KEY_ID", "PAN_BLIND_INDEX_KEY"]
-    assert "PAN_ACTIVE_KEY_ID=v2" in first
+    assert names == [
+        "SEALING_PUBLIC_KEYS",
+        "SEALING_ACTIVE_KEY_ID",
+        "PAN_BLIND_INDEX_KEY",
+        "SEALING_PRIVATE_KEYS",
+    ]
+    assert "SEALING_ACTIVE_KEY_ID=v2" in first
     assert first != second
+
+
+def test_keys_generate_for_the_api_prints_no_private_key(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["keys", "generate", "--for", "api", "--kem", "x25519"]) == 0
+    out = capsys.readouterr().out
+    assert "SEALING_PRIVATE_KEYS" not in out
+    assert "SEALING_PUBLIC_KEYS=v1:" in out
 
 
 def test_keys_generate_can_write_secret_files_readable_only_by_the_owner(tmp_path: Path) -> None:
     target = tmp_path / "keys"
     assert main(["keys", "generate", "--output-dir", str(target)]) == 0
     files = sorted(p.name for p in target.iterdir())
-    assert files == ["pan_active_key_id", "pan_blind_index_key", "pan_encryption_keys"]
+    assert files == [
+        "pan_blind_index_key",
+        "sealing_active_key_id",
+        "sealing_private_keys",
+        "sealing_public_keys",
+    ]
     for path in target.iterdir():
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
 

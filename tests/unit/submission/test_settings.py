@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from credit_service.settings import CreditSettings
 from prequal.settings import PanKeySettings, load_settings
-from prequalctl.keys import generate_keys
+from prequal_api.settings import ApiSettings
+from prequalctl.keys import for_role, generate_keys
 
 
 def _b64(raw: bytes) -> str:
@@ -19,28 +21,52 @@ def _b64(raw: bytes) -> str:
 
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
-    for name in ("PAN_ENCRYPTION_KEYS", "PAN_ACTIVE_KEY_ID", "PAN_BLIND_INDEX_KEY"):
+    for name in (
+        "PAN_ENCRYPTION_KEYS",
+        "PAN_ACTIVE_KEY_ID",
+        "PAN_BLIND_INDEX_KEY",
+        "SEALING_PUBLIC_KEYS",
+        "SEALING_ACTIVE_KEY_ID",
+        "SEALING_PRIVATE_KEYS",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SECRETS_DIR", str(tmp_path / "absent"))
     return monkeypatch
 
 
+_API_ENV = {"DATABASE_URL": "postgresql://u:p@127.0.0.1:1/db", "OIDC_ISSUER": "http://idp/"}
+
+
 def test_generated_keys_load_from_the_environment(clean_env: pytest.MonkeyPatch) -> None:
-    for name, value in generate_keys("v3").items():
+    keys = generate_keys("v3")
+    for name, value in {**for_role(keys, "api"), **_API_ENV}.items():
         clean_env.setenv(name, value)
-    settings = load_settings(PanKeySettings)
-    assert settings.pan_active_key_id == "v3"
-    assert list(settings.keyring()) == ["v3"]
-    assert len(settings.blind_index_key()) == 32
+    api = load_settings(ApiSettings)
+    assert api.sealer().key_id == "v3"
+    assert len(api.blind_index_key()) == 32
+    assert not hasattr(api, "sealing_private_keys")
+    assert not hasattr(api, "pan_encryption_keys")
+    clean_env.setenv("SEALING_PRIVATE_KEYS", keys["SEALING_PRIVATE_KEYS"])
+    credit = load_settings(CreditSettings)
+    assert credit.opener().key_ids == ["v3"]
+    assert credit.legacy_keyring() == {}
 
 
 def test_keys_load_from_files_in_secrets_dir(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
     secrets = tmp_path / "secrets"
     secrets.mkdir()
-    for name, value in generate_keys("v1").items():
+    for name, value in {**for_role(generate_keys("v1"), "api"), **_API_ENV}.items():
         (secrets / name.lower()).write_text(value)
     clean_env.setenv("SECRETS_DIR", str(secrets))
-    assert load_settings(PanKeySettings).pan_active_key_id == "v1"
+    assert load_settings(ApiSettings).sealing_active_key_id == "v1"
+
+
+def test_an_api_without_the_active_public_key_is_refused(clean_env: pytest.MonkeyPatch) -> None:
+    for name, value in {**for_role(generate_keys("v1"), "api"), **_API_ENV}.items():
+        clean_env.setenv(name, value)
+    clean_env.setenv("SEALING_ACTIVE_KEY_ID", "v2")
+    with pytest.raises(ValidationError, match="'v2' has no public key"):
+        load_settings(ApiSettings)
 
 
 def test_a_keyring_with_rotated_keys_loads(clean_env: pytest.MonkeyPatch) -> None:
@@ -74,7 +100,10 @@ def test_malformed_keys_are_rejected_naming_the_setting_but_not_the_key(
     index: str | None,
     message: str,
 ) -> None:
-    valid = generate_keys("v1")
+    valid = {
+        "PAN_ENCRYPTION_KEYS": f"v1:{_b64(os.urandom(32))}",
+        "PAN_BLIND_INDEX_KEY": _b64(os.urandom(32)),
+    }
     clean_env.setenv("PAN_ENCRYPTION_KEYS", keys or valid["PAN_ENCRYPTION_KEYS"])
     clean_env.setenv("PAN_ACTIVE_KEY_ID", active)
     clean_env.setenv("PAN_BLIND_INDEX_KEY", index or valid["PAN_BLIND_INDEX_KEY"])

@@ -25,7 +25,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
@@ -62,7 +62,7 @@ def upgrade() -> None:
     op.execute("ALTER TABLE audit_log DROP CONSTRAINT ck_audit_log_action")
     op.execute(
         "ALTER TABLE audit_log ADD CONSTRAINT ck_audit_log_action "
-        "CHECK (action IN ('encrypt', 'decrypt', 'mask', 'consent', 'read'))"
+        "CHECK (action IN ('encrypt', 'decrypt', 'mask', 'consent', 'erase', 'read'))"
     )
     # Sets who, why and for which request the rows written by this statement's database
     # functions are; returns `actor` so it can stand where the actor argument goes (its
@@ -110,7 +110,7 @@ def downgrade() -> None:
     op.execute("ALTER TABLE audit_log DROP CONSTRAINT ck_audit_log_action")
     op.execute(
         "ALTER TABLE audit_log ADD CONSTRAINT ck_audit_log_action "
-        "CHECK (action IN ('encrypt', 'decrypt', 'mask', 'consent'))"
+        "CHECK (action IN ('encrypt', 'decrypt', 'mask', 'consent', 'erase'))"
     )
     op.execute("DROP INDEX ix_audit_log_principal_at")
     op.execute(
