@@ -8,8 +8,9 @@ No image registry is reachable from the project's machines, so nothing is pulled
   PyPI through the machine's CA bundle, handed in as a BuildKit secret (never in a layer);
 - PostgreSQL and Kafka are images/<name>/Dockerfile on their Debian bases (Kafka's jars are the
   ones `make tools` fetched from Maven Central);
-- the pause image is Kubernetes' own pause.c (from the k8s.io/kubernetes module); CoreDNS and
-  Prometheus are static binaries built from the Go module proxy; all three on an empty base.
+- the pause image is Kubernetes' own pause.c (from the k8s.io/kubernetes module); CoreDNS,
+  Prometheus and Traefik are static binaries built from the Go module proxy; all four on an
+  empty base.
 
 Every image carries a content hash of its inputs (label dev.prequal.inputs): when each of its
 tags already has that hash, it is not rebuilt, so a second run with nothing changed takes seconds.
@@ -44,6 +45,10 @@ REVISION = "1"
 # Build time of each input hash, so a cached run still reports what a build costs.
 TIMES = CACHE / "images" / "build-seconds.json"
 PROJECT_BUDGET_BYTES = 350 * 1000 * 1000
+# Images built only when named in PREQUAL_EXTRA_IMAGES (comma-separated): the node's policy agent
+# and Ingress controller, whose first builds from the Go module proxy did not finish on this
+# machine in the session that added them (docs/cluster.md); without them the node runs as before.
+EXTRA_IMAGES = set(os.environ.get("PREQUAL_EXTRA_IMAGES", "").split(","))
 
 
 def read_env(path: Path) -> dict[str, str]:
@@ -249,7 +254,7 @@ def images() -> list[Image]:
         folder = HERE / name
         return Image(
             name,
-            (TAGS[f"{name.upper()}_IMAGE"],),
+            (TAGS[f"{name.upper().replace('-', '_')}_IMAGE"],),
             folder,
             folder / "Dockerfile",
             (folder,),
@@ -281,6 +286,13 @@ def images() -> list[Image]:
         own("prometheus", None, prometheus=prometheus_binary),
         own("pause", None, pause=pause_binary),
         own("coredns", None, coredns=coredns_binary),
+    ] + [
+        image
+        for image in (
+            own("network-policies", None, **{"kube-network-policies": network_policies_binary}),
+            own("traefik", None, traefik=traefik_binary),
+        )
+        if image.name in EXTRA_IMAGES
     ]
 
 
@@ -451,6 +463,160 @@ def prometheus_binary() -> Path:
         ldflags=f"-X {common}.Version={version.lstrip('v')} -X {common}.Revision={version}"
         f" -X {common}.Branch=HEAD",
         go_mod_extra="\n" + replaces.group(0) + "\n" if replaces else "",
+    )
+
+
+@dataclass(frozen=True)
+class Patch:
+    """One exact replacement in a module's file; the build stops if `old` is not there, so a
+    new version that moved the code fails here, not with a vague compiler error."""
+
+    path: str
+    old: str
+    new: str
+
+
+def patched_module_binary(
+    name: str,
+    module: str,
+    version: str,
+    package: str,
+    *,
+    patches: tuple[Patch, ...] = (),
+    files: dict[str, str] | None = None,
+    mod_edits: tuple[str, ...] = (),
+    ldflags: str = "",
+) -> Path:
+    """A static binary built in a patched copy of `module@version` (a module with replaces,
+    which `go install module@version` refuses); rebuilt only when the changes change."""
+    files = files or {}
+    out = CACHE / "bin" / f"{name}-{version}" / name
+    stamp = out.parent / ".source.sha256"
+    changes = json.dumps([[p.path, p.old, p.new] for p in patches] + [files, mod_edits, ldflags])
+    source_hash = hashlib.sha256(changes.encode()).hexdigest()
+    if out.exists() and stamp.exists() and stamp.read_text() == source_hash:
+        return out
+    print(f"==> {name} {version} from the Go module proxy (minutes the first time)", flush=True)
+    env = go_env()
+    download = subprocess.run(
+        ["go", "mod", "download", "-json", f"{module}@{version}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if download.returncode != 0:
+        raise BuildError(f"go mod download {module}@{version} failed: {download.stdout}")
+    src = CACHE / "src" / f"{name}-{version}"
+    shutil.rmtree(src, ignore_errors=True)
+    shutil.copytree(json.loads(download.stdout)["Dir"], src)
+    for path in (src, *src.rglob("*")):
+        path.chmod(path.stat().st_mode | 0o200)
+    for relative, text in files.items():
+        (src / relative).parent.mkdir(parents=True, exist_ok=True)
+        (src / relative).write_text(text)
+    for patch in patches:
+        code = (src / patch.path).read_text()
+        if patch.old not in code:
+            raise BuildError(f"{module}@{version}: {patch.path} changed; revisit its patches")
+        (src / patch.path).write_text(code.replace(patch.old, patch.new))
+    os.chdir(src)
+    try:
+        if mod_edits:
+            run_logged(f"{name}-mod", ["go", "mod", "edit", *mod_edits], env=env)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        run_logged(
+            f"{name}-build",
+            [
+                "go",
+                "build",
+                "-trimpath",
+                "-tags",
+                "netgo",
+                "-ldflags",
+                f"-s -w {ldflags}",
+                "-o",
+                str(out),
+                package,
+            ],
+            env=env,
+        )
+    finally:
+        os.chdir(ROOT)
+    stamp.write_text(source_hash)
+    return out
+
+
+def traefik_binary() -> Path:
+    """Traefik's own cmd/traefik with three changes: its nested extension module is not served
+    (images/traefik/ext.go stands in, empty as upstream's); its fork of go-http-auth is not
+    served (upstream v0.4.0, which its middlewares also fit); and the ACME DNS-challenge
+    registry imports 14 provider SDKs the proxy refuses (403), so a DNS challenge is refused at
+    run time instead (HTTP and TLS challenges and all routing are unchanged)."""
+    version = TAGS["TRAEFIK_VERSION"]
+    module = "github.com/traefik/traefik/v3"
+    acme = "pkg/provider/acme/provider.go"
+    return patched_module_binary(
+        "traefik",
+        module,
+        version,
+        "./cmd/traefik",
+        files={
+            "pkg/config/dynamic/ext/go.mod": (
+                "module github.com/traefik/traefik/dynamic/ext\n\ngo 1.24\n"
+            ),
+            "pkg/config/dynamic/ext/ext.go": (HERE / "traefik" / "ext.go").read_text(),
+        },
+        patches=(
+            Patch(acme, '\t"github.com/go-acme/lego/v5/providers/dns"\n', ""),
+            Patch(
+                acme,
+                "provider, err = dns.NewDNSChallengeProviderByName(p.DNSChallenge.Provider)",
+                'provider, err = nil, fmt.Errorf("DNS challenge provider %q is not built in'
+                ' (its SDK is not on the Go module proxy)", p.DNSChallenge.Provider)',
+            ),
+        ),
+        mod_edits=(
+            "-dropreplace=github.com/abbot/go-http-auth",
+            "-require=github.com/abbot/go-http-auth@v0.4.0",
+        ),
+        ldflags=f"-X {module}/pkg/version.Version={version}",
+    )
+
+
+KNP_QUEUE = """\tqueue := &expr.Queue{Num: uint16(c.config.QueueID)}
+\tif c.config.FailOpen {
+\t\tqueue.Flag = expr.QueueFlagBypass
+\t}
+"""
+
+
+def network_policies_binary() -> Path:
+    """kube-network-policies (kind's policy agent) with one change: it hands new connections to
+    userspace with the nftables `queue` expression, which this machine's kernel lacks
+    (`nft add rule ... queue num 100`: "No such file or directory"); xt_NFQUEUE is there
+    (iptables' `-j NFQUEUE` works), so the same rules end in the xtables NFQUEUE target run by
+    nft_compat instead (images/network-policies/nfqueue_target.go)."""
+    version = TAGS["NETWORK_POLICIES_VERSION"]
+    controller = "pkg/networkpolicy/controller.go"
+    return patched_module_binary(
+        "kube-network-policies",
+        "sigs.k8s.io/kube-network-policies",
+        version,
+        "./cmd",
+        files={
+            "pkg/networkpolicy/nfqueue_target.go": (
+                HERE / "network-policies" / "nfqueue_target.go"
+            ).read_text()
+        },
+        # Both queue rules (postrouting, and the DNS workaround's prerouting).
+        patches=(
+            Patch(
+                controller,
+                KNP_QUEUE,
+                "\tqueue := nfqueueTarget(c.config.QueueID, c.config.FailOpen)\n",
+            ),
+        ),
     )
 
 

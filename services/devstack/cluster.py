@@ -2,9 +2,10 @@
 
 Composition only, in start order: the pod bridge, the control plane (every controller, bound
 to the node's bridge address so pods reach it), containerd with the images, the kubelet,
-kube-scheduler, kube-proxy and CoreDNS; then `devstack.workloads` installs the dev
-infrastructure and both charts. `stop()` goes in reverse and leaves no process, mount, network
-interface or iptables rule behind. `.run/cluster.env` lists the endpoints.
+kube-scheduler, kube-proxy, CoreDNS and Traefik (the Ingress controller); then
+`devstack.workloads` installs the dev infrastructure and both charts. `stop()` goes in reverse
+and leaves no process, mount, network interface or iptables rule behind. `.run/cluster.env`
+lists the endpoints.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 from devstack.hydra import AUDIENCE, SCOPES, Hydra, OAuthClient
 from devstack.kube import ControlPlane
 from devstack.net import LOOPBACK
-from devstack.node import coredns
+from devstack.node import coredns, ingress, policy
 from devstack.node.containerd import Containerd, mounts_under, unmount_all
 from devstack.node.images import ImageLoader, image_set
 from devstack.node.kubelet import NODE_NAME, Kubelet
@@ -46,6 +47,10 @@ NODE_PORT_RANGE = "32100-32700"
 API_SERVER_PORT = 6443
 API_NODE_PORT = 32180
 PROMETHEUS_NODE_PORT = 32190
+# Traefik's web entrypoint: the API (/applications, /docs) and /prometheus through the Ingresses.
+INGRESS_NODE_PORT = 32080
+# The Ingresses' host (ci/kind-values.yaml and manifests/monitoring route `localhost`).
+INGRESS_HOST = "localhost"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CACHE = Path(os.environ.get("PREQUAL_CACHE", Path.home() / ".cache" / "loan-prequal"))
 
@@ -72,6 +77,10 @@ class LocalCluster:
     hydra: Hydra | None = None
     # The two demo clients' credentials: written to the env file only, never printed or logged.
     clients: dict[str, OAuthClient] = field(default_factory=dict)
+    # Whether Traefik runs: the endpoints go through it, else through the NodePorts.
+    ingress_ready: bool = False
+    # Whether the NetworkPolicy agent runs (its image is built only on request).
+    policies_enforced: bool = False
 
     @property
     def kubeconfig(self) -> Path:
@@ -145,6 +154,7 @@ class LocalCluster:
         self.scheduler = Scheduler(self.node_dir / "scheduler", self.kubeconfig).start()
         self.proxy = KubeProxy(self.node_dir / "proxy", self.kubeconfig, POD_CIDR).start()
         self.wait_node_ready()
+        self._deploy_policy_agent(progress)
         progress("deploying CoreDNS (kube-system/coredns, Service kube-dns)")
         self.kubectl("apply", "-f", "-", stdin=coredns.manifests(self.images["COREDNS_IMAGE"]))
         if self.loader.missing and self.images["COREDNS_IMAGE"] in self.loader.missing:
@@ -153,6 +163,38 @@ class LocalCluster:
         self.kubectl(
             "-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout=120s"
         )
+        self._deploy_ingress(progress)
+
+    def _deploy_policy_agent(self, progress: ProgressFn) -> None:
+        image = self.images["NETWORK_POLICIES_IMAGE"]
+        if self.loader and image in self.loader.missing:
+            progress("the kube-network-policies image is missing: NetworkPolicies not enforced")
+            return
+        progress("deploying kube-network-policies (NetworkPolicy enforcement, NFQUEUE)")
+        self.kubectl("apply", "-f", "-", stdin=policy.manifests(image))
+        self.kubectl(
+            "-n",
+            policy.NAMESPACE,
+            "rollout",
+            "status",
+            f"daemonset/{policy.NAME}",
+            "--timeout=120s",
+        )
+        self.policies_enforced = True
+
+    def _deploy_ingress(self, progress: ProgressFn) -> None:
+        image = self.images["TRAEFIK_IMAGE"]
+        if self.loader and image in self.loader.missing:
+            progress("the Traefik image is missing (`make images`): no Ingress controller")
+            return
+        progress(
+            f"deploying Traefik (IngressClass {ingress.CLASS_NAME}, NodePort {INGRESS_NODE_PORT})"
+        )
+        self.kubectl("apply", "-f", "-", stdin=ingress.manifests(image, INGRESS_NODE_PORT))
+        self.kubectl(
+            "-n", ingress.NAMESPACE, "rollout", "status", "deployment/traefik", "--timeout=120s"
+        )
+        self.ingress_ready = True
 
     def _start_identity(self) -> None:
         self.identity_postgres = Postgres(self.node_dir / "identity" / "postgres" / "data").start()
@@ -160,8 +202,12 @@ class LocalCluster:
             self.node_dir / "identity",
             self.identity_postgres,
             host=NODE_IP,
-            # Swagger UI's Authorize button on the API's NodePort asks Hydra from the browser.
-            cors_origins=tuple(f"http://{h}:{API_NODE_PORT}" for h in (LOOPBACK, "localhost")),
+            # Swagger UI's Authorize button (on the Ingress or the API's NodePort) asks Hydra.
+            cors_origins=tuple(
+                f"http://{h}:{port}"
+                for h in (LOOPBACK, "localhost")
+                for port in (API_NODE_PORT, INGRESS_NODE_PORT)
+            ),
         ).start()
         self.clients = {
             "OIDC_CLIENT": self.hydra.register_client("demo-client"),
@@ -211,13 +257,26 @@ class LocalCluster:
     def endpoints(self) -> dict[str, str]:
         return {
             "KUBECONFIG": str(self.kubeconfig.resolve()),
-            "API_URL": f"http://{LOOPBACK}:{API_NODE_PORT}",
-            "PROMETHEUS_URL": f"http://{LOOPBACK}:{PROMETHEUS_NODE_PORT}/prometheus",
+            "API_URL": self.api_url,
+            "PROMETHEUS_URL": self.prometheus_url,
             "OIDC_ISSUER": self.hydra.issuer if self.hydra else "",
             "OIDC_TOKEN_URL": self.hydra.token_url if self.hydra else "",
             "OIDC_AUDIENCE": AUDIENCE,
             "OIDC_SCOPE": f"'{SCOPES}'",
         }
+
+    @property
+    def api_url(self) -> str:
+        """Through Traefik and the chart's Ingress, as on a real cluster; else the NodePort."""
+        if self.ingress_ready:
+            return f"http://{INGRESS_HOST}:{INGRESS_NODE_PORT}"
+        return f"http://{LOOPBACK}:{API_NODE_PORT}"
+
+    @property
+    def prometheus_url(self) -> str:
+        if self.ingress_ready:
+            return f"http://{INGRESS_HOST}:{INGRESS_NODE_PORT}/prometheus"
+        return f"http://{LOOPBACK}:{PROMETHEUS_NODE_PORT}/prometheus"
 
     def write_env(self) -> None:
         """The endpoints and the demo clients' credentials, readable by the owner only."""
@@ -237,6 +296,7 @@ class LocalCluster:
         if self.containerd is not None:
             self.containerd.stop()
         unmount_all(self.node_dir, self.image_store)
+        policy.remove_table()
         if self.network is not None:
             self.network.stop()
         remove_pod_cgroups()
@@ -254,6 +314,8 @@ def leftovers(run_dir: Path, image_store: Path) -> list[str]:
     found += [f"interface {i}" for i in leftover_interfaces()]
     found += [f"iptables chain {c}" for c in owned_chains()]
     found += [f"cgroup {g}" for g in CGROUP_ROOT.glob("*/kubepods")]
+    if policy.table_exists():
+        found.append(f"nftables table inet {policy.NFT_TABLE}")
     return found
 
 

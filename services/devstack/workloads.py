@@ -1,13 +1,17 @@
 """What `make cluster` installs on the node: manifests/dev, manifests/monitoring and both charts.
 
-The same objects and values the Tiltfile applies on kind (ci/kind-values.yaml), with three
-differences the local node needs: no Ingress controller, so the API's Service is a NodePort
-that answers on loopback; Grafana is left out (AGPL: never built here); images are the ones
-`make images` built, already inside the node, never pulled.
+The same objects the Tiltfile applies on kind, and its own helm() values files and `--set`s,
+read from the Tiltfile (devstack.tiltfile) and followed by the node's overrides
+(NODE_OVERRIDES; tests/cluster/test_tilt_values.py holds them to that list). The differences
+the local node needs: the Ingresses name the node's controller (Traefik, class
+`traefik`) instead of ingress-nginx, and the API's Service is also a NodePort on loopback;
+Grafana is left out (AGPL: never built here); images are the ones `make images` built, already
+inside the node, never pulled.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,7 +20,10 @@ from typing import Any
 import yaml
 
 from devstack.cluster import API_NODE_PORT, PROMETHEUS_NODE_PORT, LocalCluster
+from devstack.node import ingress
+from devstack.node.network import NODE_IP
 from devstack.process import ComponentStartError
+from devstack.tiltfile import HelmCall, helm_calls
 from devstack.tools import REPO_ROOT, tool
 
 ProgressFn = Callable[[str], None]
@@ -25,6 +32,28 @@ OPERATOR_NAMESPACE = "prequal-system"
 RELEASE = "prequal"
 OPERATOR_RELEASE = "loan-operator"
 KEY_DISTRIBUTION_SECONDS = 20
+OPERATOR_CHART = "charts/loan-operator"
+PLATFORM_CHART = "charts/loan-prequal"
+# The keys the node sets over the Tiltfile's values, and why (the only allowed divergence).
+NODE_OVERRIDES = {
+    OPERATOR_CHART: {
+        "image.repository": "the image `make images` built under the Tiltfile's tag",
+        "image.tag": "the image `make images` built under the Tiltfile's tag",
+        "keyDistributionSeconds": "one node syncs mounted Secrets in seconds",
+    },
+    PLATFORM_CHART: {
+        "image.repository": "the runtime image (the Tiltfile builds the dev target to live-update)",
+        "image.tag": "the runtime image (the Tiltfile builds the dev target to live-update)",
+        "image.pullPolicy": "images are in the node, never pulled",
+        "tests.enabled": "the tier runs `helm test` (Tilt leaves the test pod out)",
+        "api.ingress.className": "Traefik instead of ingress-nginx (not built here)",
+        "networkPolicy.apiIngressFrom[0].namespaceSelector.matchLabels"
+        ".kubernetes\\.io/metadata\\.name": "the ingress controller's namespace",
+        "api.service.type": "the API also on a loopback NodePort",
+        "api.service.nodePort": "the API also on a loopback NodePort",
+        "api.auth.issuer": "the node's Hydra",
+    },
+}
 
 
 def split_image(image: str) -> tuple[str, str]:
@@ -55,6 +84,9 @@ class Workloads:
             )
         return result
 
+    def helm_json(self, *args: str) -> Any:
+        return json.loads(self.helm(*args, "--output=json").stdout)
+
     def install(self, progress: ProgressFn, platform_values: Sequence[str] = ()) -> None:
         kubectl = self.cluster.kubectl
         progress("applying manifests/dev (PostgreSQL, Kafka) and manifests/monitoring (Prometheus)")
@@ -68,27 +100,32 @@ class Workloads:
         self.install_platform(*platform_values)
         kubectl("-n", "monitoring", "rollout", "status", "deployment/prometheus", "--timeout=120s")
 
+    def tilt(self, chart: str) -> HelmCall:
+        return helm_calls()[chart]
+
     def operator_values(self) -> list[str]:
-        repository, tag = split_image(self.images["PREQUAL_IMAGE"])
+        repository, tag = split_image(self.images["PREQUAL_OPERATOR_DEV_IMAGE"])
         return [
+            *self.tilt(OPERATOR_CHART).helm_args(),
             f"--set=image.repository={repository}",
             f"--set=image.tag={tag}",
             # One node, whose kubelet syncs mounted Secrets within seconds: a key rotation's
             # distribution phase need not wait the three minutes a real cluster gets.
             f"--set=keyDistributionSeconds={KEY_DISTRIBUTION_SECONDS}",
-            # The images are in the node, loaded without a registry: never ask one.
-            "--set=image.pullPolicy=IfNotPresent",
         ]
 
     def platform_values(self, *extra: str) -> list[str]:
         repository, tag = split_image(self.images["PREQUAL_IMAGE"])
         return [
-            f"--values={REPO_ROOT / 'charts' / 'loan-prequal' / 'ci' / 'kind-values.yaml'}",
-            f"--set=fullnameOverride={RELEASE}",
+            *self.tilt(PLATFORM_CHART).helm_args(),
             f"--set=image.repository={repository}",
             f"--set=image.tag={tag}",
             "--set=image.pullPolicy=IfNotPresent",
-            "--set=api.ingress.enabled=false",
+            "--set=tests.enabled=true",
+            f"--set=api.ingress.className={ingress.CLASS_NAME}",
+            # The API admits its clients from the ingress controller's namespace.
+            "--set=networkPolicy.apiIngressFrom[0].namespaceSelector.matchLabels"
+            f".kubernetes\\.io/metadata\\.name={ingress.NAMESPACE}",
             "--set=api.service.type=NodePort",
             f"--set=api.service.nodePort={API_NODE_PORT}",
             *self.auth_values(),
@@ -100,7 +137,12 @@ class Workloads:
         hydra = self.cluster.hydra
         if hydra is None:
             raise ComponentStartError("the identity provider is not running: start the cluster")
-        return [f"--set=api.auth.issuer={hydra.issuer}"]
+        return [
+            f"--set=api.auth.issuer={hydra.issuer}",
+            # Its JWKS, on the host's bridge address: the API's NetworkPolicy lets it out there.
+            f"--set=networkPolicy.identityProvider.to[0].ipBlock.cidr={NODE_IP}/32",
+            f"--set=networkPolicy.identityProvider.ports={{{hydra.public_port}}}",
+        ]
 
     def install_operator(self) -> None:
         self.helm(
@@ -129,7 +171,8 @@ class Workloads:
         )
 
     def monitoring(self) -> str:
-        """manifests/monitoring without Grafana, plus a NodePort Service for Prometheus."""
+        """manifests/monitoring without Grafana (and its route), its Ingress on the node's class,
+        plus a NodePort Service for Prometheus."""
         rendered = self.cluster.kubectl(
             "kustomize",
             "--load-restrictor=LoadRestrictionsNone",
@@ -140,6 +183,11 @@ class Workloads:
             if obj["kind"] == "Deployment" and obj["metadata"]["name"] == "prometheus":
                 container = obj["spec"]["template"]["spec"]["containers"][0]
                 container["image"] = self.images["PROMETHEUS_IMAGE"]
+            if obj["kind"] == "Ingress":
+                obj["spec"]["ingressClassName"] = ingress.CLASS_NAME
+                for rule in obj["spec"]["rules"]:
+                    paths = rule["http"]["paths"]
+                    rule["http"]["paths"] = [p for p in paths if "grafana" not in p["path"]]
         objects.append(
             {
                 "apiVersion": "v1",

@@ -45,7 +45,9 @@ def start(container: list[str], *argv: str) -> str:
 
 def test_every_image_is_listed_with_its_size_and_build_time(built: Built) -> None:
     listed = {tag for image in built.document["images"] for tag in image["tags"]}
-    wanted = {value for key, value in TAGS.items() if key.endswith("_IMAGE")}
+    # The node's extras only on request (PREQUAL_EXTRA_IMAGES, docs/cluster.md).
+    extras = {"TRAEFIK_IMAGE", "NETWORK_POLICIES_IMAGE"}
+    wanted = {v for k, v in TAGS.items() if k.endswith("_IMAGE") and k not in extras}
     assert wanted <= listed
     for image in built.document["images"]:
         assert image["size_bytes"] > 0, image
@@ -184,3 +186,11 @@ def test_coredns_reports_its_version_and_plugins(built: Built) -> None:
     )
     version = docker("run", "--rm", "--network", "none", TAGS["COREDNS_IMAGE"], "-version").stdout
     assert TAGS["COREDNS_VERSION"].lstrip("v") in version, version
+
+
+def test_traefik_reports_its_version(built: Built) -> None:
+    if docker("image", "inspect", TAGS["TRAEFIK_IMAGE"]).returncode != 0:
+        pytest.skip("Traefik is built only with PREQUAL_EXTRA_IMAGES=traefik (docs/cluster.md)")
+    done = docker("run", "--rm", "--network", "none", TAGS["TRAEFIK_IMAGE"], "version")
+    assert done.returncode == 0, done.stderr
+    assert TAGS["TRAEFIK_VERSION"] in done.stdout, done.stdout

@@ -32,7 +32,15 @@ DEFAULT_IMAGES = {
     "KAFKA_IMAGE": "apache/kafka:4.1.1",
     "PROMETHEUS_IMAGE": "prom/prometheus:v2.55.1",
     "PREQUAL_IMAGE": "loan-prequal:0.1.0",
+    "TRAEFIK_IMAGE": "prequal.local/traefik:v3.7.13",
+    "NETWORK_POLICIES_IMAGE": "prequal.local/kube-network-policies:v0.8.0",
+    # The Tiltfile's operator image: another tag of PREQUAL_IMAGE (tagged, not copied again).
+    "PREQUAL_OPERATOR_DEV_IMAGE": "loan-prequal-operator:dev",
 }
+# Images the node runs without when `make images` did not build them (only on request:
+# PREQUAL_EXTRA_IMAGES=network-policies,traefik): without the policy agent NetworkPolicies are
+# inert; without Traefik the endpoints use the NodePorts.
+OPTIONAL_IMAGES = ("NETWORK_POLICIES_IMAGE", "TRAEFIK_IMAGE")
 BUSYBOX_CANDIDATES = (Path("/bin/busybox"), Path("/usr/bin/busybox"))
 
 
@@ -109,7 +117,7 @@ class ImageLoader:
 
     def load_from_docker(self, images: Iterable[str]) -> None:
         docker = docker_client()
-        present = self.containerd.image_names()
+        present = set(self.containerd.image_names())
         record = self.containerd.root_dir / "imported-images.json"
         imported: dict[str, str] = json.loads(record.read_text()) if record.exists() else {}
         for image in images:
@@ -120,6 +128,9 @@ class ImageLoader:
             if qualified_name(image) in present and imported.get(image) == image_id:
                 continue
             assert docker is not None
+            same = [
+                t for t, i in imported.items() if i == image_id and qualified_name(t) in present
+            ]
             if qualified_name(image) in present:
                 # Re-tagging in place leaves the CRI plugin's cache on the old image id (1.6:
                 # ImageUpdate does not re-resolve), and the kubelet then tries to pull: remove
@@ -127,17 +138,25 @@ class ImageLoader:
                 self.containerd.ctr(
                     "images", "remove", "--sync", qualified_name(image), check=False
                 )
-            save = subprocess.Popen([docker, "save", image], stdout=subprocess.PIPE)
-            assert save.stdout is not None
-            try:
-                self.containerd.ctr("images", "import", "-", stdin=save.stdout.fileno())
-            finally:
-                save.stdout.close()
-                if save.wait() != 0:
-                    raise ImageError(f"`docker save {image}` failed")
+            if same:
+                # Another tag of an image already in the node: a new name, no copy.
+                self.containerd.ctr("images", "tag", qualified_name(same[0]), qualified_name(image))
+            else:
+                self._import(docker, image)
             imported[image] = image_id
+            present.add(qualified_name(image))
             record.write_text(json.dumps(imported, indent=1))
             self.loaded.append(image)
+
+    def _import(self, docker: str, image: str) -> None:
+        save = subprocess.Popen([docker, "save", image], stdout=subprocess.PIPE)
+        assert save.stdout is not None
+        try:
+            self.containerd.ctr("images", "import", "-", stdin=save.stdout.fileno())
+        finally:
+            save.stdout.close()
+            if save.wait() != 0:
+                raise ImageError(f"`docker save {image}` failed")
 
 
 def _docker_id(docker: str, image: str) -> str:

@@ -308,7 +308,9 @@ def test_network_policies_deny_by_default_and_allow_only_the_real_flows() -> Non
     def egress_ports(name: str) -> set[int]:
         return {p["port"] for rule in policies[name]["egress"] for p in rule["ports"]}
 
-    assert egress_ports("api") == {5432}
+    # PostgreSQL, and the identity provider's JWKS (any address on 443 unless narrowed): the
+    # real node found that without it no token verifies.
+    assert egress_ports("api") == {5432, 443}
     assert egress_ports("publisher") == {5432, 9092}
     assert egress_ports("credit") == egress_ports("decision") == {5432, 9092}
     # The dispatcher also reaches the receivers (by default anywhere, on 443 and 80).
@@ -324,6 +326,23 @@ def test_network_policies_deny_by_default_and_allow_only_the_real_flows() -> Non
         [{"port": "http", "protocol": "TCP"}],
         [{"port": "metrics", "protocol": "TCP"}],  # monitoring reaches only /metrics' port
     ]
+    [jwks] = [r for r in policies["api"]["egress"] if r["ports"][0]["port"] == 443]
+    assert "to" not in jwks
+    narrowed = _policies(
+        documents(
+            render(
+                "loan-prequal",
+                "--set",
+                "networkPolicy.identityProvider.to[0].ipBlock.cidr=10.1.2.3/32",
+                "--set",
+                "networkPolicy.identityProvider.ports={4444}",
+            )
+        )
+    )
+    assert narrowed["api"]["egress"][1] == {
+        "ports": [{"port": 4444, "protocol": "TCP"}],
+        "to": [{"ipBlock": {"cidr": "10.1.2.3/32"}}],
+    }
     for worker in ("publisher", "credit", "decision", "webhooks"):
         [rule] = policies[worker]["ingress"]
         assert rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]
