@@ -17,7 +17,7 @@ import pytest
 from devstack.hydra import AUDIENCE, Hydra, OAuthClient
 from devstack.net import LOOPBACK, free_port
 from devstack.postgres import Postgres
-from prequal_api.auth import SCHEME_NAME, SCOPE_ERASE, SCOPE_READ, SCOPE_WRITE
+from prequal_api.auth import SCHEME_NAME, SCOPE_ERASE, SCOPE_READ, SCOPE_WEBHOOKS, SCOPE_WRITE
 from tests.applications import application
 from tests.devtools import CHROMIUM, open_page
 from tests.integration.submission.conftest import ApiProcess, start_api
@@ -106,7 +106,7 @@ def test_the_document_declares_the_client_credentials_flow_at_the_token_url(
     assert scheme["type"] == "oauth2"
     flow = scheme["flows"]["clientCredentials"]
     assert flow["tokenUrl"] == oidc.token_url
-    assert set(flow["scopes"]) == {SCOPE_WRITE, SCOPE_READ, SCOPE_ERASE}
+    assert set(flow["scopes"]) == {SCOPE_WRITE, SCOPE_READ, SCOPE_ERASE, SCOPE_WEBHOOKS}
     operations = document["paths"]
     assert operations["/applications"]["post"]["security"] == [{SCHEME_NAME: [SCOPE_WRITE]}]
     status = operations["/applications/{application_id}/status"]["get"]
