@@ -256,14 +256,18 @@ def order_violations(submitted: list[Record], reports: list[Record]) -> tuple[in
     return broken, duplicated
 
 
-def recovery(windows: list[Window], outcomes: list[Outcome], final_at: dict[str, float]) -> float:
-    """The longest time from a fault's end until an application accepted after it was decided."""
-    longest = 0.0
+def recovery(
+    windows: list[Window], outcomes: list[Outcome], final_at: dict[str, float]
+) -> dict[str, float]:
+    """Per fault kind, the longest time from a fault's end until an application accepted after
+    that moment was decided."""
+    longest: dict[str, float] = {}
     accepted = sorted((o.accepted_at, o.application_id) for o in outcomes if o.accepted_at)
     for window in windows:
-        if window.end is None or window.skipped:
+        if window.end is None or window.skipped or window.failed:
             continue
         after = [final_at[i] for at, i in accepted if at >= window.end and i in final_at]
         if after:
-            longest = max(longest, min(after) - window.end)
-    return round(longest, 1)
+            seconds = round(min(after) - window.end, 1)
+            longest[window.kind] = max(longest.get(window.kind, 0.0), seconds)
+    return longest

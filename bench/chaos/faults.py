@@ -26,6 +26,7 @@ from bench.chaos.platform import DATABASE, ChaosPlatform
 
 from devstack.postgres import _server_user
 from devstack.services import CREDIT, RunningService
+from devstack.supervisor import first_line
 from devstack.tools import tool
 
 # Extra credit-service instances of the rebalance storm: 2 -> 4 -> 2.
@@ -41,6 +42,7 @@ class Window:
     # A database outage: `503`s from the API are expected inside it (plus the grace).
     outage: bool = False
     skipped: str = ""
+    failed: bool = False
 
 
 @dataclass
@@ -87,7 +89,8 @@ class Injector:
                 ender()
                 self.say(f"fault over: {fault.kind} after {time.time() - window.start:.1f}s")
         except Exception as exc:  # noqa: BLE001 - a fault that cannot be injected fails the run
-            self.failures.append(f"fault {fault.kind} {fault.target} failed: {exc}")
+            window.failed = True
+            self.failures.append(f"fault {fault.kind} {fault.target} failed: {first_line(exc)}")
             self.say(self.failures[-1])
         window.end = time.time()
 
@@ -116,7 +119,7 @@ class Injector:
         kafka = self.platform.kafka
         assert kafka
         kafka.kill()
-        kafka.start()
+        kafka.start(timeout=180)
 
     def _broker_stop(self, window: Window) -> Callable[[], None]:
         kafka = self.platform.kafka
@@ -140,7 +143,7 @@ class Injector:
             group=user,
         )
         postgres.process.stop()  # reaps the postmaster; nothing is left in its group
-        postgres.start()
+        postgres.start(timeout=180)
 
     def _read_only(self, window: Window) -> Callable[[], None]:
         window.outage = True

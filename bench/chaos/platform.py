@@ -10,6 +10,7 @@ generated, as the end-to-end tests do (docs/chaos.md says why).
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,9 +86,10 @@ class ChaosPlatform:
         self.postgres = Postgres(
             self.run_dir / "postgres" / "data", database=DATABASE, durable=True
         ).start()
-        self.hydra = Hydra(self.run_dir / "hydra", self.postgres).start()
+        # Generous bounds: on a busy 2-core machine Hydra's first key pair alone takes a minute.
+        self.hydra = Hydra(self.run_dir / "hydra", self.postgres).start(timeout=180)
         self.token = fetch_token(self.hydra.token_url, self.hydra.register_client("chaos"))
-        self.kafka = Kafka(self.run_dir / "kafka" / "data", log_level="WARN").start()
+        self.kafka = Kafka(self.run_dir / "kafka" / "data", log_level="WARN").start(timeout=180)
         create_topics(
             self.kafka.bootstrap,
             {
@@ -149,6 +151,8 @@ class ChaosPlatform:
 
     def stop(self) -> None:
         if self.services:
+            for service in self.services.running:  # all asked at once, then waited for
+                service.process.signal(signal.SIGTERM)
             self.services.stop_all()
         for component in (self.kafka, self.hydra, self.postgres):
             if component is not None:

@@ -119,7 +119,8 @@ def _check(config: Config, platform: ChaosPlatform, load: Load, injector: Inject
     }
     bad_5xx = checks.unexpected_5xx(load.responses, injector.windows)
     windows = injector.windows
-    done = [w for w in windows if not w.skipped]
+    done = [w for w in windows if not w.skipped and not w.failed]
+    recovery = checks.recovery(windows, outcomes, rows.final_at)
     kinds = [w.kind for w in done]
     restarts = platform.supervisor.restarts()
     figures: Figures = {
@@ -153,7 +154,8 @@ def _check(config: Config, platform: ChaosPlatform, load: Load, injector: Inject
         "lag_total": sum(v for k, v in left.items() if k.startswith("lag_")),
         "drain_s": round(drain_s, 1),
         "drain_bound_s": config.drain_bound_s,
-        "max_recovery_s": checks.recovery(windows, outcomes, rows.final_at),
+        "max_recovery_s": max(recovery.values(), default=0.0),
+        **{f"recovery_s_{kind.replace('-', '_')}": s for kind, s in sorted(recovery.items())},
         **leaks,
     }
     return figures

@@ -8,15 +8,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from bench.chaos.run import Config, run
 
 SEED = 12
 
 
-# Platform start, 50 s of load, the drain and the topic and log scans: about 2.5 minutes on an
-# idle 2-core machine; the bound leaves room for a busy one.
-@pytest.mark.timeout(480)
+# Platform start, 50 s of load, the drain and the scans. The platform's start dominates and
+# depends on the machine's load: about 40 s when quiet, 325 s at a load average of 45 (Hydra's
+# first key pairs, eight Python services importing at once); the bound leaves room for that.
+@pytest.mark.timeout(900)
 def test_short_chaos_schedule_loses_duplicates_and_leaks_nothing(tmp_path: Path) -> None:
     config = Config(
         seed=SEED,
