@@ -14,8 +14,8 @@ SEED = 12
 
 
 # Platform start, 50 s of load, the drain and the scans. The platform's start dominates and
-# depends on the machine's load: about 40 s when quiet, 325 s at a load average of 45 (Hydra's
-# first key pairs, eight Python services importing at once); the bound leaves room for that.
+# depends on the machine's load: the whole test took 2 min 13 s here on a quieter machine, and
+# the start alone 325 s at a load average of 45; the bound leaves room for that.
 @pytest.mark.timeout(900)
 def test_short_chaos_schedule_loses_duplicates_and_leaks_nothing(tmp_path: Path) -> None:
     config = Config(
