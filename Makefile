@@ -68,6 +68,10 @@ endif
 bench: venv tools ## Run the benchmarks; figures go to one JSON file whose path is printed.
 	$(BIN)/python bench/run.py $(if $(BENCH),--only $(BENCH))
 
+.PHONY: chaos
+chaos: venv tools ## Faults while applications flow, then check nothing was lost (docs/chaos.md).
+	$(BIN)/python -m bench.chaos $(ARGS)
+
 .PHONY: lint
 lint: venv ## ruff, mypy (strict) and import-linter.
 	$(BIN)/ruff check services operator tests bench images

@@ -125,6 +125,19 @@ class Services:
         extra_env: Mapping[str, str] | None = None,
         timeout: float = 60,
     ) -> RunningService:
+        service = self.launch(spec, port=port, instance=instance, extra_env=extra_env)
+        self.wait_ready(service, timeout)
+        return service
+
+    def launch(
+        self,
+        spec: ServiceSpec,
+        *,
+        port: int | None = None,
+        instance: int = 0,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> RunningService:
+        """Starts the process without waiting for it: several can then start side by side."""
         port = port or free_port()
         metrics_port = free_port() if spec.metrics_port_env else 0
         env = {**os.environ, **self.env, spec.port_env: str(port), **(extra_env or {})}
@@ -146,12 +159,17 @@ class Services:
         process.start()
         service = RunningService(spec, port, process, metrics_port)
         self.running.append(service)
-        try:
-            process.wait_ready(lambda: http_ok(f"{service.url}{spec.health_path}"), timeout)
-        except ComponentStartError:
-            self.stop(service)  # nothing of a failed start stays behind
-            raise
         return service
+
+    def wait_ready(self, service: RunningService, timeout: float = 60) -> None:
+        """Waits for a launched service's health endpoint; a failed start leaves nothing behind."""
+        try:
+            service.process.wait_ready(
+                lambda: http_ok(f"{service.url}{service.spec.health_path}"), timeout
+            )
+        except ComponentStartError:
+            self.stop(service)
+            raise
 
     def stop(self, service: RunningService) -> None:
         service.process.stop()

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException
 
+from prequal.db.outages import is_outage
 from prequal.pan import PanDecryptionError
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,13 @@ def install_error_handlers(app: FastAPI, retry_after_seconds: int) -> None:
             ),
         )
 
+    async def on_database_error(request: Request, exc: Exception) -> JSONResponse:
+        # A database that answers but cannot do the work now (read-only after a failover, disk
+        # full, admin shutdown) is an outage like one that does not answer: 503, never 500.
+        if is_outage(exc):
+            return await on_database_down(request, exc)
+        raise exc
+
     async def on_decryption(request: Request, exc: Exception) -> JSONResponse:
         log.error("stored PAN could not be decrypted: %s", exc)
         return error_response(
@@ -130,4 +138,5 @@ def install_error_handlers(app: FastAPI, retry_after_seconds: int) -> None:
     app.add_exception_handler(HTTPException, on_http)
     app.add_exception_handler(PoolTimeout, on_database_down)
     app.add_exception_handler(psycopg.OperationalError, on_database_down)
+    app.add_exception_handler(psycopg.Error, on_database_error)
     app.add_exception_handler(PanDecryptionError, on_decryption)

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from devstack.postgres import Postgres
@@ -69,6 +70,47 @@ def test_api_answers_503_while_postgres_is_down_and_recovers_after_restart(
         assert codes[-1] == 202, f"no recovery after restart: {codes}"
         assert client.get("/ready").status_code == 200
     assert outage_api.process.alive()
+
+
+def test_api_answers_503_while_the_database_refuses_writes(
+    outage_api: ApiProcess, private_postgres: Postgres
+) -> None:
+    """Found by the chaos run: a database that answers but is read-only (a failover to a
+    standby) made every POST a 500. On this module's own server, like the outage above."""
+    database = "sub_outage"
+
+    def read_only(on: bool) -> None:
+        setting = (
+            "SET default_transaction_read_only = on"
+            if on
+            else "RESET default_transaction_read_only"
+        )
+        with psycopg.connect(private_postgres.url_for("postgres"), autocommit=True) as conn:
+            conn.execute(f'ALTER DATABASE "{database}" {setting}')
+            # The setting applies to new sessions: the API's pooled ones are ended.
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (database,),
+            )
+
+    with outage_api.client() as client:
+        assert client.post("/applications", json=application()).status_code == 202
+        read_only(True)
+        try:
+            # The first requests meet the pool's terminated connections (503s already); more
+            # than the pool's maximum (16) reach the fresh sessions, which refuse writes: 503.
+            codes = {
+                client.post("/applications", json=application()).status_code for _ in range(24)
+            }
+            assert codes == {503}
+            assert outage_api.process.alive()
+        finally:
+            read_only(False)
+        deadline = time.monotonic() + 30
+        while client.post("/applications", json=application()).status_code != 202:
+            assert time.monotonic() < deadline, "no 202 within 30 s after the database took writes"
+            time.sleep(0.5)
 
 
 def test_api_refuses_to_start_on_an_unmigrated_database(

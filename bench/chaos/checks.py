@@ -1,0 +1,273 @@
+"""What must hold after a chaos run, read from PostgreSQL, Kafka and the logs (docs/chaos.md).
+
+- every accepted application (`202`) ends in exactly one final status, or PENDING with a
+  recorded dead letter (`processing_issue_*`, the API's `processing_issue`) and its reason;
+- no decision applied twice: one credit-service decrypt audit row per application, `version`
+  2 for a decided one (1 at submission, +1 by the one decision), one event id per
+  application per topic;
+- the only `5xx` answers are `503`s inside a database outage window (plus a stated grace);
+- within the drain bound: no unpublished outbox row, and every consumer group's lag is 0;
+- per-application event order: each application's records on one partition of each topic, and
+  its credit report produced after its submission;
+- no plaintext PAN the run generated in a `pg_dump`, in any record of any topic, or in any file
+  `*.log` under the run directory.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from bench.chaos.faults import Window, pg_dump_binary
+from bench.chaos.load import Outcome, Response
+from bench.chaos.platform import DATABASE, GROUPS, PARTITIONS, REPORTS, SUBMITTED, ChaosPlatform
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from devstack.net import LOOPBACK
+from devstack.postgres import SUPERUSER
+
+FINAL = ("PRE_APPROVED", "REJECTED", "MANUAL_REVIEW")
+# A 503 up to this long after a database outage ended is still the outage's: pools reconnect.
+OUTAGE_GRACE_S = 15.0
+PAN_SHAPE = re.compile(rb"[A-Z]{5}[0-9]{4}[A-Z]")
+
+
+@dataclass
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes
+    value: bytes
+    event_id: str
+    raw_headers: bytes
+
+
+def outbox_pending(platform: ChaosPlatform) -> int:
+    with psycopg.connect(platform.database_url, connect_timeout=5) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM outbox_events WHERE published_at IS NULL"
+        ).fetchone()
+    return int(row[0]) if row else -1
+
+
+def pending_without_reason(platform: ChaosPlatform, ids: list[str]) -> int:
+    with psycopg.connect(platform.database_url, connect_timeout=5) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM unnest(%s::uuid[]) AS i(id) "
+            "LEFT JOIN applications a ON a.id = i.id "
+            "WHERE a.id IS NULL OR (a.status = 'PENDING' AND a.processing_issue_code IS NULL)",
+            (ids,),
+        ).fetchone()
+    return int(row[0]) if row else -1
+
+
+def group_lag(platform: ChaosPlatform) -> dict[str, int]:
+    """Records each consumer group has not committed past, summed over its topic's partitions."""
+    lag: dict[str, int] = {}
+    for topic, group in GROUPS.items():
+        consumer = Consumer(
+            {
+                "bootstrap.servers": platform.bootstrap,
+                "group.id": group,
+                "enable.auto.commit": False,
+            }
+        )
+        try:
+            parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+            total = 0
+            for committed in consumer.committed(parts, timeout=10):
+                low, high = consumer.get_watermark_offsets(committed, timeout=10)
+                total += high - (committed.offset if committed.offset >= 0 else low)
+            lag[group] = total
+        finally:
+            consumer.close()
+    return lag
+
+
+def drain(platform: ChaosPlatform, ids: list[str], bound_s: float) -> tuple[float, dict[str, int]]:
+    """Waits until nothing is in flight; returns the seconds it took (the bound if it never got
+    there) and what was still in flight at the end."""
+    started = time.monotonic()
+    left: dict[str, int] = {}
+    while time.monotonic() - started < bound_s:
+        platform.supervisor.tick()
+        try:
+            left = {
+                "pending_without_reason": pending_without_reason(platform, ids),
+                "outbox_pending": outbox_pending(platform),
+                **{f"lag_{g}": n for g, n in group_lag(platform).items()},
+            }
+        except (psycopg.Error, RuntimeError) as exc:
+            left = {"unreachable": 1}
+            print(f"    drain: not answering yet ({type(exc).__name__})", flush=True)
+        if left and not any(left.values()):
+            return time.monotonic() - started, left
+        time.sleep(2.0)
+    return bound_s, left
+
+
+@dataclass
+class Rows:
+    """What PostgreSQL holds about the run's applications, by id."""
+
+    status: dict[str, str]
+    version: dict[str, int]
+    issue: dict[str, str]
+    final_at: dict[str, float]
+    credit_audits: Counter[str]
+    dead_letter_rows: int
+
+
+def read_rows(platform: ChaosPlatform, ids: list[str]) -> Rows:
+    with psycopg.connect(platform.database_url) as conn:
+        apps = conn.execute(
+            "SELECT id::text, status, version, coalesce(processing_issue_code, ''), "
+            "extract(epoch FROM updated_at)::float8 FROM applications WHERE id = ANY(%s::uuid[])",
+            (ids,),
+        ).fetchall()
+        audits = conn.execute(
+            "SELECT application_id::text, count(*) FROM audit_log "
+            "WHERE actor = 'credit-service' AND action = 'decrypt' "
+            "AND application_id = ANY(%s::uuid[]) GROUP BY 1",
+            (ids,),
+        ).fetchall()
+        letters = conn.execute("SELECT count(*) FROM dead_letters").fetchone()
+    return Rows(
+        status={i: s for i, s, _, _, _ in apps},
+        version={i: v for i, _, v, _, _ in apps},
+        issue={i: c for i, _, _, c, _ in apps if c},
+        final_at={i: t for i, s, _, _, t in apps if s in FINAL},
+        credit_audits=Counter(dict(audits)),
+        dead_letter_rows=int(letters[0]) if letters else 0,
+    )
+
+
+def dump_topic(bootstrap: str, topic: str) -> Iterator[Record]:
+    """Every record of `topic`, from the beginning to the end it had when called."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "chaos-dump", "enable.auto.commit": False}
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=10)
+        for partition in metadata.topics[topic].partitions:
+            tp = TopicPartition(topic, partition)
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            if high <= low:
+                continue
+            consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
+            while True:
+                msg = consumer.poll(5)
+                if msg is None:
+                    raise RuntimeError(f"{topic}[{partition}] gave nothing before offset {high}")
+                if msg.error():
+                    continue
+                headers = dict(msg.headers() or [])
+                event_id = headers.get("ce_id") or b""
+                yield Record(
+                    topic,
+                    partition,
+                    msg.offset(),
+                    msg.timestamp()[1],
+                    msg.key() or b"",
+                    msg.value() or b"",
+                    event_id.decode() if isinstance(event_id, bytes) else str(event_id),
+                    b"".join(v for v in headers.values() if isinstance(v, bytes)),
+                )
+                if msg.offset() >= high - 1:
+                    break
+    finally:
+        consumer.close()
+
+
+def all_topics(bootstrap: str) -> list[str]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "chaos-dump"})
+    try:
+        return sorted(t for t in consumer.list_topics(timeout=10).topics if not t.startswith("__"))
+    finally:
+        consumer.close()
+
+
+def leaked(pans: set[bytes], blobs: Iterable[bytes]) -> int:
+    """How many of the run's PANs appear, literally, in `blobs`."""
+    found: set[bytes] = set()
+    for blob in blobs:
+        found.update(m for m in PAN_SHAPE.findall(blob) if m in pans)
+    return len(found)
+
+
+def pg_dump(platform: ChaosPlatform) -> bytes:
+    assert platform.postgres
+    result = subprocess.run(
+        [
+            str(pg_dump_binary()),
+            *("-h", LOOPBACK, "-p", str(platform.postgres.port), "-U", SUPERUSER, DATABASE),
+        ],
+        capture_output=True,
+        check=True,
+    )
+    return result.stdout
+
+
+def log_files(run_dir: Path) -> Iterator[bytes]:
+    for path in sorted(run_dir.rglob("*.log")):
+        if path.is_file():
+            yield path.read_bytes()
+
+
+def unexpected_5xx(responses: list[Response], windows: list[Window]) -> list[Response]:
+    outages = [(w.start, (w.end or time.time()) + OUTAGE_GRACE_S) for w in windows if w.outage]
+    return [
+        r
+        for r in responses
+        if r.status >= 500
+        and not (r.status == 503 and any(start <= r.at <= end for start, end in outages))
+    ]
+
+
+def order_violations(submitted: list[Record], reports: list[Record]) -> tuple[int, int]:
+    """(applications whose records broke order, applications with more than one event id on
+    one topic)."""
+    broken = 0
+    duplicated = 0
+    first: dict[str, dict[str, Record]] = {SUBMITTED: {}, REPORTS: {}}
+    for records in (submitted, reports):
+        partitions: dict[bytes, set[int]] = defaultdict(set)
+        events: dict[bytes, set[str]] = defaultdict(set)
+        for record in records:
+            partitions[record.key].add(record.partition)
+            events[record.key].add(record.event_id)
+            seen = first[record.topic].get(record.key.decode())
+            if seen is None or record.offset < seen.offset:
+                first[record.topic][record.key.decode()] = record
+        broken += sum(1 for parts in partitions.values() if len(parts) > 1)
+        duplicated += sum(1 for ids in events.values() if len(ids) > 1)
+    for app, report in first[REPORTS].items():
+        submission = first[SUBMITTED].get(app)
+        if submission is None or report.timestamp_ms < submission.timestamp_ms:
+            broken += 1
+    return broken, duplicated
+
+
+def recovery(
+    windows: list[Window], outcomes: list[Outcome], final_at: dict[str, float]
+) -> dict[str, float]:
+    """Per fault kind, the longest time from a fault's end until an application accepted after
+    that moment was decided."""
+    longest: dict[str, float] = {}
+    accepted = sorted((o.accepted_at, o.application_id) for o in outcomes if o.accepted_at)
+    for window in windows:
+        if window.end is None or window.skipped or window.failed:
+            continue
+        after = [final_at[i] for at, i in accepted if at >= window.end and i in final_at]
+        if after:
+            seconds = round(min(after) - window.end, 1)
+            longest[window.kind] = max(longest.get(window.kind, 0.0), seconds)
+    return longest
