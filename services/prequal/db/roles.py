@@ -48,6 +48,8 @@ GRANTS: Mapping[str, tuple[LiteralString, ...]] = {
         # Sealed data keys are written at submission and deleted by an erasure (crypto-
         # shredding), which also clears the personal columns; never the status or figures.
         "GRANT INSERT, DELETE ON application_data_keys TO {role}",
+        # DELETE … WHERE application_id … RETURNING key_id reads those two columns.
+        "GRANT SELECT (application_id, key_id) ON application_data_keys TO {role}",
         "GRANT UPDATE (pan_ciphertext, pan_blind_index, pan_masked, personal_ciphertext, "
         "first_name, last_name, date_of_birth, email, phone_number, personal_data_erased_at, "
         "updated_at, version) ON applications TO {role}",
