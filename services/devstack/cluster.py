@@ -24,7 +24,7 @@ from devstack.kube import ControlPlane
 from devstack.net import LOOPBACK
 from devstack.node import coredns, ingress, policy
 from devstack.node.containerd import Containerd, mounts_under, unmount_all
-from devstack.node.images import ImageLoader, image_set
+from devstack.node.images import ImageLoader, extra_requested, image_set
 from devstack.node.kubelet import NODE_NAME, Kubelet
 from devstack.node.network import (
     NETNS_DIR,
@@ -167,6 +167,11 @@ class LocalCluster:
 
     def _deploy_policy_agent(self, progress: ProgressFn) -> None:
         image = self.images["NETWORK_POLICIES_IMAGE"]
+        if not extra_requested("network-policies"):
+            progress(
+                "NetworkPolicies not enforced (opt in with PREQUAL_EXTRA_IMAGES=network-policies)"
+            )
+            return
         if self.loader and image in self.loader.missing:
             progress("the kube-network-policies image is missing: NetworkPolicies not enforced")
             return
@@ -184,6 +189,9 @@ class LocalCluster:
 
     def _deploy_ingress(self, progress: ProgressFn) -> None:
         image = self.images["TRAEFIK_IMAGE"]
+        if not extra_requested("traefik"):
+            progress("no Ingress controller (opt in with PREQUAL_EXTRA_IMAGES=traefik)")
+            return
         if self.loader and image in self.loader.missing:
             progress("the Traefik image is missing (`make images`): no Ingress controller")
             return

@@ -31,7 +31,7 @@ PROBE = "policy-probe"
 def _agent(cluster: RunningCluster) -> None:
     if not cluster.cluster.policies_enforced:
         pytest.skip(
-            "no kube-network-policies image: `make images` builds it only with"
+            "no policy agent: `make images` builds it and the node runs it only with"
             " PREQUAL_EXTRA_IMAGES=network-policies (docs/cluster.md)"
         )
 

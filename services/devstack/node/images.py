@@ -41,6 +41,15 @@ DEFAULT_IMAGES = {
 # PREQUAL_EXTRA_IMAGES=network-policies,traefik): without the policy agent NetworkPolicies are
 # inert; without Traefik the endpoints use the NodePorts.
 OPTIONAL_IMAGES = ("NETWORK_POLICIES_IMAGE", "TRAEFIK_IMAGE")
+
+
+def extra_requested(name: str) -> bool:
+    """Whether PREQUAL_EXTRA_IMAGES names `name` (`network-policies`, `traefik`). The node runs
+    an optional image only when asked to, not because an earlier opt-in build left it in
+    docker: the policy agent still breaks the charts' DNS egress here (docs/cluster.md)."""
+    return name in os.environ.get("PREQUAL_EXTRA_IMAGES", "").split(",")
+
+
 BUSYBOX_CANDIDATES = (Path("/bin/busybox"), Path("/usr/bin/busybox"))
 
 
