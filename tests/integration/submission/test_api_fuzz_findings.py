@@ -5,6 +5,8 @@
 - The document did not say what the API checks (the PAN's pattern, consent that must be true,
   amounts that are any string), listed no links and no headers for 401, 429 and 503, so
   generated bodies rarely reached the logic and a stateful run had nothing to follow.
+- OPTIONS /webhooks/endpoints answered 405 with `Allow: POST`: the path has two routes and
+  only the first one's methods were named.
 """
 
 from __future__ import annotations
@@ -153,3 +155,15 @@ def test_a_value_of_another_json_type_is_422_not_coerced(
     response = client.post("/applications", json=body)
     assert response.status_code == 422, response.text
     assert [d["field"] for d in response.json()["details"]] == [field]
+
+
+def test_a_405_on_webhook_endpoints_names_every_method_the_document_declares(
+    client: httpx.Client,
+) -> None:
+    # Found by unsupported_method (ST205): Starlette's 405 named only the first route's
+    # methods, `Allow: POST`, though GET serves the same path.
+    declared = {m.upper() for m in _document(client)["paths"]["/webhooks/endpoints"]}
+    response = client.request("OPTIONS", "/webhooks/endpoints", json={"url": "http://0"})
+    assert response.status_code == 405
+    assert set(response.headers["allow"].split(", ")) == declared == {"GET", "POST"}
+    assert response.json()["error_code"] == "METHOD_NOT_ALLOWED"
