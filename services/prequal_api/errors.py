@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from prequal.db.outages import is_outage
 from prequal.pan import PanDecryptionError
@@ -77,6 +78,28 @@ def malformed_body(what: str) -> ApiError:
     )
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves at this request's path, for a 405's `Allow`.
+
+    Starlette's 405 names only the methods of the first route whose path matched, so a path
+    served by two routes (GET and POST /webhooks/endpoints) answered `Allow: POST`; the
+    document declares both, and RFC 9110 wants all of them. Each method is tried against the
+    app's routes through their public `matches` (FastAPI nests included routers).
+    """
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes
+        )
+    ]
+    return ", ".join(allowed)
+
+
 def install_error_handlers(app: FastAPI, retry_after_seconds: int) -> None:
     async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
@@ -104,6 +127,8 @@ def install_error_handlers(app: FastAPI, retry_after_seconds: int) -> None:
         )
         # Keep the exception's headers: a 405's `Allow` lists the methods (RFC 9110 requires it).
         headers = dict(exc.headers or {})
+        if exc.status_code == 405 and (allow := allowed_methods(request)):
+            headers["Allow"] = allow
         return error_response(
             request, ApiError(exc.status_code, code, str(exc.detail), headers=headers)
         )

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from prequal import webhooks
 from prequal_api.auth import SCOPE_WEBHOOKS, Principal, require_scope
@@ -18,7 +18,8 @@ from prequal_api.webhook_endpoints import WebhookEndpoints
 router = APIRouter()
 
 # http(s), a host of letters, digits, dots and hyphens, an optional port, an optional path of
-# printable ASCII: what the dispatcher can POST to. Anything else is a 422 naming `url`.
+# printable ASCII: what the dispatcher can POST to. Anything else is a 422 naming `url`, and
+# nothing is trimmed first: the document's pattern refuses surrounding spaces, so does the API.
 URL_PATTERN = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[\x21-\x7e]*)?$"
 
 
@@ -29,13 +30,8 @@ class EndpointRequest(BaseModel):
         min_length=8,
         max_length=webhooks.URL_MAX_LENGTH,
         pattern=URL_PATTERN,
-        description="where decisions are POSTed, signed (http or https; trimmed)",
+        description="where decisions are POSTed, signed (http or https, ASCII, no spaces)",
     )
-
-    @field_validator("url", mode="before")
-    @classmethod
-    def _trim(cls, value: Any) -> Any:
-        return value.strip() if isinstance(value, str) else value
 
 
 class Endpoint(BaseModel):

@@ -5,10 +5,16 @@
 - The document did not say what the API checks (the PAN's pattern, consent that must be true,
   amounts that are any string), listed no links and no headers for 401, 429 and 503, so
   generated bodies rarely reached the logic and a stateful run had nothing to follow.
+- OPTIONS /webhooks/endpoints answered 405 with `Allow: POST`: the path has two routes and
+  only the first one's methods were named.
+- POST /webhooks/endpoints answered 413, not 422, to a `url` of 2,049 emoji (the document's
+  maxLength was 2,048, over the body cap once JSON-escaped); and it trimmed a padded `url`
+  that the document's pattern refuses.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from typing import Any
@@ -153,3 +159,64 @@ def test_a_value_of_another_json_type_is_422_not_coerced(
     response = client.post("/applications", json=body)
     assert response.status_code == 422, response.text
     assert [d["field"] for d in response.json()["details"]] == [field]
+
+
+def test_a_405_on_webhook_endpoints_names_every_method_the_document_declares(
+    client: httpx.Client,
+) -> None:
+    # Found by unsupported_method (ST205): Starlette's 405 named only the first route's
+    # methods, `Allow: POST`, though GET serves the same path.
+    declared = {m.upper() for m in _document(client)["paths"]["/webhooks/endpoints"]}
+    response = client.request("OPTIONS", "/webhooks/endpoints", json={"url": "http://0"})
+    assert response.status_code == 405
+    assert set(response.headers["allow"].split(", ")) == declared == {"GET", "POST"}
+    assert response.json()["error_code"] == "METHOD_NOT_ALLOWED"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "\u008f\u00b5Ff$" + "\U0001f3fb" * 1025,
+        "https://hooks.example.test/" + "a" * 1000,
+        "https://h\u00f6oks.example.test/",
+        "\ud83c\udffb" * 10,
+        " https://hooks.example.test/prequal ",
+        "ftp://hooks.example.test/",
+        5,
+        None,
+    ],
+    ids=[
+        "emoji-over-max-length",
+        "ascii-over-max-length",
+        "non-ascii-host",
+        "surrogates",
+        "padded",
+        "ftp",
+        "number",
+        "null",
+    ],
+)
+def test_a_webhook_url_the_document_refuses_is_422_naming_url(
+    client: httpx.Client, url: object
+) -> None:
+    # Found by negative_data_rejection (ST201): 1,025+ emoji, each 12 bytes JSON-escaped, went
+    # over the 16 KiB body cap and were answered 413 before validation; a padded URL, which the
+    # pattern refuses, was trimmed and registered.
+    schema = _document(client)["components"]["schemas"]["EndpointRequest"]
+    assert schema["additionalProperties"] is False
+    assert schema["properties"]["url"]["maxLength"] == 1024
+    body = json.dumps({"url": url}).encode()
+    assert len(body) < 16 * 1024
+    response = client.post(
+        "/webhooks/endpoints", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    assert [d["field"] for d in response.json()["details"]] == ["url"]
+
+
+def test_a_webhook_body_with_an_extra_field_is_422(client: httpx.Client) -> None:
+    response = client.post(
+        "/webhooks/endpoints", json={"url": "https://hooks.example.test/", "secret": "mine"}
+    )
+    assert response.status_code == 422, response.text
+    assert [d["field"] for d in response.json()["details"]] == ["secret"]

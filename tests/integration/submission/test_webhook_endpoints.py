@@ -20,7 +20,7 @@ def test_a_client_registers_lists_and_removes_its_endpoints_and_sees_the_secret_
     api: ApiProcess, oidc: Oidc, database_url: str
 ) -> None:
     with api.client() as owner, api.client(token=oidc.token(oidc.other)) as other:
-        created = owner.post(ENDPOINTS, json={"url": " https://hooks.example.test/prequal "})
+        created = owner.post(ENDPOINTS, json={"url": "https://hooks.example.test/prequal"})
         assert created.status_code == 201, created.text
         body = created.json()
         # Standard Webhooks: `whsec_` + base64 of the key.
