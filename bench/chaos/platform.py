@@ -37,7 +37,10 @@ from prequalctl.keys import generate_keys
 
 SUBMITTED = "loan_applications_submitted"
 REPORTS = "credit_reports_generated"
-TOPICS = (SUBMITTED, REPORTS)
+# Each decision's event goes here through the outbox; no dispatcher reads it in the chaos run,
+# but without the topic the publisher could never empty the outbox.
+DECIDED = "loan_applications_decided"
+TOPICS = (SUBMITTED, REPORTS, DECIDED)
 GROUPS = {SUBMITTED: "credit-service", REPORTS: "decision-service"}
 # Four partitions: the rebalance storm's four credit-service instances each get one.
 PARTITIONS = 4

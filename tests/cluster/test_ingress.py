@@ -19,7 +19,8 @@ from tests.cluster.conftest import RunningCluster
 def _traefik(cluster: RunningCluster) -> None:
     if not cluster.cluster.ingress_ready:
         pytest.skip(
-            "no Traefik: `make images` builds it and the node runs it only with PREQUAL_EXTRA_IMAGES=traefik"
+            "no Traefik: `make images` builds it and the node runs it only with"
+            " PREQUAL_EXTRA_IMAGES=traefik"
             " (its first build from the Go module proxy is long; docs/cluster.md)"
         )
 

@@ -86,34 +86,3 @@ resource, so memory limits and requests are checked by the chart's own tests ins
 {{- define "loan-operator.kubeScoreIgnore" -}}
 kube-score/ignore: container-resources
 {{- end }}
-
-{{/*
-The operator's rules, the same in the ClusterRole and in each namespaced Role
-(manifests/operator/rbac.yaml is the source; a test compares them).
-*/}}
-{{- define "loan-operator.rules" -}}
-# kopf watches LoanPipelines (no finalizers, no progress annotations: it never patches them).
-- apiGroups: [prequal.dev]
-  resources: [loanpipelines]
-  verbs: [list, watch]
-# The worker writes the status subresource.
-- apiGroups: [prequal.dev]
-  resources: [loanpipelines/status]
-  verbs: [patch]
-# Events about every change it makes (and kopf's own warnings).
-- apiGroups: [""]
-  resources: [events]
-  verbs: [create]
-# Key Secrets: generated when absent, appended to on rotation; the database Secret: read.
-- apiGroups: [""]
-  resources: [secrets]
-  verbs: [get, create, patch]
-# The pipeline ConfigMap the services read.
-- apiGroups: [""]
-  resources: [configmaps]
-  verbs: [get, create, patch]
-# Consumers are scaled through the scale subresource only.
-- apiGroups: [apps]
-  resources: [deployments/scale]
-  verbs: [get, patch]
-{{- end }}

@@ -163,7 +163,7 @@ def test_both_charts_install_with_every_object_stored(installed: Installed) -> N
     names: dict[str, set[str]] = {}
     for item in json.loads(listed.stdout)["items"]:
         names.setdefault(item["kind"], set()).add(item["metadata"]["name"])
-    workloads = {f"{PIPELINE}-{c}" for c in ("api", "publisher", "credit", "decision")}
+    workloads = {f"{PIPELINE}-{c}" for c in ("api", "publisher", "credit", "decision", "webhooks")}
     assert names["Deployment"] == workloads
     assert names["Service"] == workloads
     assert names["ServiceMonitor"] == workloads

@@ -212,7 +212,7 @@ def test_tiltfile_logic_against_the_real_charts() -> None:
     assert before("postgres", "prequal-api")
     assert before("kafka", "prequal-api")
     assert before("prequal-migrations", "prequal-api")
-    for consumer in ("prequal-credit", "prequal-decision", "prequal-publisher"):
+    for consumer in ("prequal-credit", "prequal-decision", "prequal-webhooks", "prequal-publisher"):
         assert before("pipeline", consumer)
         assert before("loan-operator", consumer)
 
@@ -239,6 +239,7 @@ def test_tiltfile_logic_against_the_real_charts() -> None:
     assert {c["deployment"] for c in pipeline["spec"]["consumers"]} == {
         "prequal-credit",
         "prequal-decision",
+        "prequal-webhooks",
     }
 
 

@@ -135,4 +135,5 @@ def test_the_sample_pipeline_is_valid_against_the_crd(crd: None, pipelines: Pipe
     assert [c["name"] for c in stored["spec"]["consumers"]] == [
         "credit-service",
         "decision-service",
+        "webhook-dispatcher",
     ]
