@@ -29,7 +29,7 @@ import binascii
 import os
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Literal
@@ -151,8 +151,12 @@ def load_private_key(raw: bytes) -> tuple[Suite, PrivateKey]:
     )
 
 
-def parse_key_list(value: str, setting: str) -> dict[str, bytes]:
-    """`key_id:base64,key_id:base64` → {key_id: raw bytes}; errors name the entry, not the key."""
+def parse_key_list(
+    value: str, setting: str, decode: Callable[[str, str], bytes] | None = None
+) -> dict[str, bytes]:
+    """`key_id:base64,key_id:base64` → {key_id: raw bytes}; errors name the entry, not the key.
+    `decode(encoded, key_id)` replaces the plain base64 decoding (the AES keyring checks each
+    key's length and entropy)."""
     keys: dict[str, bytes] = {}
     for position, raw_entry in enumerate(value.split(","), start=1):
         entry = raw_entry.strip()
@@ -167,6 +171,9 @@ def parse_key_list(value: str, setting: str) -> dict[str, bytes]:
             )
         if key_id in keys:
             raise KeyFormatError(f"{setting} names key id {key_id!r} twice")
+        if decode is not None:
+            keys[key_id] = decode(encoded, key_id)
+            continue
         try:
             keys[key_id] = base64.b64decode(encoded.strip(), validate=True)
         except (binascii.Error, ValueError):

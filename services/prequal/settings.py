@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -21,7 +20,7 @@ from prequal import sealing
 
 DEFAULT_SECRETS_DIR = "/var/run/secrets/prequal"
 KEY_BYTES = 32
-KEY_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+KEY_ID_PATTERN = sealing.KEY_ID_PATTERN
 # Values people paste from examples; a key that reads like a word is not a key.
 _PLACEHOLDERS = {"changeme", "change-me", "secret", "example", "xxx", "todo", "replace-me"}
 
@@ -120,24 +119,11 @@ def decode_key(value: str, name: str) -> bytes:
 
 def parse_keyring(value: str) -> dict[str, bytes]:
     """`PAN_ENCRYPTION_KEYS`: comma-separated `key_id:base64(32 bytes)` entries."""
-    keyring: dict[str, bytes] = {}
-    for position, raw_entry in enumerate(value.split(","), start=1):
-        entry = raw_entry.strip()
-        if not entry:
-            continue
-        key_id, sep, encoded = entry.partition(":")
-        if not sep:
-            raise ValueError(f"PAN_ENCRYPTION_KEYS entry {position} is not `key_id:base64key`")
-        if not KEY_ID_PATTERN.match(key_id):
-            raise ValueError(
-                f"PAN_ENCRYPTION_KEYS entry {position}: key id must match {KEY_ID_PATTERN.pattern}"
-            )
-        if key_id in keyring:
-            raise ValueError(f"PAN_ENCRYPTION_KEYS names key id {key_id!r} twice")
-        keyring[key_id] = decode_key(encoded, f"PAN_ENCRYPTION_KEYS key {key_id!r}")
-    if not keyring:
-        raise ValueError("PAN_ENCRYPTION_KEYS is empty")
-    return keyring
+    return sealing.parse_key_list(
+        value,
+        "PAN_ENCRYPTION_KEYS",
+        decode=lambda encoded, key_id: decode_key(encoded, f"PAN_ENCRYPTION_KEYS key {key_id!r}"),
+    )
 
 
 class PanKeySettings(BaseServiceSettings):
