@@ -71,7 +71,25 @@ def test_a_streamed_body_over_the_cap_is_413_while_it_streams(
         )
         for _ in range(8):  # 8 KB of a body that would go on; the cap is 4 KB
             sock.sendall(b"400\r\n" + b"A" * 1024 + b"\r\n")
-        answer = sock.recv(65536).decode(errors="replace")
-    status_line, _, rest = answer.partition("\r\n")
-    assert status_line.split()[1] == "413"
-    assert json.loads(rest.split("\r\n\r\n", 1)[1])["error_code"] == "PAYLOAD_TOO_LARGE"
+        status, body = _read_response(sock)
+    assert status == 413
+    assert json.loads(body)["error_code"] == "PAYLOAD_TOO_LARGE"
+
+
+def _read_response(sock: socket.socket) -> tuple[int, bytes]:
+    """One whole HTTP/1.1 response with a Content-Length: the head and the body can arrive in
+    separate segments, so one recv() is not enough."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"the connection closed before a whole response head: {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in header_lines)
+    length = int(headers["content-length"])
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, f"the connection closed after {len(body)} of {length} body bytes"
+        body += chunk
+    return int(status_line.split()[1]), body[:length]
