@@ -150,7 +150,18 @@ def install_error_handlers(app: FastAPI, retry_after_seconds: int) -> None:
         # full, admin shutdown) is an outage like one that does not answer: 503, never 500.
         if is_outage(exc):
             return await on_database_down(request, exc)
-        raise exc
+        # Anything else is our bug, not the client's: the one error shape, with the request id
+        # to find it by. Only the SQLSTATE is logged: a server message can quote row values.
+        assert isinstance(exc, psycopg.Error)
+        log.error(
+            "database error %s (SQLSTATE %s), request %s",
+            type(exc).__name__,
+            exc.sqlstate,
+            request_id_of(request),
+        )
+        return error_response(
+            request, ApiError(500, "INTERNAL_ERROR", "the request failed on our side; retry later")
+        )
 
     async def on_decryption(request: Request, exc: Exception) -> JSONResponse:
         log.error("stored PAN could not be decrypted: %s", exc)
