@@ -92,7 +92,9 @@ def test_invalid_spec_is_rejected_with_the_rule_message(
     assert message in refused(pipelines, body)
 
 
-@pytest.mark.parametrize("deployment", ["ingress-nginx-controller", "retail", "retailx-c", "other-retail-c"])
+@pytest.mark.parametrize(
+    "deployment", ["ingress-nginx-controller", "retail", "retailx-c", "other-retail-c"]
+)
 def test_kubectl_apply_refuses_a_consumer_target_outside_the_pipelines_release(
     control_plane: ControlPlane, crd: None, pipelines: Pipelines, deployment: str
 ) -> None:
