@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,11 +18,19 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client import ApiException
 
+from loan_operator.ownership import (
+    MANAGED_BY,
+    PIPELINE_ANNOTATION,
+    Claim,
+    ObjectMeta,
+    PipelineClaims,
+    Refusal,
+)
+
 GROUP = "prequal.dev"
 VERSION = "v1alpha1"
 PLURAL = "loanpipelines"
 KIND = "LoanPipeline"
-MANAGED_BY = {"app.kubernetes.io/managed-by": "loan-operator"}
 _MERGE_PATCH = "application/merge-patch+json"
 
 
@@ -54,6 +62,7 @@ class PipelineRef:
 class SecretData:
     data: dict[str, str]  # decoded values
     owned_by: frozenset[str]  # uids of the owners
+    meta: ObjectMeta
 
 
 def now_iso() -> str:
@@ -70,6 +79,16 @@ def _encode(data: Mapping[str, str]) -> dict[str, bytes | str]:
 
 def _owners(metadata: client.V1ObjectMeta | None) -> list[client.V1OwnerReference]:
     return list(metadata.owner_references or ()) if metadata else []
+
+
+def _meta(metadata: client.V1ObjectMeta | None) -> ObjectMeta:
+    if metadata is None:
+        return ObjectMeta({}, {})
+    return ObjectMeta(
+        labels=dict(metadata.labels or {}),
+        annotations=dict(metadata.annotations or {}),
+        controllers=tuple((o.kind, o.name, o.uid) for o in _owners(metadata) if o.controller),
+    )
 
 
 def api_client_from_environment() -> client.ApiClient:
@@ -99,17 +118,21 @@ class Kube:
                 return None
             raise
         owners = frozenset(o.uid for o in _owners(secret.metadata))
-        return SecretData(_decode(secret.data), owners)
+        return SecretData(_decode(secret.data), owners, _meta(secret.metadata))
 
     def create_secret(
-        self, namespace: str, name: str, data: Mapping[str, str], owner: PipelineRef | None
+        self, namespace: str, name: str, data: Mapping[str, str], pipeline: PipelineRef
     ) -> bool:
-        """Creates the Secret; False when it already exists (it is never overwritten)."""
+        """Creates a key Secret for `pipeline`; False when it already exists (never overwritten).
+
+        Labelled as the operator's and annotated with the pipeline's name, with no
+        ownerReference: the garbage collector must never delete keys with a pipeline.
+        """
         body = client.V1Secret(
             metadata=client.V1ObjectMeta(
                 name=name,
                 labels=dict(MANAGED_BY),
-                owner_references=[owner.owner_reference()] if owner else None,
+                annotations={PIPELINE_ANNOTATION: pipeline.name},
             ),
             type="Opaque",
             data=_encode(data),
@@ -130,8 +153,10 @@ class Kube:
         data: Mapping[str, str] | None = None,
         owner: PipelineRef,
         owned: bool,
+        claim: bool = False,
     ) -> None:
-        """Replaces data and/or our owner reference, guarded by the resourceVersion read."""
+        """Replaces data and/or our owner reference, guarded by the resourceVersion read;
+        with `claim`, also annotates the Secret as the pipeline's (an adoption)."""
         try:
             secret = self.core.read_namespaced_secret(name, namespace)
         except ApiException as exc:
@@ -147,6 +172,8 @@ class Kube:
                 "ownerReferences": [self._plain(r) for r in refs],
             }
         }
+        if claim:
+            patch["metadata"]["annotations"] = {PIPELINE_ANNOTATION: owner.name}
         if data is not None:
             patch["data"] = _encode(data)
         try:
@@ -159,9 +186,15 @@ class Kube:
 
     # --- ConfigMap -------------------------------------------------------------------------
     def apply_config_map(
-        self, namespace: str, name: str, data: Mapping[str, str], owner: PipelineRef
-    ) -> str | None:
-        """Creates or updates the ConfigMap; returns "created", "updated" or None (unchanged)."""
+        self,
+        namespace: str,
+        name: str,
+        data: Mapping[str, str],
+        owner: PipelineRef,
+        claim: Callable[[ObjectMeta], Claim | Refusal],
+    ) -> str | Refusal | None:
+        """Creates or updates the ConfigMap; returns "created", "updated", None (unchanged),
+        or the Refusal `claim` gave for an existing ConfigMap that is not the pipeline's."""
         metadata = client.V1ObjectMeta(
             name=name, labels=dict(MANAGED_BY), owner_references=[owner.owner_reference()]
         )
@@ -174,8 +207,10 @@ class Kube:
                 namespace, client.V1ConfigMap(metadata=metadata, data=dict(data))
             )
             return "created"
-        owners = {o.uid for o in _owners(current.metadata)}
-        if dict(current.data or {}) == dict(data) and owner.uid in owners:
+        verdict = claim(_meta(current.metadata))
+        if isinstance(verdict, Refusal):
+            return verdict
+        if dict(current.data or {}) == dict(data) and verdict == "ours":
             return None
         patch = {
             "metadata": {
@@ -207,7 +242,26 @@ class Kube:
             deployment, namespace, {"spec": {"replicas": replicas}}, _content_type=_MERGE_PATCH
         )
 
-    # --- the LoanPipeline ------------------------------------------------------------------
+    # --- the LoanPipelines ----------------------------------------------------------------
+    def list_pipelines(self, namespace: str) -> list[PipelineClaims]:
+        """Every LoanPipeline of the namespace and the Deployments its consumers name."""
+        found: dict[str, Any] = self.custom.list_namespaced_custom_object(  # type: ignore[assignment]
+            GROUP, VERSION, namespace, PLURAL
+        )
+        return [
+            PipelineClaims(
+                name=item["metadata"]["name"],
+                created=str(item["metadata"].get("creationTimestamp") or ""),
+                deployments=frozenset(
+                    str(c["deployment"])
+                    for c in (item.get("spec") or {}).get("consumers") or ()
+                    if "deployment" in c
+                ),
+                deleting=bool(item["metadata"].get("deletionTimestamp")),
+            )
+            for item in found.get("items") or ()
+        ]
+
     def patch_status(self, ref: PipelineRef, status: Mapping[str, Any]) -> bool:
         """Merge-patches the status subresource; False if the object is gone."""
         try:

@@ -11,15 +11,15 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from loan_operator import conditions as cond
-from loan_operator import keyring
 from loan_operator.decision_policy import canonical_json, policy_version
 from loan_operator.kafka_admin import KafkaAdmin, KafkaRequestFailed, KafkaUnreachable, TopicMissing
-from loan_operator.kube import Conflict, Kube, PipelineRef, now_iso
+from loan_operator.key_secrets import KeySecrets, keys_message
+from loan_operator.kube import KIND, Kube, PipelineRef, now_iso
 from loan_operator.metrics import Metrics
+from loan_operator.ownership import Refusal, config_map_claim, deployment_claim
 from loan_operator.scaling import (
     Recommendation,
     desired_replicas,
@@ -143,9 +143,13 @@ class Reconciler:
         key_distribution_seconds: float = 180.0,
         sealing_kem: KemName = DEFAULT_KEM,
     ) -> None:
-        self.key_distribution_seconds = key_distribution_seconds
-        self.sealing_kem = sealing_kem
         self.kube = kube
+        self.keys = KeySecrets(
+            kube,
+            self._changed,
+            key_distribution_seconds=key_distribution_seconds,
+            sealing_kem=sealing_kem,
+        )
         self.kafka = kafka
         self.metrics = metrics
         self.clock = clock
@@ -283,16 +287,20 @@ class Reconciler:
 
     def _converge_secrets(self, state: PipelineState, spec: PipelineSpec, generation: int) -> bool:
         ref = state.ref
-        # The key Secret outlives the pipeline whatever its deletionPolicy: the rows it encrypts
-        # stay in PostgreSQL, and without it every stored PAN is unreadable. A Secret an older
-        # operator made owned (deletionPolicy Delete) loses that ownerReference here.
-        problem = self._ensure_keys(state, spec, owned=False)
+        problem = self.keys.ensure(state, spec)
         if problem is None:
             problem = self._check_database(ref, spec)
+        name = config_map_name(ref.name)
         changed = self.kube.apply_config_map(
-            ref.namespace, config_map_name(ref.name), config_map_data(spec), ref
+            ref.namespace,
+            name,
+            config_map_data(spec),
+            ref,
+            lambda meta: config_map_claim(ref.name, ref.uid, KIND, name, meta),
         )
-        if changed:
+        if isinstance(changed, Refusal):
+            problem = problem or (changed.reason, changed.message)
+        elif changed:
             self._changed(
                 ref,
                 f"ConfigMap{changed.capitalize()}",
@@ -310,7 +318,7 @@ class Reconciler:
             generation,
             ok=True,
             reason="SecretsReconciled",
-            message=_keys_message(state) + "; database Secret present",
+            message=keys_message(state) + "; database Secret present",
         )
         return True
 
@@ -324,104 +332,6 @@ class Reconciler:
                 f"Secret {spec.database_secret_name} has no key {DATABASE_URL_KEY!r}",
             )
         return None
-
-    def _ensure_keys(
-        self, state: PipelineState, spec: PipelineSpec, owned: bool
-    ) -> tuple[str, str] | None:
-        ref = state.ref
-        name = spec.key_secret_name
-        wanted = keyring.key_id(spec.key_version)
-        secret = self.kube.read_secret(ref.namespace, name)
-        if secret is None:
-            data = keyring.new_key_data(spec.key_version, self.sealing_kem)
-            if self.kube.create_secret(ref.namespace, name, data, ref if owned else None):
-                self._changed(ref, "KeySecretCreated", f"generated Secret {name} with key {wanted}")
-                state.key_rotation = {"phase": "Active", "keyId": wanted, "since": now_iso()}
-                return self._project_api_keys(ref, name, data)
-            secret = self.kube.read_secret(ref.namespace, name)  # lost a race: use theirs
-            if secret is None:
-                return ("KeySecretInvalid", f"Secret {name} vanished while being created")
-        try:
-            rotation = keyring.rotate(
-                secret.data,
-                spec.key_version,
-                activate=self._distributed(state, wanted),
-                kem=self.sealing_kem,
-            )
-        except keyring.KeyringError as exc:
-            return ("KeySecretInvalid", f"Secret {name}: {exc}")
-        data_changed = rotation.data != secret.data
-        owner_changed = (ref.uid in secret.owned_by) != owned
-        if data_changed or owner_changed:
-            try:
-                self.kube.update_secret(
-                    ref.namespace,
-                    name,
-                    data=rotation.data if data_changed else None,
-                    owner=ref,
-                    owned=owned,
-                )
-            except Conflict:
-                return ("KeySecretConflict", f"Secret {name} changed while being updated; retrying")
-            if rotation.added:
-                self._changed(
-                    ref,
-                    "KeyRotated",
-                    f"Secret {name}: appended key {rotation.added}; active once every reader has "
-                    f"it ({self.key_distribution_seconds:g}s)",
-                )
-            elif data_changed:
-                self._changed(ref, "KeyActivated", f"Secret {name}: active key {rotation.active}")
-            if owner_changed:
-                self._changed(
-                    ref,
-                    "KeySecretOwnershipChanged",
-                    f"Secret {name} "
-                    + ("now goes with" if owned else "now outlives")
-                    + " the pipeline",
-                )
-        self._record_phase(state, wanted, rotation.active)
-        return self._project_api_keys(ref, name, rotation.data)
-
-    def _project_api_keys(
-        self, ref: PipelineRef, name: str, data: Mapping[str, str]
-    ) -> tuple[str, str] | None:
-        """The API's Secret: the key Secret without any private key, kept in step with it.
-
-        It follows the key Secret's active key id, which moves only after the distribution
-        phase: the API seals with a key only once the credit service can open it.
-        """
-        api_name = keyring.api_secret_name(name)
-        wanted = keyring.api_data(data)
-        current = self.kube.read_secret(ref.namespace, api_name)
-        if current is None:
-            if self.kube.create_secret(ref.namespace, api_name, wanted, None):
-                self._changed(ref, "ApiKeySecretCreated", f"wrote Secret {api_name} (public keys)")
-            return None
-        if current.data != wanted:
-            try:
-                self.kube.update_secret(
-                    ref.namespace, api_name, data=wanted, owner=ref, owned=False
-                )
-            except Conflict:
-                return ("KeySecretConflict", f"Secret {api_name} changed while being updated")
-            self._changed(ref, "ApiKeySecretUpdated", f"Secret {api_name}: public keys updated")
-        return None
-
-    def _distributed(self, state: PipelineState, wanted: str) -> bool:
-        """True once `wanted` has been in the Secret, inactive, for the distribution period."""
-        phase = state.key_rotation or {}
-        if phase.get("phase") != "Distributing" or phase.get("keyId") != wanted:
-            return False
-        since = datetime.strptime(phase["since"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-        return (datetime.now(UTC) - since).total_seconds() >= self.key_distribution_seconds
-
-    @staticmethod
-    def _record_phase(state: PipelineState, wanted: str, active: str) -> None:
-        phase = "Active" if active == wanted else "Distributing"
-        current = state.key_rotation or {}
-        if current.get("phase") != phase or current.get("keyId") != wanted:
-            state.key_rotation = {"phase": phase, "keyId": wanted, "since": now_iso()}
 
     # --- scaling -------------------------------------------------------------------------------
     def scale(self, state: PipelineState, spec: PipelineSpec, consumer: ConsumerSpec) -> None:
@@ -442,6 +352,12 @@ class Reconciler:
             return
         except KafkaRequestFailed as exc:
             current_state.error = ("LagUnavailable", f"{consumer.name}: {exc}")
+            return
+        claim = deployment_claim(
+            ref.name, consumer.deployment, self.kube.list_pipelines(ref.namespace)
+        )
+        if isinstance(claim, Refusal):
+            current_state.error = (claim.reason, f"{consumer.name}: {claim.message}")
             return
         current = self.kube.read_replicas(ref.namespace, consumer.deployment)
         if current is None:
@@ -552,10 +468,3 @@ class Reconciler:
             f"{spec.kafka.bootstrap_servers} unreachable; delete them by hand",
             warning=True,
         )
-
-
-def _keys_message(state: PipelineState) -> str:
-    phase = state.key_rotation or {}
-    if phase.get("phase") == "Distributing":
-        return f"key {phase.get('keyId')} distributed since {phase.get('since')}, not active yet"
-    return f"key {phase.get('keyId')} active"

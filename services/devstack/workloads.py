@@ -56,6 +56,19 @@ NODE_OVERRIDES = {
 }
 
 
+def watched_namespaces(sets: Sequence[str]) -> list[str]:
+    """The namespaces a `watchNamespaces={a,b}` --set names (none: the operator watches all)."""
+    for item in sets:
+        key, _, value = item.partition("=")
+        if key == "watchNamespaces":
+            return [n.strip() for n in value.strip("{}").split(",") if n.strip()]
+    return []
+
+
+def _namespace(name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+
+
 def split_image(image: str) -> tuple[str, str]:
     repository, _, tag = image.rpartition(":")
     if not repository or "/" in tag:
@@ -145,6 +158,11 @@ class Workloads:
         ]
 
     def install_operator(self) -> None:
+        # With watchNamespaces the chart puts a Role in each watched namespace, and Helm creates
+        # only the release's own: the others must exist first (manifests/dev makes `lending`
+        # already; this keeps install_operator right on its own).
+        for namespace in watched_namespaces(self.tilt(OPERATOR_CHART).sets):
+            self.cluster.kubectl("apply", "-f", "-", stdin=json.dumps(_namespace(namespace)))
         self.helm(
             "upgrade",
             "--install",

@@ -86,3 +86,39 @@ resource, so memory limits and requests are checked by the chart's own tests ins
 {{- define "loan-operator.kubeScoreIgnore" -}}
 kube-score/ignore: container-resources
 {{- end }}
+
+{{/*
+The operator's rules, the same in the ClusterRole (watching every namespace) and in each
+namespaced Role (watchNamespaces). manifests/operator/rbac.yaml is the source; a test compares
+them. Every rule is about namespaced objects: with watchNamespaces the operator needs nothing
+cluster-wide (kopf's CRD scanning is off, and it watches named namespaces, never Namespaces).
+*/}}
+{{- define "loan-operator.rules" -}}
+# kopf watches LoanPipelines (no finalizers, no progress annotations: it never patches them);
+# the scaler lists them to see which pipeline named a Deployment first.
+- apiGroups: [prequal.dev]
+  resources: [loanpipelines]
+  verbs: [list, watch]
+# The worker writes the status subresource.
+- apiGroups: [prequal.dev]
+  resources: [loanpipelines/status]
+  verbs: [patch]
+# Events about every change it makes (and kopf's own warnings).
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+# Key Secrets: generated when absent, appended to on rotation, only those it labelled and
+# annotated for the pipeline; the database Secret: read. RBAC cannot name Secrets that do not
+# exist yet, so the operator's code keeps to its own (docs/operator.md).
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, create, patch]
+# The pipeline ConfigMap the services read.
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get, create, patch]
+# Consumers are scaled through the scale subresource only.
+- apiGroups: [apps]
+  resources: [deployments/scale]
+  verbs: [get, patch]
+{{- end }}

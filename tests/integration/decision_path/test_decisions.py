@@ -96,14 +96,23 @@ def test_a_pre_approval_is_stored_with_reasons_policy_trace_and_offer(world: Wor
 
 
 def test_the_decision_uses_the_stored_figures_not_the_events(world: World) -> None:
+    """A forged credit.report.generated.v1 (DESIGN.md: "takes income, amount and loan type from
+    its own database row, never from the event"): had the event's figures counted, this
+    application would be PRE_APPROVED for a small HOME loan; the row's say MANUAL_REVIEW."""
     application = insert_application(
         world.database_url,
         world.keyring,
         monthly_income=Decimal(1000),
         requested_amount=Decimal(500_000),
+        loan_type="PERSONAL",
     )
     world.consumers.decision(world.topics)
-    forged = {**report_payload(application, 790), "monthly_income": "900000"}
+    forged = {
+        **report_payload(application, 790),
+        "monthly_income": "900000",
+        "requested_amount": "1000",
+        "loan_type": "HOME",
+    }
     world.producer.event(
         world.topics.reports, events.CREDIT_REPORT_GENERATED, forged, key=str(application.id)
     )
@@ -112,6 +121,18 @@ def test_the_decision_uses_the_stored_figures_not_the_events(world: World) -> No
     assert row["reason_codes"] == ["INCOME_INSUFFICIENT_FOR_AMOUNT", "CREDIT_SCORE_MEETS_MINIMUM"]
     assert "Monthly income 1000.00 does not exceed" in row["decision_reason"]
     assert row["offer_amount"] is None
+    [income] = [r for r in row["trace"] if r["rule"] == "income_covers_amount"]
+    assert income["inputs"] == {
+        "monthly_income": "1000.00",
+        "requested_amount": "500000.00",
+        "term_months": 48,
+    }
+    with psycopg.connect(world.database_url) as conn:
+        stored = conn.execute(
+            "SELECT monthly_income, requested_amount, loan_type FROM applications WHERE id = %s",
+            (application.id,),
+        ).fetchone()
+    assert stored == (Decimal("1000.00"), Decimal("500000.00"), "PERSONAL")
 
 
 def test_a_rejection_has_its_adverse_reasons_and_no_offer(world: World) -> None:

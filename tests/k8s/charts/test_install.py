@@ -85,6 +85,12 @@ def installed(control_plane: ControlPlane, kafka: Kafka) -> Iterator[Installed]:
         target = Installed(control_plane, api, f"ops-{suffix}", f"lend-{suffix}", f"t{suffix}.")
         _apply_crds(target, MONITORING_CRDS)
         kube = ["--kubeconfig", str(control_plane.kubeconfig)]
+        core = client.CoreV1Api(api)
+        # The watched namespace first: the operator chart puts its Role there (Helm creates
+        # only the release's own namespace), as docs/kubernetes.md tells users to.
+        core.create_namespace(
+            client.V1Namespace(metadata=client.V1ObjectMeta(name=target.platform_ns))
+        )
         operator = helm(
             "install",
             RELEASE,
@@ -99,10 +105,6 @@ def installed(control_plane: ControlPlane, kafka: Kafka) -> Iterator[Installed]:
             f"watchNamespaces={{{target.platform_ns}}}",
         )
         assert operator.returncode == 0, operator.stderr
-        core = client.CoreV1Api(api)
-        core.create_namespace(
-            client.V1Namespace(metadata=client.V1ObjectMeta(name=target.platform_ns))
-        )
         # The database Secret exists before the install (the migrations hook needs it). The URL
         # carries no password: nothing connects to it here.
         core.create_namespaced_secret(
@@ -210,46 +212,68 @@ def test_migrations_hook_is_accepted_by_the_api_server(installed: Installed) -> 
     ]
 
 
+# What the operator does, in the namespace it watches.
 NEEDED = [
-    ("list", "loanpipelines.prequal.dev", None),
-    ("watch", "loanpipelines.prequal.dev", None),
-    ("patch", "loanpipelines.prequal.dev/status", "tenant"),
-    ("create", "events", "tenant"),
-    ("get", "secrets", "tenant"),
-    ("create", "secrets", "tenant"),
-    ("patch", "secrets", "tenant"),
-    ("get", "configmaps", "tenant"),
-    ("create", "configmaps", "tenant"),
-    ("patch", "configmaps", "tenant"),
-    ("get", "deployments.apps/scale", "tenant"),
-    ("patch", "deployments.apps/scale", "tenant"),
+    ("list", "loanpipelines.prequal.dev"),
+    ("watch", "loanpipelines.prequal.dev"),
+    ("patch", "loanpipelines.prequal.dev/status"),
+    ("create", "events"),
+    ("get", "secrets"),
+    ("create", "secrets"),
+    ("patch", "secrets"),
+    ("get", "configmaps"),
+    ("create", "configmaps"),
+    ("patch", "configmaps"),
+    ("get", "deployments.apps/scale"),
+    ("patch", "deployments.apps/scale"),
 ]
+# Never, even where it watches.
 NOT_NEEDED = [
-    ("delete", "loanpipelines.prequal.dev", "tenant"),
-    ("patch", "loanpipelines.prequal.dev", "tenant"),
-    ("create", "loanpipelines.prequal.dev", "tenant"),
-    ("list", "secrets", "tenant"),
-    ("delete", "secrets", "tenant"),
-    ("delete", "configmaps", "tenant"),
-    ("patch", "deployments.apps", "tenant"),
-    ("delete", "deployments.apps", "tenant"),
-    ("get", "pods", "tenant"),
-    ("create", "pods", "tenant"),
-    ("create", "serviceaccounts/token", "tenant"),
-    ("create", "clusterrolebindings.rbac.authorization.k8s.io", None),
-    ("escalate", "clusterroles.rbac.authorization.k8s.io", None),
-    ("impersonate", "serviceaccounts", "tenant"),
-    ("delete", "customresourcedefinitions.apiextensions.k8s.io", None),
+    ("delete", "loanpipelines.prequal.dev"),
+    ("patch", "loanpipelines.prequal.dev"),
+    ("create", "loanpipelines.prequal.dev"),
+    ("list", "secrets"),
+    ("delete", "secrets"),
+    ("delete", "configmaps"),
+    ("patch", "deployments.apps"),
+    ("delete", "deployments.apps"),
+    ("get", "pods"),
+    ("create", "pods"),
+    ("create", "serviceaccounts/token"),
+    ("impersonate", "serviceaccounts"),
+]
+NOT_NEEDED_CLUSTER_WIDE = [
+    ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
+    ("escalate", "clusterroles.rbac.authorization.k8s.io"),
+    ("delete", "customresourcedefinitions.apiextensions.k8s.io"),
+    ("list", "namespaces"),
 ]
 
 
 def test_operator_service_account_can_do_exactly_what_the_operator_needs(
     installed: Installed,
 ) -> None:
-    refused = [(v, r) for v, r, ns in NEEDED if not installed.can_i(v, r, ns)]
+    watched = installed.platform_ns
+    refused = [(v, r) for v, r in NEEDED if not installed.can_i(v, r, watched)]
     assert refused == []
-    granted = [(v, r) for v, r, ns in NOT_NEEDED if installed.can_i(v, r, ns)]
+    granted = [(v, r) for v, r in NOT_NEEDED if installed.can_i(v, r, watched)]
+    granted += [(v, r) for v, r in NOT_NEEDED_CLUSTER_WIDE if installed.can_i(v, r)]
     assert granted == []
+
+
+def test_with_watch_namespaces_nothing_is_granted_outside_them(installed: Installed) -> None:
+    """The chart was installed with watchNamespaces: Roles only, no ClusterRole."""
+    elsewhere = [(v, r) for v, r in NEEDED if installed.can_i(v, r, "tenant")]
+    assert elsewhere == []
+    everywhere = [(v, r) for v, r in NEEDED if installed.can_i(v, r)]  # --all-namespaces
+    assert everywhere == []
+    kube = ["--kubeconfig", str(installed.plane.kubeconfig)]
+    manifest = helm("get", "manifest", RELEASE, *kube, "-n", installed.operator_ns)
+    assert manifest.returncode == 0, manifest.stderr
+    kinds = {(d["kind"], d["metadata"].get("namespace")) for d in documents(manifest.stdout)}
+    assert ("Role", installed.platform_ns) in kinds
+    assert ("RoleBinding", installed.platform_ns) in kinds
+    assert not {k for k, _ in kinds} & {"ClusterRole", "ClusterRoleBinding"}
 
 
 def _token_kubeconfig(installed: Installed, path: Path) -> Path:

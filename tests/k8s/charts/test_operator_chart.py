@@ -57,6 +57,40 @@ def test_cluster_role_grants_exactly_the_operators_rbac_manifest() -> None:
     )
 
 
+def test_with_watch_namespaces_the_operator_gets_namespaced_roles_and_nothing_cluster_wide() -> (
+    None
+):
+    docs = documents(
+        render(
+            "loan-operator",
+            "--set",
+            "watchNamespaces={lending,retail}",
+            namespace="prequal-system",
+        )
+    )
+    assert by_kind(docs, "ClusterRole") == by_kind(docs, "ClusterRoleBinding") == []
+    roles = {role["metadata"]["namespace"]: role for role in by_kind(docs, "Role")}
+    bindings = {b["metadata"]["namespace"]: b for b in by_kind(docs, "RoleBinding")}
+    assert set(roles) == set(bindings) == {"lending", "retail"}
+    [source] = by_kind(documents(OPERATOR_RBAC.read_text()), "ClusterRole")
+    [account] = by_kind(docs, "ServiceAccount")
+    for namespace, role in roles.items():
+        assert _grants(role["rules"]) == _grants(source["rules"]), namespace
+        binding = bindings[namespace]
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": role["metadata"]["name"],
+        }
+        assert binding["subjects"] == [
+            {
+                "kind": "ServiceAccount",
+                "name": account["metadata"]["name"],
+                "namespace": "prequal-system",
+            }
+        ]
+
+
 def test_binding_names_the_deployments_service_account() -> None:
     docs = documents(render("loan-operator", namespace="prequal-system"))
     [binding] = by_kind(docs, "ClusterRoleBinding")

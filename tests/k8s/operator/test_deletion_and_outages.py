@@ -48,11 +48,11 @@ def test_unreachable_kafka_is_a_condition_with_backoff_and_deletion_does_not_han
 ) -> None:
     nowhere = f"127.0.0.1:{free_port()}"  # nothing listens here
     pipelines.create_db_secret("retail-db")
-    pipelines.create_deployment("credit")
+    pipelines.create_deployment("retail-credit")
     consumers = [
         {
             "name": "credit",
-            "deployment": "credit",
+            "deployment": "retail-credit",
             "topic": "loan_applications_submitted",
             "consumerGroup": "credit",
             "pollingIntervalSeconds": 1,
@@ -66,7 +66,7 @@ def test_unreachable_kafka_is_a_condition_with_backoff_and_deletion_does_not_han
     assert nowhere in topics["message"]
     pipelines.wait_condition("retail", "ScalingActive", "False", "KafkaUnreachable")
     assert pipelines.wait_condition("retail", "Ready", "False")["reason"] == "KafkaUnreachable"
-    assert pipelines.replicas("credit") == 1  # nothing is scaled on guesswork
+    assert pipelines.replicas("retail-credit") == 1  # nothing is scaled on guesswork
     events = len(pipelines.events("KafkaUnreachable"))
     assert events <= 2  # one per condition that turned False
     time.sleep(6)
@@ -110,11 +110,11 @@ def test_metrics_and_liveness_endpoints(
     operator: OperatorProcess, pipelines: Pipelines, kafka: Kafka
 ) -> None:
     pipelines.create_db_secret("retail-db")
-    pipelines.create_deployment("credit")
+    pipelines.create_deployment("retail-credit")
     consumers = [
         {
             "name": "credit",
-            "deployment": "credit",
+            "deployment": "retail-credit",
             "topic": "loan_applications_submitted",
             "consumerGroup": "credit",
             "pollingIntervalSeconds": 1,

@@ -15,7 +15,7 @@ from tests.k8s.operator.conftest import OperatorProcess, Pipelines, pipeline_bod
 def consumer_spec(name: str, topic: str, group: str, **overrides: Any) -> dict[str, Any]:
     spec = {
         "name": name,
-        "deployment": name,
+        "deployment": f"retail-{name}",
         "topic": topic,
         "consumerGroup": group,
         "minReplicas": 1,
@@ -55,7 +55,7 @@ def test_lag_is_turned_into_replicas_capped_idle_and_zero(
 ) -> None:
     prefix = f"{pipelines.namespace}."
     for deployment in ("capped", "idle", "zero"):
-        pipelines.create_deployment(deployment, replicas=1)
+        pipelines.create_deployment(f"retail-{deployment}", replicas=1)
     pipelines.create_db_secret("retail-db")
     consumers = [
         # 3 partitions, lag 1,000, threshold 10, max 10 → 3 (one per partition)
@@ -69,9 +69,9 @@ def test_lag_is_turned_into_replicas_capped_idle_and_zero(
     pipelines.wait_condition("retail", "TopicsReady", "True")
     produce(kafka, prefix + "loan_applications_submitted", 1000)
 
-    wait_for(lambda: pipelines.replicas("capped") == 3, 30, "capped at 3 partitions")
-    wait_for(lambda: pipelines.replicas("idle") == 10, 30, "10 replicas with idle consumers")
-    wait_for(lambda: pipelines.replicas("zero") == 0, 30, "scale to zero")
+    wait_for(lambda: pipelines.replicas("retail-capped") == 3, 30, "capped at 3 partitions")
+    wait_for(lambda: pipelines.replicas("retail-idle") == 10, 30, "10 replicas with idle consumers")
+    wait_for(lambda: pipelines.replicas("retail-zero") == 0, 30, "scale to zero")
     # The operator patches the Deployment before it writes its status: on a busy machine the
     # status read here may still be the one from before the records were produced.
     capped = wait_for(
@@ -92,7 +92,7 @@ def test_drained_lag_scales_down_only_after_the_stabilization_window(
 ) -> None:
     prefix = f"{pipelines.namespace}."
     window = 8
-    pipelines.create_deployment("credit", replicas=1)
+    pipelines.create_deployment("retail-credit", replicas=1)
     pipelines.create_db_secret("retail-db")
     consumers = [
         consumer_spec(
@@ -102,15 +102,15 @@ def test_drained_lag_scales_down_only_after_the_stabilization_window(
     pipelines.create(pipeline_body("retail", kafka.bootstrap, prefix, consumers=consumers))
     pipelines.wait_condition("retail", "TopicsReady", "True")
     produce(kafka, prefix + "loan_applications_submitted", 300)
-    wait_for(lambda: pipelines.replicas("credit") == 3, 30, "scale up to 3")
+    wait_for(lambda: pipelines.replicas("retail-credit") == 3, 30, "scale up to 3")
 
     commit_to_end(kafka, kafka_admin, prefix + "loan_applications_submitted", "credit")
     drained_at = time.monotonic()
     wait_for(
         lambda: (c := consumer_status(pipelines, "credit")) and c["lag"] == 0, 20, "lag 0 in status"
     )
-    assert pipelines.replicas("credit") == 3, "scaled down before the window passed"
-    wait_for(lambda: pipelines.replicas("credit") == 1, window + 20, "scale down to min 1")
+    assert pipelines.replicas("retail-credit") == 3, "scaled down before the window passed"
+    wait_for(lambda: pipelines.replicas("retail-credit") == 1, window + 20, "scale down to min 1")
     assert time.monotonic() - drained_at >= window - 1.5
 
 
@@ -118,7 +118,7 @@ def test_the_webhook_dispatcher_is_scaled_against_its_lag_on_the_decided_topic(
     operator: OperatorProcess, pipelines: Pipelines, kafka: Kafka
 ) -> None:
     prefix = f"{pipelines.namespace}."
-    pipelines.create_deployment("webhook-dispatcher", replicas=1)
+    pipelines.create_deployment("retail-webhook-dispatcher", replicas=1)
     pipelines.create_db_secret("retail-db")
     # The CRD takes the decided topic for a consumer; 45 records, threshold 10 → 3 (partitions).
     dispatcher = consumer_spec(
@@ -128,7 +128,7 @@ def test_the_webhook_dispatcher_is_scaled_against_its_lag_on_the_decided_topic(
     pipelines.wait_condition("retail", "TopicsReady", "True")
     produce(kafka, prefix + "loan_applications_decided", 45)
 
-    wait_for(lambda: pipelines.replicas("webhook-dispatcher") == 3, 30, "3 dispatchers")
+    wait_for(lambda: pipelines.replicas("retail-webhook-dispatcher") == 3, 30, "3 dispatchers")
     status = wait_for(
         lambda: (c := consumer_status(pipelines, "webhook-dispatcher")) and c["lag"] == 45 and c,
         10,

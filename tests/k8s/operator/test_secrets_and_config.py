@@ -61,7 +61,10 @@ def test_existing_key_secret_is_never_overwritten_and_rotation_appends(
     pipelines.core.create_namespaced_secret(
         pipelines.namespace,
         client.V1Secret(
-            metadata=client.V1ObjectMeta(name="retail-pan-keys"),
+            # Handed over to the operator (a restored backup, say): the operator's label.
+            metadata=client.V1ObjectMeta(
+                name="retail-pan-keys", labels={"app.kubernetes.io/managed-by": "loan-operator"}
+            ),
             data={k: base64.b64encode(v.encode()).decode() for k, v in mine.items()},
         ),
     )
@@ -71,6 +74,8 @@ def test_existing_key_secret_is_never_overwritten_and_rotation_appends(
     pipelines.wait_condition("retail", "SecretsReady", "True")
     pipelines.wait_condition("retail", "TopicsReady", "True")  # a second pass has happened
     assert pipelines.secret("retail-pan-keys") == mine
+    adopted = pipelines.core.read_namespaced_secret("retail-pan-keys", pipelines.namespace)
+    assert adopted.metadata.annotations["prequal.dev/pipeline"] == "retail"
 
     pipelines.patch_spec(
         "retail", {"encryption": {"keySecretName": "retail-pan-keys", "keyVersion": 2}}

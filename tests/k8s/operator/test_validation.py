@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from typing import Any
 
 import pytest
@@ -9,12 +10,13 @@ import yaml
 from kubernetes.client import ApiException
 
 from devstack.kube import ControlPlane
+from devstack.tools import tool
 from loan_operator.decision_policy import DEFAULT_DECISION_POLICY
 from tests.k8s.operator.conftest import REPO, Pipelines, kubectl, pipeline_body
 
 CONSUMER = {
     "name": "c",
-    "deployment": "c",
+    "deployment": "retail-c",
     "topic": "loan_applications_submitted",
     "consumerGroup": "c",
 }
@@ -85,9 +87,39 @@ def refused(pipelines: Pipelines, body: dict[str, Any]) -> str:
 def test_invalid_spec_is_rejected_with_the_rule_message(
     crd: None, pipelines: Pipelines, spec: dict[str, Any], message: str
 ) -> None:
-    body = pipeline_body("bad", "k:9092", "p.")
+    body = pipeline_body("retail", "k:9092", "p.")
     body["spec"].update(spec)
     assert message in refused(pipelines, body)
+
+
+@pytest.mark.parametrize(
+    "deployment", ["ingress-nginx-controller", "retail", "retailx-c", "other-retail-c"]
+)
+def test_kubectl_apply_refuses_a_consumer_target_outside_the_pipelines_release(
+    control_plane: ControlPlane, crd: None, pipelines: Pipelines, deployment: str
+) -> None:
+    body = pipeline_body(
+        "retail",
+        "k:9092",
+        "retail.",
+        consumers=[CONSUMER, {**CONSUMER, "name": "x", "deployment": deployment}],
+    )
+    body["metadata"]["namespace"] = pipelines.namespace
+    result = subprocess.run(
+        [tool("kubectl"), "--kubeconfig", str(control_plane.kubeconfig), "apply", "-f", "-"],
+        input=yaml.safe_dump(body),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "every consumers[].deployment must be one of this pipeline's own" in result.stderr
+    assert pipelines.get("retail") is None
+    # The same pipeline naming only its own Deployments is accepted.
+    body["spec"]["consumers"] = [CONSUMER]
+    kubectl(control_plane, "apply", "-f", "-", stdin=yaml.safe_dump(body))
+    assert pipelines.get("retail") is not None
 
 
 def test_topic_prefix_is_immutable(crd: None, pipelines: Pipelines) -> None:

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from devstack.node.images import DEFAULT_IMAGES, image_set, pause_archive, qualified_name
-from devstack.workloads import split_image
+from devstack.tiltfile import helm_calls
+from devstack.workloads import OPERATOR_CHART, split_image, watched_namespaces
 
 
 @pytest.mark.parametrize(
@@ -61,3 +62,10 @@ def _member(tar: tarfile.TarFile, name: str) -> bytes:
     member = tar.extractfile(name)
     assert member is not None
     return member.read()
+
+
+def test_the_node_creates_the_namespaces_the_operator_watches_before_installing_it() -> None:
+    """The operator chart puts a Role in each watched namespace; Helm creates none of them."""
+    assert watched_namespaces(["logLevel=DEBUG", "watchNamespaces={a, b}"]) == ["a", "b"]
+    assert watched_namespaces(["logLevel=DEBUG"]) == []
+    assert watched_namespaces(helm_calls()[OPERATOR_CHART].sets) == ["lending"]
