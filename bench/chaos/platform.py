@@ -19,7 +19,6 @@ from devstack.hydra import Hydra, fetch_token
 from devstack.kafka import Kafka
 from devstack.net import LOOPBACK, free_port
 from devstack.postgres import Postgres
-from devstack.process import ManagedProcess
 from devstack.services import (
     API,
     CREDIT,
@@ -30,7 +29,7 @@ from devstack.services import (
     ServiceSpec,
     migrate,
 )
-from devstack.supervisor import Supervised, Supervisor
+from devstack.supervisor import Launch, Supervised, Supervisor
 from prequal.dlq import dlq_topic
 from prequal.kafka import create_topics
 from prequalctl.keys import generate_keys
@@ -123,19 +122,16 @@ class ChaosPlatform:
                 launched.append((service, self._starter(spec, instance, port)))
         self.say("started 2 x prequal-api, outbox-publisher, credit-service, decision-service")
         for service, starter in launched:
-            self.services.wait_ready(service, timeout=120)
-            self.supervisor.keep(service.process.name, starter, service.process)
+            running = self.services.as_launch(service, timeout=120).wait()
+            self.supervisor.keep(service.process.name, starter, running)
 
-    def _starter(
-        self, spec: ServiceSpec, instance: int, port: int | None
-    ) -> Callable[[], ManagedProcess]:
-        def start() -> ManagedProcess:
+    def _starter(self, spec: ServiceSpec, instance: int, port: int | None) -> Callable[[], Launch]:
+        def launch() -> Launch:
             assert self.services
-            return self.services.start(
-                spec, port=port, instance=instance, timeout=START_TIMEOUT
-            ).process
+            service = self.services.launch(spec, port=port, instance=instance)
+            return self.services.as_launch(service, timeout=START_TIMEOUT)
 
-        return start
+        return launch
 
     def supervised(self, name: str) -> Supervised:
         for item in self.supervisor.supervised:

@@ -63,8 +63,8 @@ def run(config: Config, say: Callable[[str], None] = _say) -> tuple[Figures, lis
         say(f"platform up in {time.monotonic() - started:.0f}s; load and faults start")
         load = Load(platform.api_urls, platform.token, config.applications, config.rate)
         load.start()
-        # Injected on time by a thread of their own; the main thread supervises (a restart it
-        # waits for must not delay a fault).
+        # Injected on time by a thread of their own; the main thread supervises (its restarts
+        # never block, but a fault's own wait, e.g. Kafka's restart, must not delay another).
         scheduler = threading.Thread(
             target=_inject_on_time, args=(faults, injector, load.started_at), daemon=True
         )

@@ -73,7 +73,7 @@ class LocalKubelet:
         crashes = deployment.crashes
         assert crashes is not None
         for dead in [s for s in deployment.instances if not s.process.alive()]:
-            code = dead.process._proc.returncode if dead.process._proc else None
+            code = dead.process.exit_code
             deployment.instances.remove(dead)
             self.services.stop(dead)
             print(crashes.crashed(self.clock(), f"{dead.process.name} exited with code {code}"))
