@@ -236,7 +236,7 @@ class LocalPlatform:
                 {"CONSUMER_GROUP": consumer["consumerGroup"]},
             )
         progress("starting the consumers, as many as the operator scales their Deployments to")
-        self.kubelet.sync()
+        self.kubelet.settle()
 
     def _start_api(self) -> Launch:
         """Launches an API instance (not waiting: the Supervisor or the caller waits)."""

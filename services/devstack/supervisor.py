@@ -72,7 +72,8 @@ class Launch:
         return self
 
 
-def _probe(ready: Callable[[], bool]) -> bool:
+def probe(ready: Callable[[], bool]) -> bool:
+    """Asks a readiness probe once; an exception is a "not yet"."""
     try:
         return ready()
     except Exception:  # noqa: BLE001 - any probe failure means "not yet"
@@ -182,7 +183,7 @@ class Supervisor:
     def _check_start(self, item: Supervised, current: Launch, since: float) -> None:
         if not current.process.alive():
             why = f"exited with code {current.process.exit_code} before it was ready"
-        elif _probe(current.ready):
+        elif probe(current.ready):
             item.starting_since = None
             item.loop.started(self.clock())
             self.say(f"==> {item.loop.name} restarted (restart {item.loop.restarts})")

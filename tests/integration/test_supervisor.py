@@ -47,14 +47,18 @@ def test_a_consumer_dying_while_starting_backs_off_and_never_stops_the_platform(
     )
     kubelet.manage("prequal", "credit-service", CRASHER, {})
     deployment = kubelet.deployments[0]
-    for now in (0, 0.5, 1, 2, 3, 7, 11):
+    for now in (0, 0, 0.5, 1, 1, 2, 3, 3, 7, 7, 11, 11):
         clock.now = now
-        kubelet._converge(deployment, 1)  # never raises
+        kubelet._converge(deployment, 1)  # never raises, never waits for a start
+        for service, _ in deployment.starting:  # the launched crasher has exited
+            _exited(service.process)
     lines = [line for line in capsys.readouterr().out.splitlines() if "CrashLoopBackOff" in line]
-    # Tried at 0, 1, 3, 7 and 11; skipped at 0.5 and 2, inside the back-off.
+    # Launched at 0, 1, 3, 7 and 11, each found dead at the next sync; none at 0.5 and 2,
+    # inside the back-off.
+    assert deployment.next_instance == 6
     assert _delays(lines) == [1, 2, 4, 4, 4]
     assert "restart 5 in 4s" in lines[-1]
-    assert "died while starting" in lines[0]
+    assert "died while starting (exited with code 0 before it was ready)" in lines[0]
     assert deployment.crashes is not None
     assert deployment.crashes.restarts == 5
     assert services.running == [], "a failed start leaves no process behind"
