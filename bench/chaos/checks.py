@@ -26,7 +26,9 @@ from pathlib import Path
 import psycopg
 from bench.chaos.faults import Window, pg_dump_binary
 from bench.chaos.load import Outcome, Response
-from bench.chaos.platform import DATABASE, GROUPS, PARTITIONS, REPORTS, SUBMITTED, ChaosPlatform
+from bench.chaos.pipeline import PARTITIONS
+from bench.chaos.platform import DATABASE, GROUPS, ChaosPlatform
+from bench.chaos.schedule import OPERATOR
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from devstack.net import LOOPBACK
@@ -81,7 +83,7 @@ def group_lag(platform: ChaosPlatform) -> dict[str, int]:
             }
         )
         try:
-            parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+            parts = [TopicPartition(platform.topic(topic), p) for p in range(PARTITIONS)]
             total = 0
             for committed in consumer.committed(parts, timeout=10):
                 low, high = consumer.get_watermark_offsets(committed, timeout=10)
@@ -237,20 +239,21 @@ def order_violations(submitted: list[Record], reports: list[Record]) -> tuple[in
     one topic)."""
     broken = 0
     duplicated = 0
-    first: dict[str, dict[str, Record]] = {SUBMITTED: {}, REPORTS: {}}
-    for records in (submitted, reports):
+    # Per topic (submitted, then reports): each application's first record.
+    first: list[dict[str, Record]] = [{}, {}]
+    for records, firsts in zip((submitted, reports), first, strict=True):
         partitions: dict[bytes, set[int]] = defaultdict(set)
         events: dict[bytes, set[str]] = defaultdict(set)
         for record in records:
             partitions[record.key].add(record.partition)
             events[record.key].add(record.event_id)
-            seen = first[record.topic].get(record.key.decode())
+            seen = firsts.get(record.key.decode())
             if seen is None or record.offset < seen.offset:
-                first[record.topic][record.key.decode()] = record
+                firsts[record.key.decode()] = record
         broken += sum(1 for parts in partitions.values() if len(parts) > 1)
         duplicated += sum(1 for ids in events.values() if len(ids) > 1)
-    for app, report in first[REPORTS].items():
-        submission = first[SUBMITTED].get(app)
+    for app, report in first[1].items():
+        submission = first[0].get(app)
         if submission is None or report.timestamp_ms < submission.timestamp_ms:
             broken += 1
     return broken, duplicated
@@ -260,11 +263,13 @@ def recovery(
     windows: list[Window], outcomes: list[Outcome], final_at: dict[str, float]
 ) -> dict[str, float]:
     """Per fault kind, the longest time from a fault's end until an application accepted after
-    that moment was decided."""
+    that moment was decided (the operator's kills aside)."""
     longest: dict[str, float] = {}
     accepted = sorted((o.accepted_at, o.application_id) for o in outcomes if o.accepted_at)
     for window in windows:
         if window.end is None or window.skipped or window.failed:
+            continue
+        if window.target == OPERATOR:  # not on the applications' path: nothing to recover
             continue
         after = [final_at[i] for at, i in accepted if at >= window.end and i in final_at]
         if after:

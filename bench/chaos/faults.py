@@ -108,13 +108,18 @@ class Injector:
     # --- the faults ---------------------------------------------------------------------------
 
     def _kill(self, window: Window) -> None:
-        # A target still in its back-off is replaced by a running instance, of its kind first,
-        # so every scheduled kill lands (at least 20 in the full run).
-        kind = window.target.rsplit("-", 1)[0]
+        # A service instance still in its back-off is replaced by a running instance, of its
+        # kind first, so every scheduled kill lands (at least 20 in the full run). The operator
+        # has no stand-in: a kill that finds it down is skipped.
+        kind = schedule.kind_of(window.target)
         items = sorted(
             self.platform.supervisor.supervised,
             key=lambda item: (item.loop.name != window.target, not item.loop.name.startswith(kind)),
         )
+        if kind == schedule.OPERATOR:
+            items = items[:1]
+        else:
+            items = [i for i in items if i.loop.name != schedule.OPERATOR]
         for item in items:
             process = item.process
             if process is not None and process.alive():

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 # Every process kind the platform runs twice: each gets killed at least once.
 KINDS = ("prequal-api", "outbox-publisher", "credit-service", "decision-service")
 INSTANCES = (1, 2)
+# The one operator (devstack.operator.NAME): killed on its own count, `operator_kills`.
+OPERATOR = "loan-operator"
 
 KILL = "kill"
 KAFKA_RESTART = "kafka-restart"
@@ -68,9 +70,18 @@ def _target(kind: str) -> str:
     }[kind]
 
 
-def build(seed: int, load_seconds: float, kills: int, durations: Durations) -> list[Fault]:
-    """The schedule for a load of `load_seconds`: `kills` SIGKILLs (one of every kind first,
-    then every other instance, then random ones) and each infrastructure fault once."""
+def kind_of(target: str) -> str:
+    """`credit-service-2` -> `credit-service`; the operator is its own kind."""
+    name, _, instance = target.rpartition("-")
+    return name if instance.isdigit() else target
+
+
+def build(
+    seed: int, load_seconds: float, kills: int, durations: Durations, operator_kills: int = 0
+) -> list[Fault]:
+    """The schedule for a load of `load_seconds`: `kills` SIGKILLs of service instances (one of
+    every kind first, then every other instance, then random ones), `operator_kills` SIGKILLs of
+    the operator, and each infrastructure fault once."""
     rng = random.Random(seed)  # noqa: S311 - a replayable schedule, not a secret
     faults: list[Fault] = []
     everyone = [f"{kind}-{i}" for kind in KINDS for i in INSTANCES]
@@ -93,4 +104,7 @@ def build(seed: int, load_seconds: float, kills: int, durations: Durations) -> l
         room = max(0.0, slot - duration - 2.0)
         at = 0.05 * load_seconds + i * slot + rng.uniform(0, room)
         faults.append(Fault(round(at, 1), kind, _target(kind), duration))
+    # Drawn last, so the rest of a seed's schedule is what it was before the operator ran.
+    for _ in range(operator_kills):
+        faults.append(Fault(round(rng.uniform(0.05, 0.9) * load_seconds, 1), KILL, OPERATOR))
     return sorted(faults, key=lambda f: f.at)

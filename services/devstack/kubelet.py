@@ -23,7 +23,7 @@ from kubernetes.client import ApiException
 
 from devstack.process import ComponentStartError
 from devstack.services import RunningService, Services, ServiceSpec
-from devstack.supervisor import BackOff, CrashLoop, first_line
+from devstack.supervisor import BackOff, CrashLoop, first_line, probe
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,8 @@ class ManagedDeployment:
     spec: ServiceSpec
     extra_env: Mapping[str, str]
     instances: list[RunningService] = field(default_factory=list)
+    # Launched, not ready yet: each with the moment it was launched.
+    starting: list[tuple[RunningService, float]] = field(default_factory=list)
     next_instance: int = 1
     crashes: CrashLoop | None = None
 
@@ -47,6 +49,7 @@ class LocalKubelet:
     deployments: list[ManagedDeployment] = field(default_factory=list)
     backoff: BackOff = field(default_factory=BackOff)
     clock: Callable[[], float] = time.monotonic
+    start_timeout: float = 60.0
 
     def manage(
         self, namespace: str, name: str, spec: ServiceSpec, extra_env: Mapping[str, str]
@@ -67,27 +70,65 @@ class LocalKubelet:
             self._converge(deployment, int(desired or 0))
             self._report(apps, deployment)
 
+    def settle(self, poll: float = 0.2) -> None:
+        """Syncs until the instances the first sync launched are ready or have failed (the
+        platform's first start waits for its consumers); a failed one is left to its back-off."""
+        self.sync()
+        first = [service for d in self.deployments for service, _ in d.starting]
+        while any(s is f for d in self.deployments for s, _ in d.starting for f in first):
+            time.sleep(poll)
+            self.sync()
+
     def _converge(self, deployment: ManagedDeployment, desired: int) -> None:
         # A crashed instance is replaced, as a kubelet restarts a container: after a back-off
         # that grows while it keeps crashing (also while starting), never stopping the rest.
+        # Starts do not block: an instance is launched, and asked once per sync whether it is
+        # ready, so one slow start holds back neither the other Deployments nor the supervisor.
         crashes = deployment.crashes
         assert crashes is not None
         for dead in [s for s in deployment.instances if not s.process.alive()]:
-            code = dead.process._proc.returncode if dead.process._proc else None
+            code = dead.process.exit_code
             deployment.instances.remove(dead)
             self.services.stop(dead)
             print(crashes.crashed(self.clock(), f"{dead.process.name} exited with code {code}"))
-        while len(deployment.instances) < desired and crashes.may_start(self.clock()):
+        for service, since in list(deployment.starting):
+            self._check_start(deployment, service, since, desired)
+        while len(deployment.instances) + len(deployment.starting) < desired and crashes.may_start(
+            self.clock()
+        ):
             instance = deployment.next_instance
             deployment.next_instance += 1
             try:
-                service = self.services.start(
+                service = self.services.launch(
                     deployment.spec, instance=instance, extra_env=deployment.extra_env
                 )
             except ComponentStartError as exc:
                 why = f"instance {instance} died while starting ({first_line(exc)})"
                 print(crashes.crashed(self.clock(), why), flush=True)
                 break
+            deployment.starting.append((service, self.clock()))
+        while len(deployment.instances) + len(deployment.starting) > desired:
+            if deployment.starting:
+                service = deployment.starting.pop()[0]
+            else:
+                service = deployment.instances.pop()
+            self.services.stop(service)
+            print(
+                f"==> {deployment.name}: stopped {service.process.name} "
+                f"({len(deployment.instances)}/{desired})",
+                flush=True,
+            )
+
+    def _check_start(
+        self, deployment: ManagedDeployment, service: RunningService, since: float, desired: int
+    ) -> None:
+        crashes = deployment.crashes
+        assert crashes is not None
+        launch = self.services.as_launch(service, self.start_timeout)
+        if not service.process.alive():
+            why = f"exited with code {service.process.exit_code} before it was ready"
+        elif probe(launch.ready):
+            deployment.starting.remove((service, since))
             crashes.started(self.clock())
             deployment.instances.append(service)
             self.on_start(deployment, service)
@@ -96,14 +137,15 @@ class LocalKubelet:
                 f"({len(deployment.instances)}/{desired})",
                 flush=True,
             )
-        while len(deployment.instances) > desired:
-            service = deployment.instances.pop()
-            self.services.stop(service)
-            print(
-                f"==> {deployment.name}: stopped {service.process.name} "
-                f"({len(deployment.instances)}/{desired})",
-                flush=True,
-            )
+            return
+        elif self.clock() - since >= self.start_timeout:
+            why = f"not ready after {self.start_timeout:g}s"
+        else:
+            return
+        deployment.starting.remove((service, since))
+        self.services.stop(service)
+        why = f"{service.process.name} died while starting ({why})"
+        print(crashes.crashed(self.clock(), why), flush=True)
 
     def _report(self, apps: client.AppsV1Api, deployment: ManagedDeployment) -> None:
         count = len(deployment.instances)
@@ -122,5 +164,7 @@ class LocalKubelet:
 
     def stop(self) -> None:
         for deployment in self.deployments:
+            while deployment.starting:
+                self.services.stop(deployment.starting.pop()[0])
             while deployment.instances:
                 self.services.stop(deployment.instances.pop())

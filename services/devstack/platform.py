@@ -8,7 +8,6 @@ reverse. `.run/env` lists every endpoint as shell assignments for scripts and `m
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +20,8 @@ from devstack.hydra import AUDIENCE, SCOPES, Hydra, OAuthClient
 from devstack.kafka import Kafka
 from devstack.kube import ControlPlane
 from devstack.kubelet import LocalKubelet, ManagedDeployment
-from devstack.net import LOOPBACK, free_port, http_ok, port_is_free
+from devstack.net import LOOPBACK, free_port, port_is_free
+from devstack.operator import launch_operator
 from devstack.postgres import Postgres
 from devstack.process import ManagedProcess
 from devstack.prometheus import Prometheus
@@ -33,10 +33,9 @@ from devstack.services import (
     PUBLISHER,
     RunningService,
     Services,
-    console_script,
     migrate,
 )
-from devstack.supervisor import Supervisor
+from devstack.supervisor import Launch, Supervisor
 from devstack.tools import REPO_ROOT
 
 ALERT_RULES = REPO_ROOT / "charts" / "loan-prequal" / "files" / "alerts.rules.yaml"
@@ -186,8 +185,7 @@ class LocalPlatform:
         pipeline.apply_prerequisites(self.api_client, sample, self.postgres.url)
         progress("starting loan-operator")
         self.operator_metrics_port = free_port()
-        self.operator = self._start_operator()
-        self.supervisor.keep("loan-operator", self._start_operator, self.operator)
+        self.supervisor.keep("loan-operator", self._start_operator, self._start_operator().wait())
         self.prometheus.add_target("loan-operator", f"{LOOPBACK}:{self.operator_metrics_port}")
         progress(f"waiting for LoanPipeline {sample.namespace}/{sample.name} to be Ready")
         pipeline.apply_pipeline(self.api_client, sample)
@@ -203,35 +201,12 @@ class LocalPlatform:
         self._consumers = sample
         return env
 
-    def _start_operator(self) -> ManagedProcess:
-        liveness_port = free_port()
-        operator = ManagedProcess(
-            "loan-operator",
-            [
-                console_script("loan-operator"),
-                # Every namespace, as the chart's default: a pipeline applied anywhere (the
-                # tenants sample) is reconciled, not only the sample's.
-                "--all-namespaces",
-                "--liveness",
-                f"http://{LOOPBACK}:{liveness_port}/healthz",
-            ],
-            self.log_dir / "loan-operator.log",
-            env={
-                **os.environ,
-                "KUBECONFIG": str(self.kubeconfig),
-                "METRICS_PORT": str(self.operator_metrics_port),
-            },
-        )
-        self.operator = operator
-        operator.start()
-        try:
-            operator.wait_ready(
-                lambda: http_ok(f"http://{LOOPBACK}:{liveness_port}/healthz"), timeout=60
-            )
-        except BaseException:
-            operator.stop()
-            raise
-        return operator
+    def _start_operator(self) -> Launch:
+        """Launches the operator (not waiting); `self.operator` is the latest one, for stop()."""
+        launch = launch_operator(self.kubeconfig, self.log_dir, self.operator_metrics_port)
+        assert isinstance(launch.process, ManagedProcess)
+        self.operator = launch.process
+        return launch
 
     def _start_services(self, env: dict[str, str], progress: ProgressFn) -> None:
         assert self.api_client
@@ -240,12 +215,10 @@ class LocalPlatform:
         migrate(env, self.log_dir)
         self.services = Services(env, self.log_dir)
         progress("starting prequal-api")
-        api = self._start_api()
-        self.supervisor.keep("prequal-api", lambda: self._start_api().process, api.process)
+        self.supervisor.keep("prequal-api", self._start_api, self._start_api().wait())
         progress("starting outbox-publisher")
-        publisher = self._start_publisher()
         self.supervisor.keep(
-            "outbox-publisher", lambda: self._start_publisher().process, publisher.process
+            "outbox-publisher", self._start_publisher, self._start_publisher().wait()
         )
 
         prometheus = self.prometheus
@@ -263,21 +236,22 @@ class LocalPlatform:
                 {"CONSUMER_GROUP": consumer["consumerGroup"]},
             )
         progress("starting the consumers, as many as the operator scales their Deployments to")
-        self.kubelet.sync()
+        self.kubelet.settle()
 
-    def _start_api(self) -> RunningService:
+    def _start_api(self) -> Launch:
+        """Launches an API instance (not waiting: the Supervisor or the caller waits)."""
         assert self.services
         assert self.prometheus
-        api = self.services.start(API, port=self.ports.api, extra_env={"API_HOST": LOOPBACK})
+        api = self.services.launch(API, port=self.ports.api, extra_env={"API_HOST": LOOPBACK})
         self.prometheus.add_target("prequal-api", api.metrics_address)
-        return api
+        return self.services.as_launch(api)
 
-    def _start_publisher(self) -> RunningService:
+    def _start_publisher(self) -> Launch:
         assert self.services
         assert self.prometheus
-        publisher = self.services.start(PUBLISHER)
+        publisher = self.services.launch(PUBLISHER)
         self.prometheus.add_target("outbox-publisher", f"{LOOPBACK}:{publisher.port}")
-        return publisher
+        return self.services.as_launch(publisher)
 
     def demo_client(self) -> OAuthClient:
         """The first demo client (OIDC_CLIENT_ID in .run/env), to get tokens with."""

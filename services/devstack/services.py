@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from devstack.net import LOOPBACK, free_port, http_ok
 from devstack.process import ComponentStartError, ManagedProcess
+from devstack.supervisor import Launch
 from prequal.db.roles import RoleNames
 
 
@@ -170,6 +171,16 @@ class Services:
         except ComponentStartError:
             self.stop(service)
             raise
+
+    def as_launch(self, service: RunningService, timeout: float = 60) -> Launch:
+        """A launched service as the Supervisor restarts it: ready when its health endpoint
+        answers; given up on, it leaves nothing behind."""
+        return Launch(
+            service.process,
+            lambda: http_ok(f"{service.url}{service.spec.health_path}"),
+            timeout,
+            discard=lambda: self.stop(service),
+        )
 
     def stop(self, service: RunningService) -> None:
         service.process.stop()

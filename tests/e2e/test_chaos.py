@@ -1,7 +1,8 @@
 """The short chaos schedule of `make chaos --short` (docs/chaos.md): 1,000 applications at 20/s
-through two API instances while one fault of each kind lands (a SIGKILL of each process kind,
-a Kafka SIGKILL and restart, a 6 s broker SIGSTOP, a PostgreSQL crash, 8 s of a read-only
-database, a credit-service rebalance storm), then every check of the full run."""
+through two API instances while one fault of each kind lands (a SIGKILL of each process kind
+and of the operator, a Kafka SIGKILL and restart, a 6 s broker SIGSTOP, a PostgreSQL crash,
+8 s of a read-only database, a credit-service rebalance storm), then every check of the full
+run, the LoanPipeline's among them."""
 
 from __future__ import annotations
 
@@ -29,8 +30,13 @@ def test_short_chaos_schedule_loses_duplicates_and_leaks_nothing(tmp_path: Path)
     figures, failures = run(config)
     assert failures == [], f"seed {SEED}: {failures}"
     assert figures["accepted"] == 1000
-    assert figures["kills"] == 4
+    assert figures["kills"] == 5
+    assert figures["kills_loan_operator"] == 1
+    assert figures["operator_restarts"] >= 1
+    assert figures["pipeline_ready"] == 1
+    assert figures["topics_watched"] == 6  # three topics and their DLQs, none recreated
+    assert figures["secrets_watched"] >= 3  # database, key and API key Secrets, none recreated
     for kind in ("kafka_restarts", "broker_stops", "postgres_restarts", "read_only_windows"):
         assert figures[kind] == 1, kind
     assert figures["rebalance_storms"] == 1
-    assert figures["process_restarts"] >= 4  # every killed instance came back
+    assert figures["process_restarts"] >= 5  # every killed process came back

@@ -39,3 +39,18 @@ def test_the_short_schedule_kills_one_instance_of_each_kind() -> None:
     for seed in range(20):
         kills = [f for f in schedule.build(seed, 50, 4, schedule.SHORT) if f.kind == schedule.KILL]
         assert sorted(f.target.rsplit("-", 1)[0] for f in kills) == sorted(schedule.KINDS)
+
+
+def test_operator_kills_are_added_without_changing_the_rest_of_the_seeds_schedule() -> None:
+    without = schedule.build(7, 200, 26, schedule.FULL)
+    with_operator = schedule.build(7, 200, 26, schedule.FULL, operator_kills=4)
+    operator = [f for f in with_operator if f.target == schedule.OPERATOR]
+    assert len(operator) == 4
+    assert all(f.kind == schedule.KILL and 10 <= f.at <= 180 for f in operator)
+    assert [f for f in with_operator if f.target != schedule.OPERATOR] == without
+
+
+def test_a_target_names_its_kind_and_the_operator_is_a_kind_of_its_own() -> None:
+    assert schedule.kind_of("credit-service-2") == "credit-service"
+    assert schedule.kind_of("prequal-api-1") == "prequal-api"
+    assert schedule.kind_of(schedule.OPERATOR) == schedule.OPERATOR
