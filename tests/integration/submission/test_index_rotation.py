@@ -1,10 +1,12 @@
 """A blind index that rotates, through real API processes on one PostgreSQL database.
 
-Four API processes stand for the stages of a rotation: `legacy` holds only the key from before
+Five API processes stand for the stages of a rotation: `legacy` holds only the key from before
 migration 0010 (`PAN_BLIND_INDEX_KEY`, ring id v0); `old` has v1 active (v0 still live);
-`new` has v2 active with v0 and v1 still live (a pod that activated first, while `old` has
-not yet); `retired` holds v2 only (after `prequalctl reindex`). The tests run in file order:
-the reindex comes last and moves what the earlier ones stored.
+`distributed` has received v2 but keeps v1 active; `new` has v2 active with v0 and v1 still
+live (a pod that activated first, while `distributed` has not yet); `retired` holds v2 only
+(after `prequalctl reindex`). Pods that run side by side must be neighbours in this list: a
+pod must hold every key another pod has active (distribute, then activate). The tests run in
+file order: the reindex comes last and moves what the earlier ones stored.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ import httpx
 import psycopg
 import pytest
 
-from prequal.blind_index import IndexKeyRing
+from prequal.blind_index import IndexKeyRing, lock_keys
 from prequal.settings import IndexKeySettings
 from prequalctl.main import main
 from tests.applications import application, synthetic_pan
 from tests.integration.submission.conftest import ApiProcess, base_env, start_api
+from tests.polling import wait_until
 from tests.tokens import Oidc
 
 KEYS = {kid: base64.b64encode(os.urandom(32)).decode() for kid in ("v0", "v1", "v2")}
@@ -32,6 +35,11 @@ RINGS: dict[str, dict[str, str]] = {
     "old": {
         "PAN_BLIND_INDEX_KEY": KEYS["v0"],
         "PAN_INDEX_KEYS": f"v1:{KEYS['v1']}",
+        "PAN_INDEX_ACTIVE_KEY_ID": "v1",
+    },
+    "distributed": {
+        "PAN_BLIND_INDEX_KEY": KEYS["v0"],
+        "PAN_INDEX_KEYS": f"v1:{KEYS['v1']},v2:{KEYS['v2']}",
         "PAN_INDEX_ACTIVE_KEY_ID": "v1",
     },
     "new": {
@@ -91,12 +99,22 @@ def test_each_stored_index_names_the_key_it_was_made_with(
 ) -> None:
     made = {
         stage: _post(apis[stage], application()).json()["application_id"]
-        for stage in ("legacy", "old", "new")
+        for stage in ("legacy", "old", "distributed", "new")
     }
-    assert [_index_key_ids(database_url, [made[s]]) for s in made] == [["v0"], ["v1"], ["v2"]]
+    stored = [_index_key_ids(database_url, [made[s]]) for s in made]
+    assert stored == [["v0"], ["v1"], ["v1"], ["v2"]]
 
 
-@pytest.mark.parametrize(("first", "then"), [("legacy", "old"), ("old", "new"), ("legacy", "new")])
+@pytest.mark.parametrize(
+    ("first", "then"),
+    [
+        ("legacy", "old"),
+        ("old", "distributed"),
+        ("distributed", "new"),
+        ("new", "distributed"),  # the pod that has not activated v2 yet finds v2's rows
+        ("legacy", "new"),
+    ],
+)
 def test_a_duplicate_stored_under_an_older_key_is_found_under_the_active_one(
     apis: dict[str, ApiProcess], first: str, then: str
 ) -> None:
@@ -115,6 +133,7 @@ def test_an_idempotent_replay_across_a_rotation_returns_the_original(
     body = application()
     first = _post(apis["old"], body, key)
     replay = _post(apis["new"], body, key)
+    assert _post(apis["distributed"], body, key).json() == first.json()
     assert first.status_code == replay.status_code == 202
     assert replay.json() == first.json()
     assert replay.headers.get("idempotent-replayed") == "true"
@@ -131,19 +150,42 @@ def test_an_idempotent_replay_across_a_rotation_returns_the_original(
     assert stored == [("v1",)]
 
 
+def _waiting_for_advisory_locks(database_url: str) -> int:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def test_twenty_simultaneous_submissions_through_pods_with_different_active_keys_give_one_202(
     apis: dict[str, ApiProcess], database_url: str
 ) -> None:
+    """The worst moment, made deterministic: the PAN's locks are held while ten submissions
+    reach each pod (one with v1 active, one with v2), then all are released at once."""
     body = application()
-    pods = [apis["old"], apis["new"]]
+    pan_number = str(body["pan_number"])
+    pods = [apis["distributed"], apis["new"]]
+    candidates = _ring("new").pan_candidates(pan_number)
 
     def submit(i: int) -> httpx.Response:
         return _post(pods[i % 2], body)
 
-    with ThreadPoolExecutor(max_workers=20) as pool:
-        responses = list(pool.map(submit, range(20)))
+    with (
+        psycopg.connect(database_url) as holder,
+        ThreadPoolExecutor(max_workers=20) as pool,
+    ):
+        for key in lock_keys(candidates.values()):
+            holder.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+        futures = [pool.submit(submit, i) for i in range(20)]
+        wait_until(
+            lambda: _waiting_for_advisory_locks(database_url) >= 20 or None,
+            timeout=4,
+            what="twenty submissions queued on the PAN's locks",
+        )
+        holder.commit()
+        responses = [f.result() for f in futures]
     assert sorted(r.status_code for r in responses) == [202] + [409] * 19
-    candidates = _ring("new").pan_candidates(str(body["pan_number"]))
     with psycopg.connect(database_url) as conn:
         created = conn.execute(
             "SELECT pan_index_key_id FROM applications WHERE pan_blind_index = ANY(%s::bytea[])",
@@ -157,7 +199,7 @@ def test_concurrent_retries_of_one_idempotency_key_across_active_keys_create_one
 ) -> None:
     key = f"retry-{uuid.uuid4()}"
     body = application()
-    pods = [apis["old"], apis["new"]]
+    pods = [apis["distributed"], apis["new"]]
 
     def submit(i: int) -> tuple[int, str]:
         r = _post(pods[i % 2], body, key)
