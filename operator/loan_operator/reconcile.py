@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from loan_operator import conditions as cond
-from loan_operator import keyring
+from loan_operator import index_keys, keyring
 from loan_operator.decision_policy import canonical_json, policy_version
 from loan_operator.kafka_admin import KafkaAdmin, KafkaRequestFailed, KafkaUnreachable, TopicMissing
 from loan_operator.kube import Conflict, Kube, PipelineRef, now_iso
@@ -98,6 +98,8 @@ class PipelineState:
     observed_generation: int | None = None
     # {phase: Distributing | Active, keyId, since}: where the key rotation stands.
     key_rotation: dict[str, str] | None = None
+    # The same for the blind-index keys, with the index Secret's name (secretName).
+    index_key_rotation: dict[str, str] | None = None
 
     @classmethod
     def resume(cls, ref: PipelineRef, status: Mapping[str, Any]) -> PipelineState:
@@ -105,6 +107,8 @@ class PipelineState:
         state = cls(ref, conditions=cond.from_list(status.get("conditions")))
         if status.get("keyRotation"):
             state.key_rotation = dict(status["keyRotation"])
+        if status.get("indexKeyRotation"):
+            state.index_key_rotation = dict(status["indexKeyRotation"])
         for item in status.get("consumers") or ():
             state.consumers[item["name"]] = ConsumerState(
                 lag=int(item.get("lag", 0)),
@@ -119,7 +123,9 @@ class PipelineState:
         self.conditions = conditions
         ready_topics = sum(1 for t in self.topics if t["ready"])
         consumers = [c.as_status(n) for n, c in sorted(self.consumers.items())]
-        extra = {"keyRotation": self.key_rotation} if self.key_rotation else {}
+        extra: dict[str, Any] = {"keyRotation": self.key_rotation} if self.key_rotation else {}
+        if self.index_key_rotation:
+            extra["indexKeyRotation"] = self.index_key_rotation
         return {
             **extra,
             "observedGeneration": self.observed_generation,
@@ -288,6 +294,8 @@ class Reconciler:
         # operator made owned (deletionPolicy Delete) loses that ownerReference here.
         problem = self._ensure_keys(state, spec, owned=False)
         if problem is None:
+            problem = self._ensure_index_keys(state, spec)
+        if problem is None:
             problem = self._check_database(ref, spec)
         changed = self.kube.apply_config_map(
             ref.namespace, config_map_name(ref.name), config_map_data(spec), ref
@@ -345,7 +353,7 @@ class Reconciler:
             rotation = keyring.rotate(
                 secret.data,
                 spec.key_version,
-                activate=self._distributed(state, wanted),
+                activate=self._distributed(state.key_rotation, wanted),
                 kem=self.sealing_kem,
             )
         except keyring.KeyringError as exc:
@@ -408,9 +416,9 @@ class Reconciler:
             self._changed(ref, "ApiKeySecretUpdated", f"Secret {api_name}: public keys updated")
         return None
 
-    def _distributed(self, state: PipelineState, wanted: str) -> bool:
+    def _distributed(self, rotation: Mapping[str, str] | None, wanted: str) -> bool:
         """True once `wanted` has been in the Secret, inactive, for the distribution period."""
-        phase = state.key_rotation or {}
+        phase = rotation or {}
         if phase.get("phase") != "Distributing" or phase.get("keyId") != wanted:
             return False
         since = datetime.strptime(phase["since"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
@@ -418,10 +426,45 @@ class Reconciler:
 
     @staticmethod
     def _record_phase(state: PipelineState, wanted: str, active: str) -> None:
-        phase = "Active" if active == wanted else "Distributing"
-        current = state.key_rotation or {}
-        if current.get("phase") != phase or current.get("keyId") != wanted:
-            state.key_rotation = {"phase": phase, "keyId": wanted, "since": now_iso()}
+        state.key_rotation = _phase(state.key_rotation, wanted, active)
+
+    def _ensure_index_keys(
+        self, state: PipelineState, spec: PipelineSpec
+    ) -> tuple[str, str] | None:
+        """The index-key Secret (loan_operator.index_keys), rotated in the same two phases."""
+        ref = state.ref
+        name = index_keys.secret_name(spec.key_secret_name)
+        wanted = keyring.key_id(spec.index_key_version)
+        key_secret = self.kube.read_secret(ref.namespace, spec.key_secret_name)
+        legacy = key_secret.data.get(keyring.BLIND_INDEX_KEY) if key_secret else None
+        current = self.kube.read_secret(ref.namespace, name)
+        try:
+            rotation = index_keys.rotate(
+                current.data if current else {},
+                spec.index_key_version,
+                activate=self._distributed(state.index_key_rotation, wanted),
+                legacy_key=legacy,
+            )
+        except keyring.KeyringError as exc:
+            return ("KeySecretInvalid", f"Secret {name}: {exc}")
+        if current is None:
+            if not self.kube.create_secret(ref.namespace, name, rotation.data, None):
+                return ("KeySecretConflict", f"Secret {name} appeared while being created")
+            self._changed(ref, "IndexKeySecretCreated", f"generated Secret {name} with {wanted}")
+        elif rotation.data != current.data:
+            try:
+                self.kube.update_secret(
+                    ref.namespace, name, data=rotation.data, owner=ref, owned=False
+                )
+            except Conflict:
+                return ("KeySecretConflict", f"Secret {name} changed while being updated")
+            if rotation.added:
+                self._changed(ref, "IndexKeyRotated", f"Secret {name}: appended key {wanted}")
+            else:
+                self._changed(ref, "IndexKeyActivated", f"Secret {name}: active {wanted}")
+        phase = _phase(state.index_key_rotation, wanted, rotation.active)
+        state.index_key_rotation = {**phase, "secretName": name}
+        return None
 
     # --- scaling -------------------------------------------------------------------------------
     def scale(self, state: PipelineState, spec: PipelineSpec, consumer: ConsumerSpec) -> None:
@@ -554,8 +597,23 @@ class Reconciler:
         )
 
 
+def _phase(current: Mapping[str, str] | None, wanted: str, active: str) -> dict[str, str]:
+    """{phase, keyId, since}: `since` moves only when the phase or the wanted key does."""
+    phase = "Active" if active == wanted else "Distributing"
+    if current and current.get("phase") == phase and current.get("keyId") == wanted:
+        return dict(current)
+    return {"phase": phase, "keyId": wanted, "since": now_iso()}
+
+
 def _keys_message(state: PipelineState) -> str:
-    phase = state.key_rotation or {}
-    if phase.get("phase") == "Distributing":
-        return f"key {phase.get('keyId')} distributed since {phase.get('since')}, not active yet"
-    return f"key {phase.get('keyId')} active"
+    parts = []
+    for what, phase in (("key", state.key_rotation), ("index key", state.index_key_rotation)):
+        current = phase or {}
+        if current.get("phase") == "Distributing":
+            parts.append(
+                f"{what} {current.get('keyId')} distributed since {current.get('since')}, "
+                "not active yet"
+            )
+        elif current:
+            parts.append(f"{what} {current.get('keyId')} active")
+    return "; ".join(parts)
