@@ -318,7 +318,7 @@ class Reconciler:
             generation,
             ok=True,
             reason="SecretsReconciled",
-            message=_keys_message(state) + "; database Secret present",
+            message="; ".join(filter(None, (_keys_message(state), "database Secret present"))),
         )
         return True
 
