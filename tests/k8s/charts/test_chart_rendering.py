@@ -185,12 +185,14 @@ def test_processes_get_the_configuration_contract() -> None:
         mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
         assert ("/var/run/secrets/prequal" in mounts) is has_keys, component
         assert mounts[POD_TMP] == "tmp"
-        if has_keys:
-            # The API mounts the projection without private keys; credit-service the key Secret.
-            name = "api-keys" if component == "api" else "pan-keys"
-            suffix = "-api" if component == "api" else ""
-            volume = next(v for v in spec["volumes"] if v["name"] == name)
-            assert volume["secret"]["secretName"] == f"rel-loan-prequal-pan-keys{suffix}"
+        if component == "api":
+            # The projection without private keys and the index keys, which no one else mounts.
+            volume = next(v for v in spec["volumes"] if v["name"] == "api-keys")
+            sources = [source["secret"]["name"] for source in volume["projected"]["sources"]]
+            assert sources == ["rel-loan-prequal-pan-keys-api", "rel-loan-prequal-pan-keys-index"]
+        elif has_keys:
+            volume = next(v for v in spec["volumes"] if v["name"] == "pan-keys")
+            assert volume["secret"]["secretName"] == "rel-loan-prequal-pan-keys"
     for component in ("credit", "decision"):
         container = deployments[f"rel-loan-prequal-{component}"]["spec"]["template"]["spec"][
             "containers"
@@ -207,6 +209,15 @@ def test_processes_get_the_configuration_contract() -> None:
     assert pipeline["metadata"]["name"] == "rel-loan-prequal"
     assert pipeline["spec"]["database"] == {"secretName": "retail-db"}
     assert pipeline["spec"]["encryption"]["keySecretName"] == "rel-loan-prequal-pan-keys"
+    assert pipeline["spec"]["encryption"]["indexKeyVersion"] == 1
+    index_mounts = [
+        name
+        for d in deployments.values()
+        for v in d["spec"]["template"]["spec"].get("volumes", [])
+        for name in [s["secret"]["name"] for s in v.get("projected", {}).get("sources", [])]
+        if name.endswith("-index")
+    ]
+    assert index_mounts == ["rel-loan-prequal-pan-keys-index"]  # the API's, no one else's
 
 
 def test_each_service_takes_its_database_role_secret_and_falls_back_to_the_single_one() -> None:
