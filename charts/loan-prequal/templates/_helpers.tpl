@@ -159,8 +159,13 @@ pipeline predates them), which no other workload mounts. The API can seal but ne
   projected:
     defaultMode: 0440
     sources:
+      # Named keys only: an -api Secret written by an older operator still holds
+      # pan_blind_index_key, which the -index Secret holds too (one file, one source).
       - secret:
           name: {{ include "loan-prequal.panKeySecret" . }}-api
+          items:
+            - {key: sealing_public_keys, path: sealing_public_keys}
+            - {key: sealing_active_key_id, path: sealing_active_key_id}
       - secret:
           name: {{ include "loan-prequal.panKeySecret" . }}-index
 {{- end }}

@@ -293,6 +293,32 @@ def test_retention_is_a_cronjob_that_is_off_unless_asked_for() -> None:
     assert len(retention["egress"]) == 1
 
 
+def test_reindex_is_a_cronjob_with_the_private_and_index_keys_off_unless_asked_for() -> None:
+    """docs/data-protection.md: reindexing needs each PAN, so the job holds the private keys
+    and the index keys together; nothing else does."""
+    docs = documents(render("loan-prequal", "--set", "reindex.enabled=true"))
+    [cron] = by_kind(docs, "CronJob")
+    assert cron["metadata"]["name"] == "rel-loan-prequal-reindex"
+    spec = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    [container] = spec["containers"]
+    assert container["command"] == ["prequalctl", "reindex", "--batch", "200"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert mounts["/var/run/secrets/prequal"] == "reindex-keys"
+    volume = next(v for v in spec["volumes"] if v["name"] == "reindex-keys")
+    files = {
+        item["path"]: source["secret"]["name"]
+        for source in volume["projected"]["sources"]
+        for item in source["secret"].get("items", [{"path": "*"}])
+    }
+    assert files == {
+        "sealing_private_keys": "rel-loan-prequal-pan-keys",
+        "pan_encryption_keys": "rel-loan-prequal-pan-keys",
+        "*": "rel-loan-prequal-pan-keys-index",
+    }
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    assert _policies(docs)["reindex"]["policyTypes"] == ["Egress"]
+
+
 def _policies(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {
         p["metadata"]["name"].removeprefix("rel-loan-prequal-"): p["spec"]
