@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Protocol
 
-from loan_operator import keyring
+from loan_operator import index_keys, keyring
 from loan_operator.kube import Conflict, Kube, PipelineRef, SecretData, now_iso
 from loan_operator.ownership import Refusal, secret_claim
 from loan_operator.spec import PipelineSpec
@@ -28,6 +28,8 @@ class RotationState(Protocol):
     ref: PipelineRef
     # {phase: Distributing | Active, keyId, since}: where the key rotation stands.
     key_rotation: dict[str, str] | None
+    # The same for the blind-index keys, with the index Secret's name (secretName).
+    index_key_rotation: dict[str, str] | None
 
 
 class KeySecrets:
@@ -66,7 +68,7 @@ class KeySecrets:
             rotation = keyring.rotate(
                 secret.data,
                 spec.key_version,
-                activate=self._distributed(state, wanted),
+                activate=self._distributed(state.key_rotation, wanted),
                 kem=self.sealing_kem,
             )
         except keyring.KeyringError as exc:
@@ -74,8 +76,55 @@ class KeySecrets:
         problem = self._write(ref, name, secret, rotation, adopt=claim == "adopt")
         if problem:
             return problem
-        _record_phase(state, wanted, rotation.active)
+        state.key_rotation = _phase(state.key_rotation, wanted, rotation.active)
         return self._project_api_keys(ref, name, rotation.data)
+
+    def ensure_index(self, state: RotationState, spec: PipelineSpec) -> Problem | None:
+        """The index-key Secret (loan_operator.index_keys), rotated in the same two phases and
+        claimed like the key Secret: never someone else's, never garbage-collected."""
+        ref = state.ref
+        name = index_keys.secret_name(spec.key_secret_name)
+        wanted = keyring.key_id(spec.index_key_version)
+        key_secret = self.kube.read_secret(ref.namespace, spec.key_secret_name)
+        legacy = key_secret.data.get(keyring.BLIND_INDEX_KEY) if key_secret else None
+        current = self.kube.read_secret(ref.namespace, name)
+        claim = None
+        if current is not None:
+            claim = secret_claim(ref.name, "index key Secret", name, current.meta)
+            if isinstance(claim, Refusal):
+                return (claim.reason, claim.message)
+        try:
+            rotation = index_keys.rotate(
+                current.data if current else {},
+                spec.index_key_version,
+                activate=self._distributed(state.index_key_rotation, wanted),
+                legacy_key=legacy,
+            )
+        except keyring.KeyringError as exc:
+            return ("KeySecretInvalid", f"Secret {name}: {exc}")
+        if current is None:
+            if not self.kube.create_secret(ref.namespace, name, rotation.data, ref):
+                return ("KeySecretConflict", f"Secret {name} appeared while being created")
+            self.changed(ref, "IndexKeySecretCreated", f"generated Secret {name} with {wanted}")
+        elif rotation.data != current.data or claim == "adopt":
+            try:
+                self.kube.update_secret(
+                    ref.namespace,
+                    name,
+                    data=rotation.data if rotation.data != current.data else None,
+                    owner=ref,
+                    owned=False,
+                    claim=claim == "adopt",
+                )
+            except Conflict:
+                return ("KeySecretConflict", f"Secret {name} changed while being updated")
+            if rotation.added:
+                self.changed(ref, "IndexKeyRotated", f"Secret {name}: appended key {wanted}")
+            elif rotation.data != current.data:
+                self.changed(ref, "IndexKeyActivated", f"Secret {name}: active {wanted}")
+        phase = _phase(state.index_key_rotation, wanted, rotation.active)
+        state.index_key_rotation = {**phase, "secretName": name}
+        return None
 
     def _write(
         self,
@@ -155,24 +204,32 @@ class KeySecrets:
                 self.changed(ref, "ApiKeySecretUpdated", f"Secret {api_name}: public keys updated")
         return None
 
-    def _distributed(self, state: RotationState, wanted: str) -> bool:
+    def _distributed(self, rotation: Mapping[str, str] | None, wanted: str) -> bool:
         """True once `wanted` has been in the Secret, inactive, for the distribution period."""
-        phase = state.key_rotation or {}
+        phase = rotation or {}
         if phase.get("phase") != "Distributing" or phase.get("keyId") != wanted:
             return False
         since = datetime.strptime(phase["since"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
         return (datetime.now(UTC) - since).total_seconds() >= self.key_distribution_seconds
 
 
-def _record_phase(state: RotationState, wanted: str, active: str) -> None:
+def _phase(current: Mapping[str, str] | None, wanted: str, active: str) -> dict[str, str]:
+    """{phase, keyId, since}: `since` moves only when the phase or the wanted key does."""
     phase = "Active" if active == wanted else "Distributing"
-    current = state.key_rotation or {}
-    if current.get("phase") != phase or current.get("keyId") != wanted:
-        state.key_rotation = {"phase": phase, "keyId": wanted, "since": now_iso()}
+    if current and current.get("phase") == phase and current.get("keyId") == wanted:
+        return dict(current)
+    return {"phase": phase, "keyId": wanted, "since": now_iso()}
 
 
 def keys_message(state: RotationState) -> str:
-    phase = state.key_rotation or {}
-    if phase.get("phase") == "Distributing":
-        return f"key {phase.get('keyId')} distributed since {phase.get('since')}, not active yet"
-    return f"key {phase.get('keyId')} active"
+    parts = []
+    for what, phase in (("key", state.key_rotation), ("index key", state.index_key_rotation)):
+        current = phase or {}
+        if current.get("phase") == "Distributing":
+            parts.append(
+                f"{what} {current.get('keyId')} distributed since {current.get('since')}, "
+                "not active yet"
+            )
+        elif current:
+            parts.append(f"{what} {current.get('keyId')} active")
+    return "; ".join(parts)

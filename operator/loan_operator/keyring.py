@@ -1,11 +1,13 @@
-"""The key Secrets' content: append-only HPKE sealing key pairs and a blind-index key.
+"""The key Secrets' content: append-only HPKE sealing key pairs.
 
 The key Secret (`spec.encryption.keySecretName`, mounted by the credit service only) holds
-`sealing_private_keys`, `sealing_public_keys`, `sealing_active_key_id` and
-`pan_blind_index_key`. The API's Secret (`<keySecretName>-api`) is a projection of it without
-any private key: public keys, the active key id and the blind-index key (`api_data`). Secrets
-made before sealing also hold the legacy keyring (`pan_encryption_keys`, `pan_active_key_id`);
-it is kept byte for byte (the credit service opens old rows with it) and never grows.
+`sealing_private_keys`, `sealing_public_keys` and `sealing_active_key_id`. The API's Secret
+(`<keySecretName>-api`) is a projection of it without any private key: public keys and the
+active key id (`api_data`). The blind-index keys live in a Secret of their own
+(loan_operator.index_keys); a key Secret made before that still holds `pan_blind_index_key`,
+kept (never deleted) and copied once into the index Secret. Secrets made before sealing also
+hold the legacy keyring (`pan_encryption_keys`, `pan_active_key_id`); it is kept byte for byte
+(the credit service opens old rows with it) and never grows.
 
 Keys come from the OS's CSPRNG and are never logged. Rotation has two phases: the pair
 `v<version>` is appended first (distributed: the credit service can open with it) and made
@@ -17,7 +19,6 @@ not: they never drop a key.
 from __future__ import annotations
 
 import base64
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -30,8 +31,7 @@ BLIND_INDEX_KEY = "pan_blind_index_key"
 # The legacy keyring of Secrets made before sealing: kept, never generated or rotated.
 ENCRYPTION_KEYS = "pan_encryption_keys"
 ACTIVE_KEY_ID = "pan_active_key_id"
-REQUIRED = (BLIND_INDEX_KEY,)
-API_KEYS = (PUBLIC_KEYS, SEALING_ACTIVE_KEY_ID, BLIND_INDEX_KEY)
+API_KEYS = (PUBLIC_KEYS, SEALING_ACTIVE_KEY_ID)
 
 
 class KeyringError(ValueError):
@@ -44,10 +44,6 @@ def key_id(version: int) -> str:
 
 def api_secret_name(key_secret_name: str) -> str:
     return f"{key_secret_name}-api"
-
-
-def _new_key() -> str:
-    return base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 def parse_keyring(text: str, name: str = ENCRYPTION_KEYS) -> dict[str, str]:
@@ -74,9 +70,9 @@ def _append_pair(data: dict[str, str], kid: str, kem: sealing.KemName) -> None:
 
 
 def new_key_data(version: int, kem: sealing.KemName = sealing.DEFAULT_KEM) -> dict[str, str]:
-    """A fresh Secret: one sealing key pair, active, and a blind-index key."""
+    """A fresh Secret: one sealing key pair, active."""
     kid = key_id(version)
-    data = {SEALING_ACTIVE_KEY_ID: kid, BLIND_INDEX_KEY: _new_key()}
+    data = {SEALING_ACTIVE_KEY_ID: kid}
     _append_pair(data, kid, kem)
     return data
 
@@ -109,9 +105,6 @@ def rotate(
     active key stays what it was until a later call activates it. A Secret from before sealing
     (legacy keyring only) gets its first pair active at once: nothing was sealed before it.
     """
-    missing = [k for k in REQUIRED if not existing.get(k)]
-    if missing:
-        raise KeyringError(f"the key Secret lacks {', '.join(missing)}; it is left untouched")
     private = parse_keyring(existing.get(PRIVATE_KEYS, ""), PRIVATE_KEYS)
     public = parse_keyring(existing.get(PUBLIC_KEYS, ""), PUBLIC_KEYS)
     if list(private) != list(public):

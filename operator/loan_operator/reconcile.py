@@ -98,6 +98,8 @@ class PipelineState:
     observed_generation: int | None = None
     # {phase: Distributing | Active, keyId, since}: where the key rotation stands.
     key_rotation: dict[str, str] | None = None
+    # The same for the blind-index keys, with the index Secret's name (secretName).
+    index_key_rotation: dict[str, str] | None = None
 
     @classmethod
     def resume(cls, ref: PipelineRef, status: Mapping[str, Any]) -> PipelineState:
@@ -105,6 +107,8 @@ class PipelineState:
         state = cls(ref, conditions=cond.from_list(status.get("conditions")))
         if status.get("keyRotation"):
             state.key_rotation = dict(status["keyRotation"])
+        if status.get("indexKeyRotation"):
+            state.index_key_rotation = dict(status["indexKeyRotation"])
         for item in status.get("consumers") or ():
             state.consumers[item["name"]] = ConsumerState(
                 lag=int(item.get("lag", 0)),
@@ -119,7 +123,9 @@ class PipelineState:
         self.conditions = conditions
         ready_topics = sum(1 for t in self.topics if t["ready"])
         consumers = [c.as_status(n) for n, c in sorted(self.consumers.items())]
-        extra = {"keyRotation": self.key_rotation} if self.key_rotation else {}
+        extra: dict[str, Any] = {"keyRotation": self.key_rotation} if self.key_rotation else {}
+        if self.index_key_rotation:
+            extra["indexKeyRotation"] = self.index_key_rotation
         return {
             **extra,
             "observedGeneration": self.observed_generation,
@@ -289,6 +295,8 @@ class Reconciler:
         ref = state.ref
         problem = self.keys.ensure(state, spec)
         if problem is None:
+            problem = self.keys.ensure_index(state, spec)
+        if problem is None:
             problem = self._check_database(ref, spec)
         name = config_map_name(ref.name)
         changed = self.kube.apply_config_map(
@@ -318,7 +326,7 @@ class Reconciler:
             generation,
             ok=True,
             reason="SecretsReconciled",
-            message=keys_message(state) + "; database Secret present",
+            message="; ".join(filter(None, (keys_message(state), "database Secret present"))),
         )
         return True
 

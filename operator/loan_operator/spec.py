@@ -64,6 +64,8 @@ class PipelineSpec:
     database_secret_name: str
     key_secret_name: str
     key_version: int = 1
+    # The blind-index keys' version: its own Secret, its own two-phase rotation.
+    index_key_version: int = 1
     decision_policy: Mapping[str, Any] = field(
         default_factory=lambda: with_defaults(DEFAULT_DECISION_POLICY)
     )
@@ -121,6 +123,7 @@ def parse_spec(raw: Mapping[str, Any]) -> PipelineSpec:
         database_secret_name=str(raw["database"]["secretName"]),
         key_secret_name=str(encryption["keySecretName"]),
         key_version=int(encryption.get("keyVersion", 1)),
+        index_key_version=int(encryption.get("indexKeyVersion", 1)),
         decision_policy=with_defaults(raw.get("decisionPolicy")),
         challenger_policy=(
             None if raw.get("challengerPolicy") is None else with_defaults(raw["challengerPolicy"])

@@ -47,12 +47,18 @@ class ServiceSpec:
     db_role: str = ""
     # Only the credit service may open personal data: the others never see a private key.
     opens: bool = False
+    # Only the API holds the blind-index keys (and `prequalctl reindex`, run by a person).
+    indexes: bool = False
 
 
 # What opens sealed data keys and legacy PAN ciphertexts (the key Secret's private part).
 OPENING_KEYS = ("SEALING_PRIVATE_KEYS", "PAN_ENCRYPTION_KEYS", "PAN_ACTIVE_KEY_ID")
+# The index-key Secret's settings (prequal.blind_index).
+INDEX_KEYS = ("PAN_INDEX_KEYS", "PAN_INDEX_ACTIVE_KEY_ID", "PAN_BLIND_INDEX_KEY")
 
-API = ServiceSpec("prequal-api", "prequal-api", "API_PORT", "/ready", "API_METRICS_PORT", "api")
+API = ServiceSpec(
+    "prequal-api", "prequal-api", "API_PORT", "/ready", "API_METRICS_PORT", "api", indexes=True
+)
 PUBLISHER = ServiceSpec(
     "outbox-publisher", "outbox-publisher", "METRICS_PORT", "/health", db_role="publisher"
 )
@@ -146,6 +152,9 @@ class Services:
             env["DATABASE_URL"] = as_role(env["DATABASE_URL"], RoleNames().of(spec.db_role))
         if not spec.opens:
             for name in OPENING_KEYS:
+                env.pop(name, None)
+        if not spec.indexes:
+            for name in INDEX_KEYS:
                 env.pop(name, None)
         if metrics_port:
             env[spec.metrics_port_env] = str(metrics_port)

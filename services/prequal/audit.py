@@ -65,3 +65,5 @@ PURPOSE_SUBMISSION = "application-submission"
 PURPOSE_CONSENT = "consent-capture"
 PURPOSE_STATUS = "status-read"
 PURPOSE_CREDIT_SCORING = "credit-scoring"
+# `prequalctl reindex` opens a PAN to recompute its blind index under a new index key.
+PURPOSE_REINDEX = "reindex"

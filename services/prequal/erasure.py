@@ -20,7 +20,7 @@ ERASED_NOTICE = "the applicant's personal data was erased by crypto-shredding"
 ERASE_SQL = """
 WITH erased AS (
     UPDATE applications SET
-        pan_ciphertext = NULL, pan_blind_index = NULL, pan_masked = NULL,
+        pan_ciphertext = NULL, pan_blind_index = NULL, pan_index_key_id = NULL, pan_masked = NULL,
         personal_ciphertext = NULL, first_name = NULL, last_name = NULL,
         date_of_birth = NULL, email = NULL, phone_number = NULL,
         personal_data_erased_at = coalesce(personal_data_erased_at, now()),

@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from prequal import sealing
+from prequal import blind_index, sealing
 
 DEFAULT_SECRETS_DIR = "/var/run/secrets/prequal"
 KEY_BYTES = 32
@@ -165,19 +165,58 @@ class PanKeySettings(BaseServiceSettings):
         return decode_key(self.pan_blind_index_key.get_secret_value(), "PAN_BLIND_INDEX_KEY")
 
 
-class BlindIndexKeySettings(BaseServiceSettings):
-    """The HMAC key of the PAN's blind index (duplicate rule) and idempotency fingerprints."""
+class IndexKeySettings(BaseServiceSettings):
+    """The index key ring (prequal.blind_index): the PAN's blind index and idempotency digests.
 
-    pan_blind_index_key: SecretStr
+    `PAN_INDEX_KEYS` (`key_id:base64,…`, 32-byte root keys) with `PAN_INDEX_ACTIVE_KEY_ID`; the
+    single key from before migration 0010, `PAN_BLIND_INDEX_KEY`, joins the ring as `v0` (and
+    is the active one when it is the only key), so a deployment upgrades without a new Secret.
+    """
 
-    @field_validator("pan_blind_index_key")
+    pan_index_keys: SecretStr | None = None
+    pan_index_active_key_id: str = ""
+    pan_blind_index_key: SecretStr | None = None
+
+    @field_validator("pan_index_active_key_id", mode="before")
     @classmethod
-    def _blind_key(cls, value: SecretStr) -> SecretStr:
-        decode_key(value.get_secret_value(), "PAN_BLIND_INDEX_KEY")
-        return value
+    def _strip(cls, value: object) -> object:
+        return value.strip() if isinstance(value, str) else value
 
-    def blind_index_key(self) -> bytes:
-        return decode_key(self.pan_blind_index_key.get_secret_value(), "PAN_BLIND_INDEX_KEY")
+    @model_validator(mode="after")
+    def _ring(self) -> IndexKeySettings:
+        self.index_key_ring()
+        return self
+
+    def index_key_ring(self) -> blind_index.IndexKeyRing:
+        keys: dict[str, bytes] = {}
+        text = self.pan_index_keys.get_secret_value() if self.pan_index_keys else ""
+        if text.strip():
+            keys = sealing.parse_key_list(
+                text,
+                "PAN_INDEX_KEYS",
+                decode=lambda encoded, kid: decode_key(encoded, f"PAN_INDEX_KEYS key {kid!r}"),
+            )
+            if blind_index.LEGACY_KEY_ID in keys:
+                raise ValueError(
+                    f"PAN_INDEX_KEYS: key id {blind_index.LEGACY_KEY_ID!r} is reserved for "
+                    "PAN_BLIND_INDEX_KEY (the key from before migration 0010)"
+                )
+        legacy = self.pan_blind_index_key.get_secret_value() if self.pan_blind_index_key else ""
+        if legacy.strip():
+            keys[blind_index.LEGACY_KEY_ID] = decode_key(legacy, "PAN_BLIND_INDEX_KEY")
+        if not keys:
+            raise ValueError(
+                "PAN_INDEX_KEYS (or the older PAN_BLIND_INDEX_KEY) is required; generate one "
+                "with `prequalctl keys generate`"
+            )
+        active = self.pan_index_active_key_id
+        if not active:
+            if list(keys) != [blind_index.LEGACY_KEY_ID]:
+                raise ValueError("PAN_INDEX_ACTIVE_KEY_ID is required with PAN_INDEX_KEYS")
+            active = blind_index.LEGACY_KEY_ID
+        if active not in keys:
+            raise ValueError(f"PAN_INDEX_ACTIVE_KEY_ID {active!r} is not in PAN_INDEX_KEYS")
+        return blind_index.IndexKeyRing(keys, active)
 
 
 class SealingPublicKeySettings(BaseServiceSettings):

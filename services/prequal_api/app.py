@@ -94,7 +94,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         submission=SubmissionService(
             pool=pool,
             sealer=settings.sealer(),
-            blind_index_key=settings.blind_index_key(),
+            index_keys=settings.index_key_ring(),
             topic=settings.topic_applications_submitted,
             actor=settings.service_name,
             pool_timeout=settings.db_pool_timeout_seconds,

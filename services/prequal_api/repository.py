@@ -26,7 +26,9 @@ class NewApplication:
     client_id: str
     pan_masked: str
     pan_ciphertext: bytes
-    pan_blind_index: bytes
+    # The PAN's digest under every live index key, by key id, the active one first: the
+    # active one is stored, all of them are checked and locked (prequal.blind_index).
+    pan_indexes: dict[str, bytes]
     personal_ciphertext: bytes
     sealed_key: bytes
     requested_amount: Decimal
@@ -43,6 +45,7 @@ class NewConsent:
 
 @dataclass(frozen=True)
 class StoredResponse:
+    index_key_id: str
     request_hmac: bytes
     status_code: int
     body: dict[str, Any]
@@ -66,14 +69,11 @@ class ApplicationRow:
     personal_data_erased_at: datetime | None = None
 
 
-def advisory_key(digest: bytes) -> int:
-    """A signed 64-bit advisory-lock key from the first bytes of a keyed digest."""
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
-async def lock(conn: Conn, key: int) -> None:
-    """Serializes transactions on one key until commit or rollback."""
-    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+async def lock(conn: Conn, keys: list[int]) -> None:
+    """Serializes transactions on these keys (ascending, see blind_index.lock_keys) until commit
+    or rollback."""
+    for key in keys:
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
 
 
 # The duplicate rule and the three inserts (application, `encrypt` audit row, outbox event) are
@@ -81,7 +81,7 @@ async def lock(conn: Conn, key: int) -> None:
 # by the same statement when the function accepted the submission: one round trip in all.
 SUBMIT_SQL = (
     "WITH submitted AS MATERIALIZED (SELECT created_at, existing_id FROM submit_application("
-    "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+    "%s::bigint[], %s, %s, %s, %s, %s::bytea[], %s, %s, %s, %s, %s, %s, %s, "
     # The actor argument also sets who and why for the function's audit row (migration 0008).
     "audit_context(%s, %s, %s, %s), %s, %s, %s::smallint, %s, %s, %s::jsonb)), "
     "consent AS (INSERT INTO consents (application_id, soft_inquiry, text_version, captured_at, "
@@ -104,19 +104,22 @@ class SubmitOutcome:
 
 
 def submit_params(
-    lock_key: int,
+    lock_keys: list[int],
     app: NewApplication,
     encrypt_audit: audit.AuditEntry,
     event: outbox.OutboxRow,
     consent: NewConsent,
 ) -> tuple[Any, ...]:
+    active_key_id, active_index = next(iter(app.pan_indexes.items()))
     return (
-        lock_key,
+        lock_keys,
         app.id,
         app.client_id,
         app.pan_masked,
         app.pan_ciphertext,
-        app.pan_blind_index,
+        list(app.pan_indexes.values()),
+        active_index,
+        active_key_id,
         app.personal_ciphertext,
         app.sealed_key,
         app.requested_amount,
@@ -145,7 +148,7 @@ def submit_params(
 
 async def submit(
     conn: Conn,
-    lock_key: int,
+    lock_keys: list[int],
     app: NewApplication,
     encrypt_audit: audit.AuditEntry,
     event: outbox.OutboxRow,
@@ -155,14 +158,15 @@ async def submit(
     """Stores the submission unless this client submitted the PAN in the last 24 hours.
 
     Returns created_at, or the existing application's id for this client's duplicate. Another
-    client's recent application of the PAN is flagged on the row, not refused. `lock_key` is
-    the PAN's advisory-lock key: the
-    function takes the lock before it looks, so concurrent submissions of one PAN queue and only
-    the first passes. Alone on an autocommit connection it is its own transaction; inside a
-    caller's transaction the lock is held until that one ends.
+    client's recent application of the PAN is flagged on the row, not refused. `lock_keys` are
+    the advisory-lock keys of the PAN's digests under every live index key: the function takes
+    them before it looks, so concurrent submissions of one PAN queue and only the first passes,
+    also between API pods that hold different active index keys. Alone on an autocommit
+    connection it is its own transaction; inside a caller's transaction the locks are held
+    until that one ends.
     """
     cur = await conn.execute(
-        SUBMIT_SQL, submit_params(lock_key, app, encrypt_audit, event, consent)
+        SUBMIT_SQL, submit_params(lock_keys, app, encrypt_audit, event, consent)
     )
     row = await cur.fetchone()
     assert row is not None  # a function with OUT parameters always returns one row
@@ -170,24 +174,27 @@ async def submit(
 
 
 async def stored_response(
-    conn: Conn, key_hmac: bytes, retention_seconds: float
+    conn: Conn, key_hmacs: list[bytes], retention_seconds: float
 ) -> StoredResponse | None:
-    """The stored answer for a key, unless it is older than the retention (then it is gone)."""
+    """The stored answer for a key under any live index key (the HMACs of the key under each),
+    unless it is older than the retention (then it is gone)."""
     cur = await conn.execute(
-        "SELECT request_hmac, status_code, response FROM idempotency_keys "
-        "WHERE key_hmac = %s AND created_at > now() - make_interval(secs => %s)",
-        (key_hmac, retention_seconds),
+        "SELECT index_key_id, request_hmac, status_code, response FROM idempotency_keys "
+        "WHERE key_hmac = ANY(%s::bytea[]) AND created_at > now() - make_interval(secs => %s) "
+        "ORDER BY created_at DESC LIMIT 1",
+        (key_hmacs, retention_seconds),
     )
     row = await cur.fetchone()
     if row is None:
         return None
-    return StoredResponse(bytes(row[0]), int(row[1]), dict(row[2]))
+    return StoredResponse(str(row[0]), bytes(row[1]), int(row[2]), dict(row[3]))
 
 
 async def store_response(
     conn: Conn,
     key_hmac: bytes,
     *,
+    index_key_id: str,
     request_hmac: bytes,
     application_id: uuid.UUID,
     status_code: int,
@@ -195,11 +202,12 @@ async def store_response(
 ) -> None:
     await conn.execute(
         # An expired row not purged yet is replaced.
-        "INSERT INTO idempotency_keys (key_hmac, request_hmac, application_id, status_code, "
-        "response) VALUES (%s, %s, %s, %s, %s::jsonb) ON CONFLICT (key_hmac) DO UPDATE SET "
+        "INSERT INTO idempotency_keys (key_hmac, index_key_id, request_hmac, application_id, "
+        "status_code, response) VALUES (%s, %s, %s, %s, %s, %s::jsonb) "
+        "ON CONFLICT (key_hmac) DO UPDATE SET index_key_id = excluded.index_key_id, "
         "request_hmac = excluded.request_hmac, application_id = excluded.application_id, "
         "status_code = excluded.status_code, response = excluded.response, created_at = now()",
-        (key_hmac, request_hmac, application_id, status_code, json.dumps(body)),
+        (key_hmac, index_key_id, request_hmac, application_id, status_code, json.dumps(body)),
     )
 
 

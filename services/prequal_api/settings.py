@@ -1,6 +1,7 @@
 """The API's settings: database, public sealing keys, listen address, pool, tokens and limits.
 
-The API holds only public keys (it seals, it never opens) and the blind-index key.
+The API holds only public keys (it seals, it never opens) and the index key ring
+(prequal.blind_index).
 """
 
 from __future__ import annotations
@@ -8,14 +9,14 @@ from __future__ import annotations
 from pydantic import field_validator
 
 from prequal.settings import (
-    BlindIndexKeySettings,
     DatabaseSettings,
+    IndexKeySettings,
     KafkaSettings,
     SealingPublicKeySettings,
 )
 
 
-class ApiSettings(DatabaseSettings, SealingPublicKeySettings, BlindIndexKeySettings, KafkaSettings):
+class ApiSettings(DatabaseSettings, SealingPublicKeySettings, IndexKeySettings, KafkaSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     # /metrics is served here, not on the API port: the Ingress never routes to it.

@@ -5,12 +5,13 @@ sealed to the credit service's public key and forgotten (prequal.sealing): the A
 back what it stored. The event carries the PAN ciphertext but not the sealed key, so erasing the
 key row in the database makes every Kafka and DLQ copy unreadable.
 
-Everything happens in one transaction. The 24-hour duplicate rule is serialized with a
-transaction-scoped advisory lock keyed by the PAN's blind index: two submissions of one PAN
-queue on the lock, and the second one's check (a new snapshot in READ COMMITTED, which the
-API sets on every connection whatever the database's default) sees the first one's committed
-row. Submissions of different PANs never wait for each other. Idempotency keys are serialized
-the same way.
+Everything happens in one transaction. The 24-hour duplicate rule is serialized with
+transaction-scoped advisory locks keyed by the PAN's blind index under every live index key
+(prequal.blind_index): two submissions of one PAN queue on a lock they share, and the second
+one's check (a new snapshot in READ COMMITTED, which the API sets on every connection whatever
+the database's default) sees the first one's committed row under whichever key it was made.
+Submissions of different PANs never wait for each other. Idempotency keys are serialized the
+same way, and their locks are always taken before the PAN's.
 
 The rule is per client: the same client's duplicate gets a 409 naming its earlier
 application; another client's duplicate is accepted and flagged, and decision-service rejects
@@ -19,7 +20,6 @@ it (`RECENT_APPLICATION_EXISTS`), so no answer tells one client about another's 
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import uuid
 from dataclasses import dataclass
@@ -28,7 +28,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from prequal import audit, events, outbox, pan, sealing
+from prequal import audit, blind_index, events, outbox, pan, sealing
 from prequal_api import repository
 from prequal_api.errors import ApiError
 from prequal_api.schemas import Accepted, ApplicationRequest
@@ -72,21 +72,11 @@ def _accepted(application_id: uuid.UUID, created_at: datetime) -> dict[str, Any]
 class SubmissionService:
     pool: AsyncConnectionPool
     sealer: sealing.Sealer
-    blind_index_key: bytes
+    index_keys: blind_index.IndexKeyRing
     topic: str
     actor: str
     pool_timeout: float
     idempotency_retention_seconds: float = 24 * 3600
-
-    def key_hmac(self, client_id: str, key: str) -> bytes:
-        """Keys are per client and stored only as an HMAC of (client, key)."""
-        message = b"idempotency-key:" + client_id.encode() + b"\x00" + key.encode()
-        return hmac.new(self.blind_index_key, message, hashlib.sha256).digest()
-
-    def request_hmac(self, request: ApplicationRequest) -> bytes:
-        # The body holds a PAN, so it is fingerprinted with a secret key, never bare-hashed.
-        canonical = request.model_dump_json().encode()
-        return hmac.new(self.blind_index_key, b"idempotency:" + canonical, hashlib.sha256).digest()
 
     async def submit(
         self,
@@ -96,14 +86,14 @@ class SubmissionService:
         request_id: str | None = None,
     ) -> Submitted:
         application_id = uuid.uuid4()
-        index = pan.blind_index(request.pan_number, self.blind_index_key)
+        indexes = self.index_keys.pan_candidates(request.pan_number)
         sealed = self.sealer.seal(application_id, request.pan_number, personal_fields(request))
         new = repository.NewApplication(
             id=application_id,
             client_id=client_id,
             pan_masked=pan.mask_pan(request.pan_number),
             pan_ciphertext=sealed.pan,
-            pan_blind_index=index,
+            pan_indexes=indexes,
             personal_ciphertext=sealed.personal,
             sealed_key=sealed.sealed_key,
             requested_amount=request.requested_amount,
@@ -126,14 +116,19 @@ class SubmissionService:
         )
         event = self._event(application_id, sealed.pan, request)
         if idempotency_key:
-            key_hmac = self.key_hmac(client_id, idempotency_key)
+            key_hmacs = self.index_keys.idempotency_candidates(client_id, idempotency_key)
             return await self._submit_once(
-                key_hmac, request, new, encrypted, event, consent=consent
+                key_hmacs, request, new, encrypted, event, consent=consent
             )
 
         async with self.pool.connection(timeout=self.pool_timeout) as conn:
             outcome = await repository.submit(
-                conn, repository.advisory_key(index), new, encrypted, event, consent=consent
+                conn,
+                blind_index.lock_keys(indexes.values()),
+                new,
+                encrypted,
+                event,
+                consent=consent,
             )
         if outcome.created_at is None:
             assert outcome.existing_id is not None
@@ -142,7 +137,7 @@ class SubmissionService:
 
     async def _submit_once(
         self,
-        key_hmac: bytes,
+        key_hmacs: dict[str, bytes],
         request: ApplicationRequest,
         new: repository.NewApplication,
         encrypted: audit.AuditEntry,
@@ -150,17 +145,22 @@ class SubmissionService:
         *,
         consent: repository.NewConsent,
     ) -> Submitted:
-        """The Idempotency-Key path: a replay returns the stored response, a new key submits."""
-        fingerprint = self.request_hmac(request)
+        """The Idempotency-Key path: a replay returns the stored response, a new key submits.
+
+        The key is looked up under every live index key (a retry may reach a pod with another
+        active key than the first try's), and the body compared under the key the stored row
+        was made with."""
+        canonical = request.model_dump_json().encode()
         async with (
             self.pool.connection(timeout=self.pool_timeout) as conn,
             conn.transaction(),
         ):
-            await repository.lock(conn, repository.advisory_key(key_hmac))
+            await repository.lock(conn, blind_index.lock_keys(key_hmacs.values()))
             previous = await repository.stored_response(
-                conn, key_hmac, self.idempotency_retention_seconds
+                conn, list(key_hmacs.values()), self.idempotency_retention_seconds
             )
             if previous is not None:
+                fingerprint = self.index_keys.request_fingerprint(canonical, previous.index_key_id)
                 if not hmac.compare_digest(previous.request_hmac, fingerprint):
                     raise ApiError(
                         422,
@@ -171,7 +171,7 @@ class SubmissionService:
                 return Submitted(previous.status_code, previous.body, replayed=True)
             outcome = await repository.submit(
                 conn,
-                repository.advisory_key(new.pan_blind_index),
+                blind_index.lock_keys(new.pan_indexes.values()),
                 new,
                 encrypted,
                 event,
@@ -181,10 +181,12 @@ class SubmissionService:
                 assert outcome.existing_id is not None
                 raise DuplicateApplicationError(outcome.existing_id)
             body = _accepted(new.id, outcome.created_at)
+            active = self.index_keys.active_key_id
             await repository.store_response(
                 conn,
-                key_hmac,
-                request_hmac=fingerprint,
+                key_hmacs[active],
+                index_key_id=active,
+                request_hmac=self.index_keys.request_fingerprint(canonical, active),
                 application_id=new.id,
                 status_code=202,
                 body=body,

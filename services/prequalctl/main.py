@@ -10,9 +10,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from prequalctl import audit, db, demo, dlq, erase, keys, policy, webhooks
+from prequalctl import audit, db, demo, dlq, erase, keys, policy, reindex, webhooks
 
-COMMAND_GROUPS = (db, keys, dlq, demo, policy, audit, erase, webhooks)
+COMMAND_GROUPS = (db, keys, reindex, dlq, demo, policy, audit, erase, webhooks)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -129,6 +129,7 @@ keyring once at start, so a rotated Secret takes effect only in new pods.
 */}}
 {{- define "loan-prequal.rolloutAnnotations" -}}
 prequal.dev/key-version: {{ .Values.pipeline.encryption.keyVersion | quote }}
+prequal.dev/index-key-version: {{ .Values.pipeline.encryption.indexKeyVersion | quote }}
 {{- end }}
 
 {{/*
@@ -148,15 +149,25 @@ service's only. It holds the HPKE private keys that open every applicant's data 
 {{- end }}
 
 {{/*
-The API's key Secret as SECRETS_DIR: the operator's projection of the key Secret without any
-private key (sealing_public_keys, sealing_active_key_id, pan_blind_index_key). The API can seal
-but never open.
+The API's keys as SECRETS_DIR, one projected volume of two Secrets: the operator's projection of
+the key Secret without any private key (sealing_public_keys, sealing_active_key_id), and the
+blind-index keys (pan_index_keys, pan_index_active_key_id, and pan_blind_index_key when the
+pipeline predates them), which no other workload mounts. The API can seal but never open.
 */}}
 {{- define "loan-prequal.apiKeysVolume" -}}
 - name: api-keys
-  secret:
-    secretName: {{ include "loan-prequal.panKeySecret" . }}-api
+  projected:
     defaultMode: 0440
+    sources:
+      # Named keys only: an -api Secret written by an older operator still holds
+      # pan_blind_index_key, which the -index Secret holds too (one file, one source).
+      - secret:
+          name: {{ include "loan-prequal.panKeySecret" . }}-api
+          items:
+            - {key: sealing_public_keys, path: sealing_public_keys}
+            - {key: sealing_active_key_id, path: sealing_active_key_id}
+      - secret:
+          name: {{ include "loan-prequal.panKeySecret" . }}-index
 {{- end }}
 {{- define "loan-prequal.apiKeysMount" -}}
 - name: api-keys

@@ -50,7 +50,8 @@ GRANTS: Mapping[str, tuple[LiteralString, ...]] = {
         "GRANT INSERT, DELETE ON application_data_keys TO {role}",
         # DELETE … WHERE application_id … RETURNING key_id reads those two columns.
         "GRANT SELECT (application_id, key_id) ON application_data_keys TO {role}",
-        "GRANT UPDATE (pan_ciphertext, pan_blind_index, pan_masked, personal_ciphertext, "
+        "GRANT UPDATE (pan_ciphertext, pan_blind_index, pan_index_key_id, pan_masked, "
+        "personal_ciphertext, "
         "first_name, last_name, date_of_birth, email, phone_number, personal_data_erased_at, "
         "updated_at, version) ON applications TO {role}",
     ),

@@ -57,6 +57,8 @@ applications = Table(
     # NULL once the personal data is erased.
     Column("pan_ciphertext", LargeBinary),
     Column("pan_blind_index", LargeBinary),
+    # The index key (prequal.blind_index) the blind index was made with (migration 0010).
+    Column("pan_index_key_id", Text),
     # `XXXXXX234F`, stored at submission so a status read decrypts nothing.
     Column("pan_masked", Text),
     # Another client submitted this PAN in the last 24 h: decision-service rejects it.
@@ -87,6 +89,12 @@ applications = Table(
     CheckConstraint(_in("loan_type", LOAN_TYPES), name="ck_applications_loan_type"),
     # The 24-hour duplicate rule looks up recent rows by blind index.
     Index("ix_applications_pan_recent", "pan_blind_index", "created_at"),
+    # `prequalctl reindex` finds the rows still under an old index key.
+    Index(
+        "ix_applications_pan_index_key_id",
+        "pan_index_key_id",
+        postgresql_where=text("pan_index_key_id IS NOT NULL"),
+    ),
 )
 
 # The data key of each application, sealed with HPKE to the credit service (migration 0007).
@@ -179,6 +187,8 @@ idempotency_keys = Table(
     Column("key_hmac", LargeBinary, primary_key=True),
     # Keyed HMAC of the request body: the body holds a PAN, so no bare hash of it is stored.
     Column("request_hmac", LargeBinary, nullable=False),
+    # The index key both HMACs were made with (migration 0010).
+    Column("index_key_id", Text, nullable=False),
     Column("application_id", UUID(as_uuid=True), nullable=False),
     Column("status_code", SmallInteger, nullable=False),
     Column("response", JSONB, nullable=False),

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import psycopg
 
 from devstack.postgres import Postgres
+from prequal.db import migrate
 from tests.integration.submission.conftest import base_env
 
 PREQUALCTL = str(Path(sys.executable).parent / "prequalctl")
@@ -61,3 +64,31 @@ def test_db_upgrade_creates_the_tables_and_indexes_and_is_idempotent(postgres: P
     assert "(pan_blind_index, created_at)" in indexes["ix_applications_pan_recent"]
     assert "(consumer_group, event_id)" in indexes["pk_processed_messages"]
     assert version_column == ("1",)
+
+
+def test_upgrade_to_0010_labels_existing_indexes_with_the_legacy_key_id_v0(
+    postgres: Postgres,
+) -> None:
+    """Rows made with the single PAN_BLIND_INDEX_KEY are the ring's v0 after the upgrade; an
+    erased row (no index) gets no key id."""
+    url = postgres.create_database("sub_migrations_0010")
+    migrate.upgrade(url, "0009")
+    live, erased = uuid.uuid4(), uuid.uuid4()
+    with psycopg.connect(url) as conn:
+        for app_id, index in ((live, os.urandom(32)), (erased, None)):
+            conn.execute(
+                "INSERT INTO applications (id, client_id, pan_blind_index, requested_amount, "
+                "monthly_income, loan_type) VALUES (%s, 'c', %s, 1, 1, 'PERSONAL')",
+                (app_id, index),
+            )
+        conn.execute(
+            "INSERT INTO idempotency_keys (key_hmac, request_hmac, application_id, status_code, "
+            "response) VALUES (%s, %s, %s, 202, '{}')",
+            (os.urandom(32), os.urandom(32), live),
+        )
+    migrate.upgrade(url)
+    with psycopg.connect(url) as conn:
+        keys = dict(conn.execute("SELECT id, pan_index_key_id FROM applications").fetchall())
+        idem = conn.execute("SELECT index_key_id FROM idempotency_keys").fetchall()
+    assert keys == {live: "v0", erased: None}
+    assert idem == [("v0",)]

@@ -185,12 +185,14 @@ def test_processes_get_the_configuration_contract() -> None:
         mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
         assert ("/var/run/secrets/prequal" in mounts) is has_keys, component
         assert mounts[POD_TMP] == "tmp"
-        if has_keys:
-            # The API mounts the projection without private keys; credit-service the key Secret.
-            name = "api-keys" if component == "api" else "pan-keys"
-            suffix = "-api" if component == "api" else ""
-            volume = next(v for v in spec["volumes"] if v["name"] == name)
-            assert volume["secret"]["secretName"] == f"rel-loan-prequal-pan-keys{suffix}"
+        if component == "api":
+            # The projection without private keys and the index keys, which no one else mounts.
+            volume = next(v for v in spec["volumes"] if v["name"] == "api-keys")
+            sources = [source["secret"]["name"] for source in volume["projected"]["sources"]]
+            assert sources == ["rel-loan-prequal-pan-keys-api", "rel-loan-prequal-pan-keys-index"]
+        elif has_keys:
+            volume = next(v for v in spec["volumes"] if v["name"] == "pan-keys")
+            assert volume["secret"]["secretName"] == "rel-loan-prequal-pan-keys"
     for component in ("credit", "decision"):
         container = deployments[f"rel-loan-prequal-{component}"]["spec"]["template"]["spec"][
             "containers"
@@ -207,6 +209,15 @@ def test_processes_get_the_configuration_contract() -> None:
     assert pipeline["metadata"]["name"] == "rel-loan-prequal"
     assert pipeline["spec"]["database"] == {"secretName": "retail-db"}
     assert pipeline["spec"]["encryption"]["keySecretName"] == "rel-loan-prequal-pan-keys"
+    assert pipeline["spec"]["encryption"]["indexKeyVersion"] == 1
+    index_mounts = [
+        name
+        for d in deployments.values()
+        for v in d["spec"]["template"]["spec"].get("volumes", [])
+        for name in [s["secret"]["name"] for s in v.get("projected", {}).get("sources", [])]
+        if name.endswith("-index")
+    ]
+    assert index_mounts == ["rel-loan-prequal-pan-keys-index"]  # the API's, no one else's
 
 
 def test_each_service_takes_its_database_role_secret_and_falls_back_to_the_single_one() -> None:
@@ -280,6 +291,32 @@ def test_retention_is_a_cronjob_that_is_off_unless_asked_for() -> None:
     retention = _policies(docs)["retention"]
     assert retention["policyTypes"] == ["Egress"]
     assert len(retention["egress"]) == 1
+
+
+def test_reindex_is_a_cronjob_with_the_private_and_index_keys_off_unless_asked_for() -> None:
+    """docs/data-protection.md: reindexing needs each PAN, so the job holds the private keys
+    and the index keys together; nothing else does."""
+    docs = documents(render("loan-prequal", "--set", "reindex.enabled=true"))
+    [cron] = by_kind(docs, "CronJob")
+    assert cron["metadata"]["name"] == "rel-loan-prequal-reindex"
+    spec = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    [container] = spec["containers"]
+    assert container["command"] == ["prequalctl", "reindex", "--batch", "200"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert mounts["/var/run/secrets/prequal"] == "reindex-keys"
+    volume = next(v for v in spec["volumes"] if v["name"] == "reindex-keys")
+    files = {
+        item["path"]: source["secret"]["name"]
+        for source in volume["projected"]["sources"]
+        for item in source["secret"].get("items", [{"path": "*"}])
+    }
+    assert files == {
+        "sealing_private_keys": "rel-loan-prequal-pan-keys",
+        "pan_encryption_keys": "rel-loan-prequal-pan-keys",
+        "*": "rel-loan-prequal-pan-keys-index",
+    }
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    assert _policies(docs)["reindex"]["policyTypes"] == ["Egress"]
 
 
 def _policies(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

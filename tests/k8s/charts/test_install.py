@@ -373,15 +373,16 @@ def test_the_operator_reconciles_the_release_under_the_charts_service_account(
             == f"{installed.topic_prefix}loan_applications_submitted"
         )
         keys = core.read_namespaced_secret(f"{PIPELINE}-pan-keys", installed.platform_ns).data
-        assert set(keys) >= {"sealing_private_keys", "sealing_public_keys", "pan_blind_index_key"}
+        assert set(keys) >= {"sealing_private_keys", "sealing_public_keys"}
+        assert "pan_blind_index_key" not in keys
+        index_keys = core.read_namespaced_secret(
+            f"{PIPELINE}-pan-keys-index", installed.platform_ns
+        ).data
+        assert set(index_keys) == {"pan_index_keys", "pan_index_active_key_id"}
         api_keys = core.read_namespaced_secret(
             f"{PIPELINE}-pan-keys-api", installed.platform_ns
         ).data
-        assert set(api_keys) == {
-            "sealing_public_keys",
-            "sealing_active_key_id",
-            "pan_blind_index_key",
-        }
+        assert set(api_keys) == {"sealing_public_keys", "sealing_active_key_id"}
         apps = client.AppsV1Api(installed.api)
 
         def scaled() -> int | None:

@@ -19,7 +19,7 @@ def keyring(secret: dict[str, str], name: str = "sealing_private_keys") -> dict[
     return dict(item.split(":", 1) for item in secret[name].split(","))
 
 
-API_KEYS = {"sealing_public_keys", "sealing_active_key_id", "pan_blind_index_key"}
+API_KEYS = {"sealing_public_keys", "sealing_active_key_id"}
 
 
 def test_key_secret_is_generated_with_the_contract_keys_and_a_configmap_is_written(
@@ -33,7 +33,14 @@ def test_key_secret_is_generated_with_the_contract_keys_and_a_configmap_is_writt
     assert set(keys) == {"sealing_private_keys", *API_KEYS}
     assert keys["sealing_active_key_id"] == "v1"
     assert len(base64.b64decode(keyring(keys)["v1"])) == 64 + 32  # ML-KEM-768 seed + X25519
-    assert len(base64.b64decode(keys["pan_blind_index_key"])) == 32
+    # The blind-index keys: a Secret of their own, for the API alone, named in the status.
+    index = wait_for(lambda: pipelines.secret("retail-pan-keys-index"), 10, "the index Secret")
+    assert set(index) == {"pan_index_keys", "pan_index_active_key_id"}
+    assert index["pan_index_active_key_id"] == "v1"
+    assert len(base64.b64decode(keyring(index, "pan_index_keys")["v1"])) == 32
+    rotation = pipelines.get("retail")["status"]["indexKeyRotation"]
+    assert (rotation["phase"], rotation["keyId"]) == ("Active", "v1")
+    assert rotation["secretName"] == "retail-pan-keys-index"
     # The API's Secret: the same public keys, no private key.
     api = wait_for(lambda: pipelines.secret("retail-pan-keys-api"), 10, "the API's key Secret")
     assert api == {name: keys[name] for name in API_KEYS}
@@ -51,7 +58,7 @@ def test_key_secret_is_generated_with_the_contract_keys_and_a_configmap_is_writt
     }
     # No key material in the operator's log.
     assert keyring(keys)["v1"] not in operator.log()
-    assert keys["pan_blind_index_key"] not in operator.log()
+    assert keyring(index, "pan_index_keys")["v1"] not in operator.log()
 
 
 def test_existing_key_secret_is_never_overwritten_and_rotation_appends(
@@ -125,7 +132,6 @@ def test_existing_key_secret_is_never_overwritten_and_rotation_appends(
     assert list(ring) == ["v1", "v2"]
     assert ring["v1"] == keyring(mine)["v1"]
     assert len(base64.b64decode(ring["v2"])) == 64 + 32
-    assert rotated["pan_blind_index_key"] == mine["pan_blind_index_key"]
     wait_for(
         lambda: (
             (pipelines.secret("retail-pan-keys-api") or {}).get("sealing_active_key_id") == "v2"
@@ -135,6 +141,65 @@ def test_existing_key_secret_is_never_overwritten_and_rotation_appends(
     )
     assert pipelines.events("KeyRotated")
     assert pipelines.events("KeyActivated")
+
+
+def test_the_index_key_secret_carries_the_old_key_over_and_rotates_in_two_phases(
+    operator: OperatorProcess, pipelines: Pipelines, kafka: Kafka
+) -> None:
+    """A key Secret from before the index Secret: its blind-index key becomes the API's v0,
+    active until v1 has been distributed; raising indexKeyVersion appends v2, then activates
+    it; the key Secret itself is never touched for it."""
+    legacy = base64.b64encode(b"L" * 32).decode()
+    mine = {**new_key_data(1, kem="x25519"), "pan_blind_index_key": legacy}
+    pipelines.core.create_namespaced_secret(
+        pipelines.namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="retail-pan-keys"),
+            data={k: base64.b64encode(v.encode()).decode() for k, v in mine.items()},
+        ),
+    )
+    pipelines.create_db_secret("retail-db")
+    pipelines.create(pipeline_body("retail", kafka.bootstrap, f"{pipelines.namespace}."))
+    pipelines.wait_condition("retail", "SecretsReady", "True")
+    first = wait_for(lambda: pipelines.secret("retail-pan-keys-index"), 10, "the index Secret")
+    assert first["pan_blind_index_key"] == legacy
+    assert first["pan_index_active_key_id"] == "v0"  # v1 is only being distributed
+    assert "pan_blind_index_key" not in (pipelines.secret("retail-pan-keys-api") or {})
+    wait_for(
+        lambda: (
+            (pipelines.secret("retail-pan-keys-index") or {}).get("pan_index_active_key_id") == "v1"
+        ),
+        30,
+        "index key v1 to become active after the distribution period",
+    )
+    pipelines.patch_spec(
+        "retail",
+        {"encryption": {"keySecretName": "retail-pan-keys", "indexKeyVersion": 2}},
+    )
+    distributed = wait_for(
+        lambda: (
+            (s := pipelines.secret("retail-pan-keys-index")) and "v2:" in s["pan_index_keys"] and s
+        ),
+        20,
+        "index key v2 to be distributed",
+    )
+    assert distributed["pan_index_active_key_id"] == "v1"
+    assert keyring(distributed, "pan_index_keys")["v1"] == keyring(first, "pan_index_keys")["v1"]
+    wait_for(
+        lambda: pipelines.get("retail")["status"]["indexKeyRotation"]["keyId"] == "v2",
+        10,
+        "the status to name the index rotation",
+    )
+    wait_for(
+        lambda: (
+            (pipelines.secret("retail-pan-keys-index") or {}).get("pan_index_active_key_id") == "v2"
+        ),
+        30,
+        "index key v2 to become active",
+    )
+    assert pipelines.secret("retail-pan-keys") == mine
+    assert pipelines.events("IndexKeyRotated")
+    assert pipelines.events("IndexKeyActivated")
 
 
 def test_missing_database_secret_is_reported_until_it_exists(

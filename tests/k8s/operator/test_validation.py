@@ -130,6 +130,18 @@ def test_topic_prefix_is_immutable(crd: None, pipelines: Pipelines) -> None:
     assert "topicPrefix is immutable" in str(error.value.body)
 
 
+def test_the_index_key_version_only_moves_forward(crd: None, pipelines: Pipelines) -> None:
+    body = pipeline_body("retail", "k:9092", "retail.")
+    body["spec"]["encryption"]["indexKeyVersion"] = 2
+    pipelines.create(body)
+    with pytest.raises(ApiException) as error:
+        pipelines.patch_spec(
+            "retail", {"encryption": {"keySecretName": "retail-pan-keys", "indexKeyVersion": 1}}
+        )
+    assert error.value.status == 422
+    assert "indexKeyVersion can only be raised" in str(error.value.body)
+
+
 def test_defaults_are_applied_by_the_api_server(crd: None, pipelines: Pipelines) -> None:
     body = pipeline_body("retail", "k:9092", "retail.", consumers=[CONSUMER])
     del body["spec"]["kafka"]["dlq"]
@@ -137,6 +149,7 @@ def test_defaults_are_applied_by_the_api_server(crd: None, pipelines: Pipelines)
     assert stored["deletionPolicy"] == "Retain"
     assert stored["kafka"]["dlq"] == {"partitions": 1}
     assert stored["encryption"]["keyVersion"] == 1
+    assert stored["encryption"]["indexKeyVersion"] == 1
     # The API server fills in the whole policy document, exactly as the service defaults it.
     assert stored["decisionPolicy"] == DEFAULT_DECISION_POLICY
     assert "challengerPolicy" not in stored  # no challenger unless one is named

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import stat
 from datetime import date
@@ -57,7 +58,8 @@ def test_keys_generate_prints_env_assignments_of_fresh_keys(
     assert names == [
         "SEALING_PUBLIC_KEYS",
         "SEALING_ACTIVE_KEY_ID",
-        "PAN_BLIND_INDEX_KEY",
+        "PAN_INDEX_KEYS",
+        "PAN_INDEX_ACTIVE_KEY_ID",
         "SEALING_PRIVATE_KEYS",
     ]
     assert "SEALING_ACTIVE_KEY_ID=v2" in first
@@ -78,7 +80,8 @@ def test_keys_generate_can_write_secret_files_readable_only_by_the_owner(tmp_pat
     assert main(["keys", "generate", "--output-dir", str(target)]) == 0
     files = sorted(p.name for p in target.iterdir())
     assert files == [
-        "pan_blind_index_key",
+        "pan_index_active_key_id",
+        "pan_index_keys",
         "sealing_active_key_id",
         "sealing_private_keys",
         "sealing_public_keys",
@@ -100,3 +103,25 @@ def test_help_lists_the_command_groups(capsys: pytest.CaptureFixture[str]) -> No
     assert "db" in out
     assert "keys" in out
     assert main(["db"]) == 2  # a noun without a verb prints its help
+
+
+def test_keys_index_rotate_distributes_then_activates_and_never_replaces(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SECRETS_DIR", "/nonexistent")
+    monkeypatch.delenv("PAN_BLIND_INDEX_KEY", raising=False)
+    v1 = base64.b64encode(os.urandom(32)).decode()
+    monkeypatch.setenv("PAN_INDEX_KEYS", f"v1:{v1}")
+    monkeypatch.setenv("PAN_INDEX_ACTIVE_KEY_ID", "v1")
+    assert main(["keys", "index-rotate", "--key-id", "v2", "--phase", "activate"]) == 2
+    assert "distribute it first" in capsys.readouterr().err
+    assert main(["keys", "index-rotate", "--key-id", "v2", "--phase", "distribute"]) == 0
+    out = dict(line.split("=", 1) for line in capsys.readouterr().out.splitlines())
+    assert out["PAN_INDEX_ACTIVE_KEY_ID"] == "v1"
+    assert out["PAN_INDEX_KEYS"].startswith(f"v1:{v1},v2:")
+    monkeypatch.setenv("PAN_INDEX_KEYS", out["PAN_INDEX_KEYS"])
+    assert main(["keys", "index-rotate", "--key-id", "v2", "--phase", "distribute"]) == 2
+    assert "never replaced" in capsys.readouterr().err
+    assert main(["keys", "index-rotate", "--key-id", "v2", "--phase", "activate"]) == 0
+    activated = dict(line.split("=", 1) for line in capsys.readouterr().out.splitlines())
+    assert activated == {**out, "PAN_INDEX_ACTIVE_KEY_ID": "v2"}

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from credit_service.settings import CreditSettings
-from prequal.settings import PanKeySettings, load_settings
+from prequal.settings import IndexKeySettings, PanKeySettings, load_settings
 from prequal_api.settings import ApiSettings
 from prequalctl.keys import for_role, generate_keys
 
@@ -25,6 +25,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyP
         "PAN_ENCRYPTION_KEYS",
         "PAN_ACTIVE_KEY_ID",
         "PAN_BLIND_INDEX_KEY",
+        "PAN_INDEX_KEYS",
+        "PAN_INDEX_ACTIVE_KEY_ID",
         "SEALING_PUBLIC_KEYS",
         "SEALING_ACTIVE_KEY_ID",
         "SEALING_PRIVATE_KEYS",
@@ -43,7 +45,9 @@ def test_generated_keys_load_from_the_environment(clean_env: pytest.MonkeyPatch)
         clean_env.setenv(name, value)
     api = load_settings(ApiSettings)
     assert api.sealer().key_id == "v3"
-    assert len(api.blind_index_key()) == 32
+    ring = api.index_key_ring()
+    assert ring.active_key_id == "v3"
+    assert list(ring.keys) == ["v3"]
     assert not hasattr(api, "sealing_private_keys")
     assert not hasattr(api, "pan_encryption_keys")
     clean_env.setenv("SEALING_PRIVATE_KEYS", keys["SEALING_PRIVATE_KEYS"])
@@ -113,3 +117,37 @@ def test_malformed_keys_are_rejected_naming_the_setting_but_not_the_key(
     assert message in text
     assert SHORT not in text
     assert valid["PAN_BLIND_INDEX_KEY"] not in text
+
+
+def test_the_index_ring_takes_the_pre_0010_key_as_v0(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("PAN_BLIND_INDEX_KEY", _b64(os.urandom(32)))
+    alone = load_settings(IndexKeySettings).index_key_ring()
+    assert (list(alone.keys), alone.active_key_id) == (["v0"], "v0")
+    clean_env.setenv("PAN_INDEX_KEYS", f"v1:{_b64(os.urandom(32))}")
+    with pytest.raises(ValidationError, match="PAN_INDEX_ACTIVE_KEY_ID is required"):
+        load_settings(IndexKeySettings)
+    clean_env.setenv("PAN_INDEX_ACTIVE_KEY_ID", "v1")
+    both = load_settings(IndexKeySettings).index_key_ring()
+    assert (both.key_ids, both.active_key_id) == (["v1", "v0"], "v1")
+    clean_env.setenv("PAN_INDEX_KEYS", f"v0:{_b64(os.urandom(32))}")
+    with pytest.raises(ValidationError, match="'v0' is reserved"):
+        load_settings(IndexKeySettings)
+
+
+@pytest.mark.parametrize(
+    ("keys", "active", "message"),
+    [
+        (f"v1:{SHORT}", "v1", "PAN_INDEX_KEYS key 'v1' must decode to 32 bytes"),
+        (f"v1:{_b64(os.urandom(32))}", "v2", "PAN_INDEX_ACTIVE_KEY_ID 'v2' is not in"),
+        ("", "", "PAN_INDEX_KEYS (or the older PAN_BLIND_INDEX_KEY) is required"),
+    ],
+)
+def test_a_bad_index_ring_is_refused_naming_the_setting_not_the_key(
+    clean_env: pytest.MonkeyPatch, keys: str, active: str, message: str
+) -> None:
+    clean_env.setenv("PAN_INDEX_KEYS", keys)
+    clean_env.setenv("PAN_INDEX_ACTIVE_KEY_ID", active)
+    with pytest.raises(ValidationError) as caught:
+        load_settings(IndexKeySettings)
+    assert message in str(caught.value)
+    assert SHORT not in str(caught.value)
