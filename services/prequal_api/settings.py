@@ -1,6 +1,7 @@
 """The API's settings: database, public sealing keys, listen address, pool, tokens and limits.
 
-The API holds only public keys (it seals, it never opens) and the blind-index key.
+The API holds only public keys (it seals, it never opens): the credit service's for data keys,
+the webhook dispatcher's for webhook signing secrets; and the blind-index key.
 """
 
 from __future__ import annotations
@@ -12,10 +13,19 @@ from prequal.settings import (
     DatabaseSettings,
     KafkaSettings,
     SealingPublicKeySettings,
+    WebhookEgressSettings,
+    WebhookSealingPublicKeySettings,
 )
 
 
-class ApiSettings(DatabaseSettings, SealingPublicKeySettings, BlindIndexKeySettings, KafkaSettings):
+class ApiSettings(
+    DatabaseSettings,
+    SealingPublicKeySettings,
+    BlindIndexKeySettings,
+    KafkaSettings,
+    WebhookSealingPublicKeySettings,
+    WebhookEgressSettings,
+):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     # /metrics is served here, not on the API port: the Ingress never routes to it.

@@ -30,6 +30,7 @@ def policy_of(settings: DispatcherSettings) -> DeliveryPolicy:
         workers=settings.webhook_workers,
         endpoint_concurrency=settings.webhook_endpoint_concurrency,
         poll_interval=settings.webhook_poll_interval_seconds,
+        allowed_networks=settings.allowed_networks(),
     )
 
 
@@ -56,15 +57,19 @@ def main() -> int:
         )
 
     policy = policy_of(settings)
-    deliverer = Deliverer(connect, policy, DeliveryMetrics(registry), wake)
+    deliverer = Deliverer(
+        connect, policy, DeliveryMetrics(registry), settings.webhook_opener(), wake
+    )
     sender = threading.Thread(target=deliverer.run, name="deliverer", daemon=True)
     sender.start()
     log.info(
-        "delivering with %d workers, %d per endpoint, %g s timeout, %d attempts",
+        "delivering with %d workers, %d per endpoint, %g s timeout, %d attempts; "
+        "non-public networks allowed: %s",
         policy.workers,
         policy.endpoint_concurrency,
         policy.timeout,
         policy.max_attempts,
+        settings.webhook_allowed_networks or "none",
     )
     try:
         return serve(runtime, settings, registry)
