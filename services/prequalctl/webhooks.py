@@ -21,6 +21,7 @@ import uuid
 from typing import Any
 
 import psycopg
+from pydantic import ValidationError
 
 from prequal import egress, webhooks
 from prequal.settings import (
@@ -93,6 +94,19 @@ def _connect() -> psycopg.Connection[Any]:
     return psycopg.connect(url, connect_timeout=5, autocommit=True)
 
 
+def _sealing_settings() -> _SealingSettings | None:
+    try:
+        return load_settings(_SealingSettings)
+    except ValidationError as exc:
+        missing = ", ".join(str(e["loc"][0]).upper() for e in exc.errors() if e["loc"])
+        print(
+            f"error: {missing or 'settings'} missing or invalid; the dispatcher's public key "
+            "comes from `prequalctl keys generate --for api`",
+            file=sys.stderr,
+        )
+        return None
+
+
 def _list(args: argparse.Namespace) -> int:
     with _connect() as conn:
         if args.client:
@@ -135,7 +149,9 @@ def _create(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    settings = load_settings(_SealingSettings)
+    settings = _sealing_settings()
+    if settings is None:
+        return 2
     try:
         egress.resolve(url, settings.allowed_networks())
     except egress.RefusedDestinationError as exc:
@@ -183,7 +199,9 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _reseal(args: argparse.Namespace) -> int:
-    settings = load_settings(_SealingSettings)
+    settings = _sealing_settings()
+    if settings is None:
+        return 2
     sealer = settings.webhook_sealer()
     resealed = 0
     with psycopg.connect(settings.database_url.get_secret_value(), connect_timeout=5) as conn:
