@@ -137,13 +137,16 @@ def wait_ready(api: client.ApiClient, pipeline: LocalPipeline, timeout: float) -
 
 
 def service_environment(api: client.ApiClient, pipeline: LocalPipeline) -> dict[str, str]:
-    """The ConfigMap and key Secret the operator wrote, as the services' environment."""
+    """The ConfigMap and the key Secrets the operator wrote, as the services' environment: the
+    key Secret and the webhook dispatcher's (`<keySecret>-webhooks`); `Services` hands each
+    private key only to the service that opens with it."""
     core = client.CoreV1Api(api)
     config = core.read_namespaced_config_map(f"{pipeline.name}-pipeline", pipeline.namespace)
-    secret = core.read_namespaced_secret(pipeline.key_secret, pipeline.namespace)
     env = dict(config.data or {})
-    for key, value in (secret.data or {}).items():
-        env[key.upper()] = base64.b64decode(value).decode()
+    for name in (pipeline.key_secret, f"{pipeline.key_secret}-webhooks"):
+        secret = core.read_namespaced_secret(name, pipeline.namespace)
+        for key, value in (secret.data or {}).items():
+            env[key.upper()] = base64.b64decode(value).decode()
     return env
 
 

@@ -44,25 +44,39 @@ class ServiceSpec:
     metrics_port_env: str = ""
     # The service's own database role (prequal.db.roles): its DATABASE_URL names that role.
     db_role: str = ""
-    # Only the credit service may open personal data: the others never see a private key.
-    opens: bool = False
+    # The private keys this service holds: the credit service those that open personal data,
+    # the webhook dispatcher the one that opens signing secrets; the others none.
+    opens: tuple[str, ...] = ()
 
 
 # What opens sealed data keys and legacy PAN ciphertexts (the key Secret's private part).
-OPENING_KEYS = ("SEALING_PRIVATE_KEYS", "PAN_ENCRYPTION_KEYS", "PAN_ACTIVE_KEY_ID")
+DATA_KEY_OPENERS = ("SEALING_PRIVATE_KEYS", "PAN_ENCRYPTION_KEYS", "PAN_ACTIVE_KEY_ID")
+# What opens webhook signing secrets (the `<keySecret>-webhooks` Secret's private part).
+WEBHOOK_SECRET_OPENERS = ("WEBHOOK_SEALING_PRIVATE_KEYS",)
+OPENING_KEYS = DATA_KEY_OPENERS + WEBHOOK_SECRET_OPENERS
 
 API = ServiceSpec("prequal-api", "prequal-api", "API_PORT", "/ready", "API_METRICS_PORT", "api")
 PUBLISHER = ServiceSpec(
     "outbox-publisher", "outbox-publisher", "METRICS_PORT", "/health", db_role="publisher"
 )
 CREDIT = ServiceSpec(
-    "credit-service", "credit-service", "METRICS_PORT", "/health", db_role="credit", opens=True
+    "credit-service",
+    "credit-service",
+    "METRICS_PORT",
+    "/health",
+    db_role="credit",
+    opens=DATA_KEY_OPENERS,
 )
 DECISION = ServiceSpec(
     "decision-service", "decision-service", "METRICS_PORT", "/health", db_role="decision"
 )
 DISPATCHER = ServiceSpec(
-    "webhook-dispatcher", "webhook-dispatcher", "METRICS_PORT", "/health", db_role="webhooks"
+    "webhook-dispatcher",
+    "webhook-dispatcher",
+    "METRICS_PORT",
+    "/health",
+    db_role="webhooks",
+    opens=WEBHOOK_SECRET_OPENERS,
 )
 ALL_SERVICES = (API, PUBLISHER, CREDIT, DECISION, DISPATCHER)
 
@@ -143,8 +157,8 @@ class Services:
         env = {**os.environ, **self.env, spec.port_env: str(port), **(extra_env or {})}
         if spec.db_role and env.get("DATABASE_URL"):
             env["DATABASE_URL"] = as_role(env["DATABASE_URL"], RoleNames().of(spec.db_role))
-        if not spec.opens:
-            for name in OPENING_KEYS:
+        for name in OPENING_KEYS:
+            if name not in spec.opens:
                 env.pop(name, None)
         if metrics_port:
             env[spec.metrics_port_env] = str(metrics_port)
