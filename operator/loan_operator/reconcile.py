@@ -411,9 +411,7 @@ class Reconciler:
             self._changed(ref, "ApiKeySecretUpdated", f"Secret {api_name}: public keys updated")
         return None
 
-    def _ensure_webhook_keys(
-        self, ref: PipelineRef, name: str
-    ) -> dict[str, str] | tuple[str, str]:
+    def _ensure_webhook_keys(self, ref: PipelineRef, name: str) -> dict[str, str] | tuple[str, str]:
         """The dispatcher's key Secret, generated when absent and never changed; its public
         part for the API's Secret, or why there is none."""
         webhook_name = keyring.webhook_secret_name(name)
