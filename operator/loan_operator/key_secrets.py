@@ -176,7 +176,10 @@ class KeySecrets:
         phase: the API seals with a key only once the credit service can open it.
         """
         api_name = keyring.api_secret_name(name)
-        wanted = keyring.api_data(data)
+        webhook_keys = self._ensure_webhook_keys(ref, name)
+        if isinstance(webhook_keys, tuple):
+            return webhook_keys
+        wanted = keyring.api_data(data) | webhook_keys
         current = self.kube.read_secret(ref.namespace, api_name)
         if current is None:
             if self.kube.create_secret(ref.namespace, api_name, wanted, ref):
@@ -203,6 +206,36 @@ class KeySecrets:
             if current.data != wanted:
                 self.changed(ref, "ApiKeySecretUpdated", f"Secret {api_name}: public keys updated")
         return None
+
+    def _ensure_webhook_keys(self, ref: PipelineRef, name: str) -> dict[str, str] | Problem:
+        """The dispatcher's key Secret, generated when absent and never changed (nor taken
+        from another pipeline); its public part for the API's Secret, or why there is none."""
+        webhook_name = keyring.webhook_secret_name(name)
+        secret = self.kube.read_secret(ref.namespace, webhook_name)
+        if secret is None:
+            data = keyring.new_webhook_key_data(self.sealing_kem)
+            if self.kube.create_secret(ref.namespace, webhook_name, data, ref):
+                self.changed(
+                    ref, "WebhookKeySecretCreated", f"generated Secret {webhook_name} (key v1)"
+                )
+                return keyring.webhook_api_data(data)
+            secret = self.kube.read_secret(ref.namespace, webhook_name)  # lost a race
+            if secret is None:
+                return ("KeySecretInvalid", f"Secret {webhook_name} vanished while being created")
+        claim = secret_claim(ref.name, "webhook key Secret", webhook_name, secret.meta)
+        if isinstance(claim, Refusal):
+            return (claim.reason, claim.message)
+        if claim == "adopt":
+            try:
+                self.kube.update_secret(
+                    ref.namespace, webhook_name, owner=ref, owned=False, claim=True
+                )
+            except Conflict:
+                return ("KeySecretConflict", f"Secret {webhook_name} changed while being adopted")
+        try:
+            return keyring.webhook_api_data(secret.data)
+        except keyring.KeyringError as exc:
+            return ("KeySecretInvalid", f"Secret {webhook_name}: {exc}")
 
     def _distributed(self, rotation: Mapping[str, str] | None, wanted: str) -> bool:
         """True once `wanted` has been in the Secret, inactive, for the distribution period."""

@@ -9,6 +9,12 @@ kept (never deleted) and copied once into the index Secret. Secrets made before 
 hold the legacy keyring (`pan_encryption_keys`, `pan_active_key_id`); it is kept byte for byte
 (the credit service opens old rows with it) and never grows.
 
+The webhook dispatcher's key pair (it opens the endpoints' sealed signing secrets) lives in a
+Secret of its own, `<keySecretName>-webhooks`, mounted by the dispatcher only, so the credit
+service never holds it and the dispatcher never holds the data keys' private key. It is
+generated once (`v1`) and kept; its public key and active id are projected into the API's
+Secret beside the data keys' (`webhook_api_data`). It is not rotated by `keyVersion`.
+
 Keys come from the OS's CSPRNG and are never logged. Rotation has two phases: the pair
 `v<version>` is appended first (distributed: the credit service can open with it) and made
 active only later (`activate`), once every reader has it; existing keys are kept byte for byte
@@ -32,6 +38,10 @@ BLIND_INDEX_KEY = "pan_blind_index_key"
 ENCRYPTION_KEYS = "pan_encryption_keys"
 ACTIVE_KEY_ID = "pan_active_key_id"
 API_KEYS = (PUBLIC_KEYS, SEALING_ACTIVE_KEY_ID)
+WEBHOOK_PRIVATE_KEYS = "webhook_sealing_private_keys"
+WEBHOOK_PUBLIC_KEYS = "webhook_sealing_public_keys"
+WEBHOOK_ACTIVE_KEY_ID = "webhook_sealing_active_key_id"
+WEBHOOK_API_KEYS = (WEBHOOK_PUBLIC_KEYS, WEBHOOK_ACTIVE_KEY_ID)
 
 
 class KeyringError(ValueError):
@@ -44,6 +54,29 @@ def key_id(version: int) -> str:
 
 def api_secret_name(key_secret_name: str) -> str:
     return f"{key_secret_name}-api"
+
+
+def webhook_secret_name(key_secret_name: str) -> str:
+    return f"{key_secret_name}-webhooks"
+
+
+def new_webhook_key_data(kem: sealing.KemName = sealing.DEFAULT_KEM) -> dict[str, str]:
+    """The webhook dispatcher's Secret: one key pair, `v1`, active."""
+    pair = sealing.generate_key_pair(kem)
+    kid = key_id(1)
+    return {
+        WEBHOOK_PRIVATE_KEYS: format_keyring({kid: base64.b64encode(pair.private).decode()}),
+        WEBHOOK_PUBLIC_KEYS: format_keyring({kid: base64.b64encode(pair.public).decode()}),
+        WEBHOOK_ACTIVE_KEY_ID: kid,
+    }
+
+
+def webhook_api_data(data: Mapping[str, str]) -> dict[str, str]:
+    """What the API's Secret takes from the dispatcher's: the public key and its id."""
+    missing = [k for k in (WEBHOOK_PRIVATE_KEYS, *WEBHOOK_API_KEYS) if not data.get(k)]
+    if missing:
+        raise KeyringError(f"the webhook key Secret lacks {', '.join(missing)}")
+    return {name: data[name] for name in WEBHOOK_API_KEYS}
 
 
 def parse_keyring(text: str, name: str = ENCRYPTION_KEYS) -> dict[str, str]:

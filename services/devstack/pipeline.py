@@ -137,12 +137,17 @@ def wait_ready(api: client.ApiClient, pipeline: LocalPipeline, timeout: float) -
 
 
 def service_environment(api: client.ApiClient, pipeline: LocalPipeline) -> dict[str, str]:
-    """The ConfigMap, key Secret and index-key Secret the operator wrote, as the services'
-    environment (devstack.services gives each service only the keys it may hold)."""
+    """The ConfigMap and the key Secrets the operator wrote, as the services' environment: the
+    key Secret, the index-key Secret (`<keySecret>-index`) and the webhook dispatcher's
+    (`<keySecret>-webhooks`); `Services` hands each key only to the service that uses it."""
     core = client.CoreV1Api(api)
     config = core.read_namespaced_config_map(f"{pipeline.name}-pipeline", pipeline.namespace)
     env = dict(config.data or {})
-    for name in (pipeline.key_secret, f"{pipeline.key_secret}-index"):
+    for name in (
+        pipeline.key_secret,
+        f"{pipeline.key_secret}-index",
+        f"{pipeline.key_secret}-webhooks",
+    ):
         secret = core.read_namespaced_secret(name, pipeline.namespace)
         for key, value in (secret.data or {}).items():
             env[key.upper()] = base64.b64decode(value).decode()

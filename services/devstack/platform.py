@@ -38,6 +38,8 @@ from devstack.services import (
 from devstack.supervisor import Launch, Supervisor
 from devstack.tools import REPO_ROOT
 
+# Where `make run` lets webhooks go besides the internet: loopback (the demo's receiver).
+LOCAL_RECEIVERS = "127.0.0.0/8,::1/128"
 ALERT_RULES = REPO_ROOT / "charts" / "loan-prequal" / "files" / "alerts.rules.yaml"
 CONSUMER_SPECS = {
     "credit-service": CREDIT,
@@ -194,6 +196,8 @@ class LocalPlatform:
         env["DATABASE_URL"] = self.postgres.url
         assert self.hydra
         env |= {
+            # The demo's receiver listens on loopback; production refuses it (docs/webhooks.md).
+            "WEBHOOK_ALLOWED_NETWORKS": LOCAL_RECEIVERS,
             "OIDC_ISSUER": self.hydra.issuer,
             "OIDC_AUDIENCE": AUDIENCE,
             "OIDC_JWKS_URL": self.hydra.jwks_url,

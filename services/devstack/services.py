@@ -45,14 +45,18 @@ class ServiceSpec:
     metrics_port_env: str = ""
     # The service's own database role (prequal.db.roles): its DATABASE_URL names that role.
     db_role: str = ""
-    # Only the credit service may open personal data: the others never see a private key.
-    opens: bool = False
+    # The private keys this service holds: the credit service those that open personal data,
+    # the webhook dispatcher the one that opens signing secrets; the others none.
+    opens: tuple[str, ...] = ()
     # Only the API holds the blind-index keys (and `prequalctl reindex`, run by a person).
     indexes: bool = False
 
 
 # What opens sealed data keys and legacy PAN ciphertexts (the key Secret's private part).
-OPENING_KEYS = ("SEALING_PRIVATE_KEYS", "PAN_ENCRYPTION_KEYS", "PAN_ACTIVE_KEY_ID")
+DATA_KEY_OPENERS = ("SEALING_PRIVATE_KEYS", "PAN_ENCRYPTION_KEYS", "PAN_ACTIVE_KEY_ID")
+# What opens webhook signing secrets (the `<keySecret>-webhooks` Secret's private part).
+WEBHOOK_SECRET_OPENERS = ("WEBHOOK_SEALING_PRIVATE_KEYS",)
+OPENING_KEYS = DATA_KEY_OPENERS + WEBHOOK_SECRET_OPENERS
 # The index-key Secret's settings (prequal.blind_index).
 INDEX_KEYS = ("PAN_INDEX_KEYS", "PAN_INDEX_ACTIVE_KEY_ID", "PAN_BLIND_INDEX_KEY")
 
@@ -63,13 +67,23 @@ PUBLISHER = ServiceSpec(
     "outbox-publisher", "outbox-publisher", "METRICS_PORT", "/health", db_role="publisher"
 )
 CREDIT = ServiceSpec(
-    "credit-service", "credit-service", "METRICS_PORT", "/health", db_role="credit", opens=True
+    "credit-service",
+    "credit-service",
+    "METRICS_PORT",
+    "/health",
+    db_role="credit",
+    opens=DATA_KEY_OPENERS,
 )
 DECISION = ServiceSpec(
     "decision-service", "decision-service", "METRICS_PORT", "/health", db_role="decision"
 )
 DISPATCHER = ServiceSpec(
-    "webhook-dispatcher", "webhook-dispatcher", "METRICS_PORT", "/health", db_role="webhooks"
+    "webhook-dispatcher",
+    "webhook-dispatcher",
+    "METRICS_PORT",
+    "/health",
+    db_role="webhooks",
+    opens=WEBHOOK_SECRET_OPENERS,
 )
 ALL_SERVICES = (API, PUBLISHER, CREDIT, DECISION, DISPATCHER)
 
@@ -150,8 +164,8 @@ class Services:
         env = {**os.environ, **self.env, spec.port_env: str(port), **(extra_env or {})}
         if spec.db_role and env.get("DATABASE_URL"):
             env["DATABASE_URL"] = as_role(env["DATABASE_URL"], RoleNames().of(spec.db_role))
-        if not spec.opens:
-            for name in OPENING_KEYS:
+        for name in OPENING_KEYS:
+            if name not in spec.opens:
                 env.pop(name, None)
         if not spec.indexes:
             for name in INDEX_KEYS:

@@ -45,7 +45,8 @@ LEGACY_PAN_VERSION = 1
 DATA_KEY_BYTES = 32
 NONCE_BYTES = 12
 _TAG_BYTES = 16
-_INFO_LABEL = b"prequal/sealed-data-key/v1\x00"
+# The HPKE `info` starts with the purpose: a blob sealed for one purpose never opens as another.
+DATA_KEY_PURPOSE = b"prequal/sealed-data-key/v1\x00"
 KEY_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 
 _MLKEM_SEED = 64
@@ -217,10 +218,13 @@ class Sealer:
     def suite(self) -> Suite:
         return self._suite
 
-    def seal_key(self, data_key: bytes, application_id: uuid.UUID) -> bytes:
+    def seal_key(
+        self, data_key: bytes, application_id: uuid.UUID, purpose: bytes = DATA_KEY_PURPOSE
+    ) -> bytes:
+        """`purpose` and `application_id` (any subject's id) are bound into the HPKE info."""
         header = bytes([SEALED_KEY_VERSION, self._suite, len(self._kid)]) + self._kid
         sealed = _SUITES[self._suite].encrypt(
-            data_key, self._public, info=_info(header, application_id)
+            data_key, self._public, info=_info(header, application_id, purpose)
         )
         return header + sealed
 
@@ -236,8 +240,8 @@ class Sealer:
         )
 
 
-def _info(header: bytes, application_id: uuid.UUID) -> bytes:
-    return _INFO_LABEL + header + application_id.bytes
+def _info(header: bytes, application_id: uuid.UUID, purpose: bytes) -> bytes:
+    return purpose + header + application_id.bytes
 
 
 def _field_aad(label: bytes, application_id: uuid.UUID) -> bytes:
@@ -292,7 +296,9 @@ class Opener:
     def key_ids(self) -> list[str]:
         return sorted(self._keys)
 
-    def open_key(self, sealed_key: bytes, application_id: uuid.UUID) -> bytes:
+    def open_key(
+        self, sealed_key: bytes, application_id: uuid.UUID, purpose: bytes = DATA_KEY_PURPOSE
+    ) -> bytes:
         header, suite, key_id, sealed = _split_sealed(sealed_key)
         held = self._keys.get(key_id)
         if held is None:
@@ -303,7 +309,9 @@ class Opener:
                 f"sealed data key names suite {suite.name}, but key {key_id!r} is {key_suite.name}"
             )
         try:
-            data_key = _SUITES[suite].decrypt(sealed, private, info=_info(header, application_id))
+            data_key = _SUITES[suite].decrypt(
+                sealed, private, info=_info(header, application_id, purpose)
+            )
         except (InvalidTag, ValueError):
             raise TamperedSealError(
                 f"sealed data key failed to open for application {application_id}: it was "

@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from prequal import blind_index, sealing
+from prequal import blind_index, egress, sealing
 
 DEFAULT_SECRETS_DIR = "/var/run/secrets/prequal"
 KEY_BYTES = 32
@@ -286,6 +286,74 @@ class SealingPrivateKeySettings(BaseServiceSettings):
         if self.pan_encryption_keys is None or not self.pan_encryption_keys.get_secret_value():
             return {}
         return parse_keyring(self.pan_encryption_keys.get_secret_value())
+
+
+class WebhookSealingPublicKeySettings(BaseServiceSettings):
+    """What seals webhook signing secrets (the API): the dispatcher's public keys by id and the
+    active one (prequal.webhook_secrets)."""
+
+    webhook_sealing_public_keys: str
+    webhook_sealing_active_key_id: str
+
+    @field_validator("webhook_sealing_active_key_id", mode="before")
+    @classmethod
+    def _strip(cls, value: object) -> object:
+        return value.strip() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _sealer(self) -> WebhookSealingPublicKeySettings:
+        self.webhook_sealer()
+        return self
+
+    def webhook_sealer(self) -> sealing.Sealer:
+        try:
+            keys = sealing.parse_key_list(
+                self.webhook_sealing_public_keys, "WEBHOOK_SEALING_PUBLIC_KEYS"
+            )
+            return sealing.Sealer(keys, self.webhook_sealing_active_key_id)
+        except sealing.KeyFormatError as exc:
+            raise ValueError(
+                f"WEBHOOK_SEALING_ACTIVE_KEY_ID / WEBHOOK_SEALING_PUBLIC_KEYS: {exc}"
+            ) from None
+
+
+class WebhookSealingPrivateKeySettings(BaseServiceSettings):
+    """What opens webhook signing secrets: the webhook dispatcher's private keys, its only."""
+
+    webhook_sealing_private_keys: SecretStr
+
+    @field_validator("webhook_sealing_private_keys")
+    @classmethod
+    def _private_keys(cls, value: SecretStr) -> SecretStr:
+        try:
+            _webhook_opener(value.get_secret_value())
+        except sealing.KeyFormatError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    def webhook_opener(self) -> sealing.Opener:
+        return _webhook_opener(self.webhook_sealing_private_keys.get_secret_value())
+
+
+def _webhook_opener(text: str) -> sealing.Opener:
+    return sealing.Opener(sealing.parse_key_list(text, "WEBHOOK_SEALING_PRIVATE_KEYS"))
+
+
+class WebhookEgressSettings(BaseServiceSettings):
+    """Where webhooks may go besides the public internet (prequal.egress): CIDRs, comma-separated.
+    Empty (production): loopback, private, link-local, multicast and unspecified addresses are
+    refused. `make run`, the demo and the tests allow loopback (`127.0.0.0/8,::1/128`)."""
+
+    webhook_allowed_networks: str = ""
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        egress.parse_networks(value)
+        return value
+
+    def allowed_networks(self) -> tuple[egress.Network, ...]:
+        return egress.parse_networks(self.webhook_allowed_networks)
 
 
 S = TypeVar("S", bound=BaseSettings)

@@ -25,8 +25,9 @@ SECRET_BYTES = 32
 # as the document says, not with a 413 before validation.
 URL_MAX_LENGTH = 1024
 
+# The secret only sealed (prequal.webhook_secrets.seal_secret, bound to the id).
 INSERT_ENDPOINT_SQL = (
-    "INSERT INTO webhook_endpoints (id, client_id, url, secret) VALUES (%s, %s, %s, %s) "
+    "INSERT INTO webhook_endpoints (id, client_id, url, sealed_secret) VALUES (%s, %s, %s, %s) "
     "RETURNING id, url, enabled, created_at"
 )
 # Never the secret: it is shown once, at creation.

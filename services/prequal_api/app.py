@@ -136,7 +136,12 @@ def create_app(settings: ApiSettings) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.services = services
-    app.state.webhook_endpoints = WebhookEndpoints(pool, settings.db_pool_timeout_seconds)
+    app.state.webhook_endpoints = WebhookEndpoints(
+        pool,
+        settings.db_pool_timeout_seconds,
+        settings.webhook_sealer(),
+        settings.allowed_networks(),
+    )
     app.state.decision_listener = listener
     app.state.rate_limits = {
         "post": RateLimiter(settings.rate_limit_post_per_second, settings.rate_limit_post_burst),

@@ -1,6 +1,7 @@
 """The API's settings: database, public sealing keys, listen address, pool, tokens and limits.
 
-The API holds only public keys (it seals, it never opens) and the index key ring
+The API holds only public keys (it seals, it never opens): the credit service's for data keys,
+the webhook dispatcher's for webhook signing secrets; and the index key ring
 (prequal.blind_index).
 """
 
@@ -13,10 +14,19 @@ from prequal.settings import (
     IndexKeySettings,
     KafkaSettings,
     SealingPublicKeySettings,
+    WebhookEgressSettings,
+    WebhookSealingPublicKeySettings,
 )
 
 
-class ApiSettings(DatabaseSettings, SealingPublicKeySettings, IndexKeySettings, KafkaSettings):
+class ApiSettings(
+    DatabaseSettings,
+    SealingPublicKeySettings,
+    IndexKeySettings,
+    KafkaSettings,
+    WebhookSealingPublicKeySettings,
+    WebhookEgressSettings,
+):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     # /metrics is served here, not on the API port: the Ingress never routes to it.

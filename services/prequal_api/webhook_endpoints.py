@@ -2,19 +2,29 @@
 
 Each endpoint belongs to the client that registered it; the client id is part of every query,
 so another client's endpoint is indistinguishable from an unknown id. The signing secret is
-generated here and returned once, in the creation's answer: it is stored as issued (the
-dispatcher needs it to sign) and no later answer selects it.
+generated here and returned once, in the creation's answer; it is stored only sealed to the
+webhook dispatcher (prequal.webhook_secrets), which alone can open it to sign.
+
+A URL whose host is, or resolves to, an address webhooks may not reach (prequal.egress) is
+refused at registration. The name is looked up with a short timeout; a name that does not
+resolve now is accepted: the dispatcher checks every delivery again, at the address it connects
+to, and that check is the one that counts.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
 from psycopg_pool import AsyncConnectionPool
 
-from prequal import webhooks
+from prequal import egress, sealing, webhooks
+from prequal.webhook_secrets import seal_secret
+
+RESOLVE_TIMEOUT_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -27,12 +37,27 @@ class CreatedEndpoint:
 class WebhookEndpoints:
     pool: AsyncConnectionPool
     pool_timeout: float
+    sealer: sealing.Sealer
+    allowed_networks: tuple[egress.Network, ...] = ()
+
+    async def refusal(self, url: str) -> str | None:
+        """Why webhooks may not go to `url`'s host, or None (also when it does not resolve)."""
+        resolve = functools.partial(egress.resolve, url, self.allowed_networks)
+        try:
+            await asyncio.wait_for(asyncio.to_thread(resolve), RESOLVE_TIMEOUT_SECONDS)
+        except egress.RefusedDestinationError as exc:
+            return f"the host is or resolves to a {exc.reason} address"
+        except (egress.UnresolvedDestinationError, TimeoutError):
+            return None
+        return None
 
     async def create(self, client_id: str, url: str) -> CreatedEndpoint:
+        endpoint_id = uuid.uuid4()
         secret = webhooks.new_secret()
+        sealed = seal_secret(self.sealer, secret, endpoint_id)
         async with self.pool.connection(timeout=self.pool_timeout) as conn:
             cur = await conn.execute(
-                webhooks.INSERT_ENDPOINT_SQL, (uuid.uuid4(), client_id, url, secret)
+                webhooks.INSERT_ENDPOINT_SQL, (endpoint_id, client_id, url, sealed)
             )
             row = await cur.fetchone()
         assert row is not None

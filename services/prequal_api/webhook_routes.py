@@ -90,8 +90,18 @@ async def create_endpoint(
     caller: Annotated[Principal, Depends(require_scope(SCOPE_WEBHOOKS, "post"))],
 ) -> CreatedEndpoint:
     """Decisions on this client's applications will be POSTed here, signed with the secret
-    in this answer (it is never shown again)."""
-    created = await _endpoints(request).create(caller.client_id, body.url)
+    in this answer (it is never shown again). A host that is or resolves to a loopback,
+    private, link-local, multicast or unspecified address is refused (422 naming `url`)."""
+    endpoints = _endpoints(request)
+    refused = await endpoints.refusal(body.url)
+    if refused is not None:
+        raise ApiError(
+            422,
+            "VALIDATION_ERROR",
+            "webhooks go only to public addresses",
+            [{"field": "url", "message": refused}],
+        )
+    created = await endpoints.create(caller.client_id, body.url)
     return CreatedEndpoint(**_public(created.endpoint).model_dump(), secret=created.secret)
 
 

@@ -4,8 +4,10 @@
 for classic X25519) and an index key ring of one root key (`PAN_INDEX_KEYS`,
 `PAN_INDEX_ACTIVE_KEY_ID`, prequal.blind_index). The private key is for the credit service only
 (`SEALING_PRIVATE_KEYS`); the API gets the public key, the active key id and the index keys
-(`--for api` prints only those). `PAN_ENCRYPTION_KEYS` is no longer generated: it is the
-legacy, decrypt-only keyring of rows written before migration 0007.
+(`--for api` prints only those). A second key pair seals the webhook signing secrets: the API
+gets its public key (`WEBHOOK_SEALING_PUBLIC_KEYS`), the webhook dispatcher its private key
+(`WEBHOOK_SEALING_PRIVATE_KEYS`, `--for webhooks`). `PAN_ENCRYPTION_KEYS` is no longer
+generated: it is the legacy, decrypt-only keyring of rows written before migration 0007.
 
 `index-rotate`: the two phases of an index key rotation, on the ring in the environment
 (`PAN_INDEX_KEYS`, `PAN_INDEX_ACTIVE_KEY_ID`, and `PAN_BLIND_INDEX_KEY` as `v0`): `--phase
@@ -30,7 +32,12 @@ from typing import Any
 from prequal import blind_index, sealing
 from prequal.settings import KEY_ID_PATTERN, IndexKeySettings, load_settings
 
-PRIVATE = ("SEALING_PRIVATE_KEYS",)
+# Which private key each process that opens holds; every other process holds none.
+OPENS = {
+    "credit": ("SEALING_PRIVATE_KEYS",),
+    "webhooks": ("WEBHOOK_SEALING_PRIVATE_KEYS",),
+}
+PRIVATE = tuple(name for names in OPENS.values() for name in names)
 
 
 def register(commands: Any) -> None:
@@ -53,10 +60,11 @@ def register(commands: Any) -> None:
     generate.add_argument(
         "--for",
         dest="role",
-        choices=("all", "api", "credit"),
+        choices=("all", "api", "credit", "webhooks"),
         default="all",
-        help="api: public key, active key id, index keys; credit: the private key; "
-        "all: both (default: %(default)s)",
+        help="api: public keys, active key ids, index keys; credit: the data keys' private "
+        "key; webhooks: the webhook secrets' private key (the dispatcher's); all: every one "
+        "(default: %(default)s)",
     )
     generate.add_argument(
         "-o",
@@ -93,12 +101,16 @@ def generate_keys(key_id: str, kem: sealing.KemName = sealing.DEFAULT_KEM) -> di
     if not KEY_ID_PATTERN.match(key_id):
         raise ValueError(f"key id must match {KEY_ID_PATTERN.pattern}")
     pair = sealing.generate_key_pair(kem)
+    webhook_pair = sealing.generate_key_pair(kem)
     return {
         "SEALING_PUBLIC_KEYS": sealing.format_key_list({key_id: pair.public}),
         "SEALING_ACTIVE_KEY_ID": key_id,
         "PAN_INDEX_KEYS": sealing.format_key_list({key_id: new_index_key()}),
         "PAN_INDEX_ACTIVE_KEY_ID": key_id,
+        "WEBHOOK_SEALING_PUBLIC_KEYS": sealing.format_key_list({key_id: webhook_pair.public}),
+        "WEBHOOK_SEALING_ACTIVE_KEY_ID": key_id,
         "SEALING_PRIVATE_KEYS": sealing.format_key_list({key_id: pair.private}),
+        "WEBHOOK_SEALING_PRIVATE_KEYS": sealing.format_key_list({key_id: webhook_pair.private}),
     }
 
 
@@ -122,11 +134,11 @@ def rotate_index_keys(
 
 
 def for_role(keys: dict[str, str], role: str) -> dict[str, str]:
-    """What one process may hold: the API never gets a private key."""
+    """What one process may hold: the API never gets a private key, an opener only its own."""
     if role == "api":
         return {k: v for k, v in keys.items() if k not in PRIVATE}
-    if role == "credit":
-        return {k: v for k, v in keys.items() if k in PRIVATE}
+    if role in OPENS:
+        return {k: v for k, v in keys.items() if k in OPENS[role]}
     return dict(keys)
 
 

@@ -1,9 +1,14 @@
-"""`prequalctl webhooks list|create|delete|replay`: webhook endpoints and dead deliveries.
+"""`prequalctl webhooks list|create|delete|replay|reseal`: webhook endpoints and dead deliveries.
 
 For the platform's operators, on the database (`DATABASE_URL`): a client manages its own
 endpoints through the API (`/webhooks/endpoints`, scope `webhooks:manage`). `create` prints the
 signing secret once, as the API does; `list` never shows it. `replay` parks dead deliveries
 again as new (attempts from zero, due now); the dispatcher picks them up on its next poll.
+
+`create` and `reseal` seal with the webhook dispatcher's public key (`WEBHOOK_SEALING_PUBLIC_KEYS`,
+`WEBHOOK_SEALING_ACTIVE_KEY_ID`, as the API does). `reseal` seals the plaintext secrets of
+endpoints registered before migration 0011 and empties the plaintext column, one row per
+transaction; run it once after the upgrade (it is safe to repeat: sealed rows are skipped).
 """
 
 from __future__ import annotations
@@ -16,12 +21,29 @@ import uuid
 from typing import Any
 
 import psycopg
+from pydantic import ValidationError
 
-from prequal import webhooks
-from prequal.settings import DatabaseSettings, load_settings
+from prequal import egress, webhooks
+from prequal.settings import (
+    DatabaseSettings,
+    WebhookEgressSettings,
+    WebhookSealingPublicKeySettings,
+    load_settings,
+)
+from prequal.webhook_secrets import seal_secret
 
 # The API's rule (prequal_api.webhook_routes.URL_PATTERN), so both refuse the same URLs.
 _URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[\x21-\x7e]*)?\Z")
+# Plaintext secrets (rows from before migration 0011), each locked while it is sealed.
+_PLAINTEXT_SQL = (
+    "SELECT id, secret FROM webhook_endpoints WHERE secret IS NOT NULL "
+    "ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"
+)
+_RESEAL_SQL = "UPDATE webhook_endpoints SET sealed_secret = %s, secret = NULL WHERE id = %s"
+
+
+class _SealingSettings(DatabaseSettings, WebhookSealingPublicKeySettings, WebhookEgressSettings):
+    """What `create` and `reseal` read: the database and the dispatcher's public key."""
 
 
 def register(commands: Any) -> None:
@@ -58,10 +80,31 @@ def register(commands: Any) -> None:
     chosen.add_argument("--all", action="store_true", help="every dead delivery")
     replay.set_defaults(handler=_replay)
 
+    reseal = verbs.add_parser(
+        "reseal",
+        help="Seal the plaintext signing secrets of endpoints from before migration 0011",
+        description="Reads DATABASE_URL and WEBHOOK_SEALING_PUBLIC_KEYS / "
+        "WEBHOOK_SEALING_ACTIVE_KEY_ID. Receivers keep their secrets: only the storage changes.",
+    )
+    reseal.set_defaults(handler=_reseal)
+
 
 def _connect() -> psycopg.Connection[Any]:
     url = load_settings(DatabaseSettings).database_url.get_secret_value()
     return psycopg.connect(url, connect_timeout=5, autocommit=True)
+
+
+def _sealing_settings() -> _SealingSettings | None:
+    try:
+        return load_settings(_SealingSettings)
+    except ValidationError as exc:
+        missing = ", ".join(str(e["loc"][0]).upper() for e in exc.errors() if e["loc"])
+        print(
+            f"error: {missing or 'settings'} missing or invalid; the dispatcher's public key "
+            "comes from `prequalctl keys generate --for api`",
+            file=sys.stderr,
+        )
+        return None
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -106,10 +149,22 @@ def _create(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    settings = _sealing_settings()
+    if settings is None:
+        return 2
+    try:
+        egress.resolve(url, settings.allowed_networks())
+    except egress.RefusedDestinationError as exc:
+        print(f"--url: {exc}", file=sys.stderr)
+        return 2
+    except egress.UnresolvedDestinationError:
+        pass  # the dispatcher checks again at every delivery
+    endpoint_id = uuid.uuid4()
     secret = webhooks.new_secret()
+    sealed = seal_secret(settings.webhook_sealer(), secret, endpoint_id)
     with _connect() as conn:
         row = conn.execute(
-            webhooks.INSERT_ENDPOINT_SQL, (uuid.uuid4(), args.client, url, secret)
+            webhooks.INSERT_ENDPOINT_SQL, (endpoint_id, args.client, url, sealed)
         ).fetchone()
     assert row is not None
     print(f"endpoint {row[0]} registered for {args.client}: {url}")
@@ -140,4 +195,26 @@ def _replay(args: argparse.Namespace) -> int:
                 webhooks.REPLAY_SQL + " AND id = ANY(%s)", (args.delivery,)
             ).rowcount
     print(f"{replayed} dead deliveries parked again; the dispatcher delivers them next")
+    return 0
+
+
+def _reseal(args: argparse.Namespace) -> int:
+    settings = _sealing_settings()
+    if settings is None:
+        return 2
+    sealer = settings.webhook_sealer()
+    resealed = 0
+    with psycopg.connect(settings.database_url.get_secret_value(), connect_timeout=5) as conn:
+        while True:
+            with conn.transaction():
+                row = conn.execute(_PLAINTEXT_SQL).fetchone()
+                if row is None:
+                    break
+                endpoint_id, secret = row
+                conn.execute(_RESEAL_SQL, (seal_secret(sealer, secret, endpoint_id), endpoint_id))
+            resealed += 1
+    print(
+        f"{resealed} plaintext signing secrets sealed with key {sealer.key_id}; "
+        "none is left in plaintext"
+    )
     return 0

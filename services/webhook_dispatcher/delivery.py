@@ -5,6 +5,11 @@
   flight) and at most as many in all as there are idle workers (`FOR UPDATE SKIP LOCKED`, so
   replicas never claim the same row). Claiming counts the attempt and moves `next_attempt_at`
   a lease ahead (timeout + 30 s): if this process dies mid-attempt, the row is due again then.
+- **Guard.** The worker opens the endpoint's sealed signing secret (prequal.webhook_secrets)
+  and resolves the endpoint's name once (prequal.egress): an address in a network webhooks may
+  not reach is refused, recorded `DEAD` at once with the reason, never retried (a replay tries
+  again, e.g. after the allow-list changed). The POST goes to the resolved address, with the
+  name as `Host` and TLS SNI, so a second lookup cannot send it elsewhere (DNS rebinding).
 - **Send.** A worker thread POSTs the Standard Webhooks body with `webhook-id` (the event id,
   the same on every retry), `webhook-timestamp` and `webhook-signature`, with a timeout for
   the whole attempt. 2xx is delivered; anything else (a status, a timeout, a refused
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
 import threading
 import time
 import uuid
@@ -33,6 +39,8 @@ import httpx
 import psycopg
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from prequal import egress, sealing
+from prequal.webhook_secrets import open_secret
 from prequal.webhooks import signed_headers
 
 log = logging.getLogger(__name__)
@@ -59,7 +67,8 @@ UPDATE webhook_deliveries d
 SET attempts = d.attempts + 1, next_attempt_at = now() + make_interval(secs => %(lease)s)
 FROM claimed c, webhook_endpoints e
 WHERE d.id = c.id AND e.id = d.endpoint_id
-RETURNING d.id, d.endpoint_id, d.event_id, d.payload::text, d.attempts, e.url, e.secret
+RETURNING d.id, d.endpoint_id, d.event_id, d.payload::text, d.attempts, e.url, e.secret,
+    e.sealed_secret
 """
 DELIVERED_SQL = (
     "UPDATE webhook_deliveries SET status = 'DELIVERED', delivered_at = now(), "
@@ -84,6 +93,8 @@ class DeliveryPolicy:
     workers: int = 8
     endpoint_concurrency: int = 2
     poll_interval: float = 1.0
+    # Networks delivered to although not public (WEBHOOK_ALLOWED_NETWORKS); none in production.
+    allowed_networks: tuple[egress.Network, ...] = ()
 
     def backoff(self, attempts: int) -> float:
         """Seconds before the next attempt after `attempts` failed ones."""
@@ -99,18 +110,28 @@ class Claimed:
     body: str
     attempts: int
     url: str
-    secret: str
+    secret: str | None  # plaintext: a row from before migration 0011 not resealed yet
+    sealed_secret: bytes | None
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A failed attempt; `final` ones are dead at once (retrying cannot help)."""
+
+    error: str
+    final: bool = False
 
 
 class DeliveryMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.attempts = Counter(
             "webhook_delivery_attempts",
-            "Delivery attempts by outcome: delivered, retry (parked with backoff) or dead",
+            "Delivery attempts by outcome: delivered, retry (parked with backoff), dead, or "
+            "refused (the SSRF guard: a destination webhooks may not reach)",
             ["outcome"],
             registry=registry,
         )
-        for outcome in ("delivered", "retry", "dead"):
+        for outcome in ("delivered", "retry", "dead", "refused"):
             self.attempts.labels(outcome)
         self.seconds = Histogram(
             "webhook_delivery_seconds",
@@ -130,17 +151,23 @@ class Deliverer:
         connect: Callable[[], psycopg.Connection[Any]],
         policy: DeliveryPolicy,
         metrics: DeliveryMetrics,
+        opener: sealing.Opener,
         wake: threading.Event | None = None,
+        *,
+        resolver: egress.Resolver | None = None,
     ) -> None:
         self.connect = connect
         self.policy = policy
         self.metrics = metrics
+        self.opener = opener
+        self.resolver = resolver or socket.getaddrinfo
         self.wake = wake or threading.Event()
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._in_flight: Tally[uuid.UUID] = Tally()
         self._conn: psycopg.Connection[Any] | None = None
-        self._http = httpx.Client(timeout=policy.timeout, follow_redirects=False)
+        # No proxy from the environment: the guard checks the address connected to, itself.
+        self._http = httpx.Client(timeout=policy.timeout, follow_redirects=False, trust_env=False)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -179,8 +206,7 @@ class Deliverer:
 
     def _attempt(self, claimed: Claimed) -> None:
         try:
-            error = self._send(claimed)
-            self._record(claimed, error)
+            self._record(claimed, self._send(claimed))
         except Exception:  # a worker must never die silently; the lease brings the row back
             log.exception("recording delivery %s failed; it is retried after its lease", claimed.id)
         finally:
@@ -189,29 +215,66 @@ class Deliverer:
                 self.metrics.in_flight.set(sum(self._in_flight.values()))
             self.wake.set()
 
-    def _send(self, claimed: Claimed) -> str | None:
+    def _secret(self, claimed: Claimed) -> str:
+        if claimed.sealed_secret is not None:
+            return open_secret(self.opener, claimed.sealed_secret, claimed.endpoint_id)
+        if claimed.secret is None:
+            raise sealing.MalformedSealError("the endpoint has no signing secret")
+        return claimed.secret
+
+    def _prepare(self, claimed: Claimed) -> tuple[str, egress.Destination] | Failure:
+        """The signing secret and the one resolved destination, or why there is none."""
+        try:
+            secret = self._secret(claimed)
+        except sealing.UnknownSealingKeyError as exc:  # not distributed here yet: try later
+            return Failure(f"signing secret: {exc}")
+        except sealing.OpenError as exc:
+            return Failure(f"signing secret: {exc}", final=True)
+        try:
+            destination = egress.resolve(claimed.url, self.policy.allowed_networks, self.resolver)
+        except egress.RefusedDestinationError as exc:
+            return Failure(f"refused: {exc}", final=True)
+        except egress.UnresolvedDestinationError as exc:
+            return Failure(str(exc))
+        return secret, destination
+
+    def _send(self, claimed: Claimed) -> Failure | None:
         """None when delivered, else what went wrong (no response body: it is the receiver's)."""
+        prepared = self._prepare(claimed)
+        if isinstance(prepared, Failure):
+            return prepared
+        secret, destination = prepared
         body = claimed.body.encode()
-        headers = signed_headers(claimed.secret, str(claimed.event_id), int(time.time()), body)
+        headers = signed_headers(secret, str(claimed.event_id), int(time.time()), body)
+        headers["host"] = destination.host_header
+        extensions = {"sni_hostname": destination.sni_hostname} if destination.sni_hostname else {}
         started = time.monotonic()
         try:
-            answer = self._http.post(claimed.url, content=body, headers=headers)
+            answer = self._http.post(
+                destination.url, content=body, headers=headers, extensions=extensions
+            )
         except httpx.TimeoutException:
-            return f"timed out after {self.policy.timeout:g} s"
+            return Failure(f"timed out after {self.policy.timeout:g} s")
         except httpx.HTTPError as exc:
-            return f"{type(exc).__name__}: could not reach the endpoint"
+            return Failure(f"{type(exc).__name__}: could not reach the endpoint")
         finally:
             self.metrics.seconds.observe(time.monotonic() - started)
         if 200 <= answer.status_code < 300:
             return None
-        return f"HTTP {answer.status_code}"
+        return Failure(f"HTTP {answer.status_code}")
 
-    def _record(self, claimed: Claimed, error: str | None) -> None:
+    def _record(self, claimed: Claimed, failure: Failure | None) -> None:
         extra = {"delivery_id": str(claimed.id), "endpoint_id": str(claimed.endpoint_id)}
-        if error is None:
+        if failure is None:
             self._execute(DELIVERED_SQL, (claimed.id,), fetch=False)
             self.metrics.attempts.labels("delivered").inc()
             log.info("delivered on attempt %d", claimed.attempts, extra=extra)
+            return
+        error = failure.error
+        if failure.final:
+            self._execute(DEAD_SQL, (error, claimed.id), fetch=False)
+            self.metrics.attempts.labels("refused" if error.startswith("refused") else "dead").inc()
+            log.warning("dead at once, not retried: %s", error, extra=extra)
         elif claimed.attempts >= self.policy.max_attempts:
             self._execute(DEAD_SQL, (error, claimed.id), fetch=False)
             self.metrics.attempts.labels("dead").inc()

@@ -30,6 +30,7 @@ def policy_of(settings: DispatcherSettings) -> DeliveryPolicy:
         workers=settings.webhook_workers,
         endpoint_concurrency=settings.webhook_endpoint_concurrency,
         poll_interval=settings.webhook_poll_interval_seconds,
+        allowed_networks=settings.allowed_networks(),
     )
 
 
@@ -47,24 +48,36 @@ def main() -> int:
     url = settings.database_url.get_secret_value()
 
     def connect() -> psycopg.Connection[Any]:
+        # The deliverer's commits are claims (leases) and outcomes. Should a crash lose one, the
+        # row is due again and is sent again with the same webhook-id, which receivers dedupe
+        # on (delivery is at least once): no need to wait for the WAL flush on each of them.
+        # Every statement runs on this one connection, so that wait was the dispatcher's pace
+        # (bench/bench_webhooks.py: 144 deliveries/s with it, see docs/webhooks.md).
+        session = settings.session_options()
+        options = f"-c synchronous_commit=off {session.pop('options')}"
         return psycopg.connect(
             url,
             autocommit=True,
             connect_timeout=5,
             application_name=SERVICE,
-            **settings.session_options(),
+            options=options,
+            **session,
         )
 
     policy = policy_of(settings)
-    deliverer = Deliverer(connect, policy, DeliveryMetrics(registry), wake)
+    deliverer = Deliverer(
+        connect, policy, DeliveryMetrics(registry), settings.webhook_opener(), wake
+    )
     sender = threading.Thread(target=deliverer.run, name="deliverer", daemon=True)
     sender.start()
     log.info(
-        "delivering with %d workers, %d per endpoint, %g s timeout, %d attempts",
+        "delivering with %d workers, %d per endpoint, %g s timeout, %d attempts; "
+        "non-public networks allowed: %s",
         policy.workers,
         policy.endpoint_concurrency,
         policy.timeout,
         policy.max_attempts,
+        settings.webhook_allowed_networks or "none",
     )
     try:
         return serve(runtime, settings, registry)

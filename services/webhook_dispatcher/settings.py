@@ -4,6 +4,9 @@ How a slow or failing endpoint is kept from hurting anything else: each attempt 
 (`WEBHOOK_TIMEOUT_SECONDS`), at most `WEBHOOK_ENDPOINT_CONCURRENCY` attempts per endpoint run at
 once in this process, out of `WEBHOOK_WORKERS` in all; a failed attempt parks the delivery in
 PostgreSQL until its backoff ends. After `WEBHOOK_MAX_ATTEMPTS` attempts it is dead.
+
+It alone holds `WEBHOOK_SEALING_PRIVATE_KEYS` (it opens the endpoints' sealed signing secrets),
+and it delivers only to public addresses unless `WEBHOOK_ALLOWED_NETWORKS` allows more.
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from prequal.consumer_process import ConsumerSettings
+from prequal.settings import WebhookEgressSettings, WebhookSealingPrivateKeySettings
 
 
-class DispatcherSettings(ConsumerSettings):
+class DispatcherSettings(ConsumerSettings, WebhookSealingPrivateKeySettings, WebhookEgressSettings):
     metrics_port: int = 9105
     consumer_group: str = "webhook-dispatcher"
     webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)

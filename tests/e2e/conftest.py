@@ -121,6 +121,8 @@ def platform(
         "LOG_LEVEL": "INFO",
         **generate_keys("v1"),
         **oidc.api_env(),
+        # The demo's and the tests' webhook receivers listen on loopback, as in `make run`.
+        "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
         # One client drives every scenario here, 150 POSTs at once among them.
         "RATE_LIMIT_POST_BURST": "1000",
     }

@@ -176,6 +176,32 @@ pipeline predates them), which no other workload mounts. The API can seal but ne
 {{- end }}
 
 {{/*
+The webhook dispatcher's key Secret as SECRETS_DIR: the operator generates it
+(<keySecret>-webhooks, webhook_sealing_private_keys, ...); only the dispatcher mounts it. Its
+private key opens the endpoints' sealed signing secrets, nothing else.
+*/}}
+{{- define "loan-prequal.webhookKeysVolume" -}}
+- name: webhook-keys
+  secret:
+    secretName: {{ include "loan-prequal.panKeySecret" . }}-webhooks
+    defaultMode: 0440
+{{- end }}
+{{- define "loan-prequal.webhookKeysMount" -}}
+- name: webhook-keys
+  mountPath: /var/run/secrets/prequal
+  readOnly: true
+{{- end }}
+
+{{/*
+The webhook SSRF guard's allow-list (WEBHOOK_ALLOWED_NETWORKS) for the API (registration) and
+the dispatcher (delivery): empty refuses every non-public address.
+*/}}
+{{- define "loan-prequal.webhookEgressEnv" -}}
+- name: WEBHOOK_ALLOWED_NETWORKS
+  value: {{ join "," .Values.webhookEgress.allowedNetworks | quote }}
+{{- end }}
+
+{{/*
 A writable /tmp: the root filesystem is read-only.
 */}}
 {{- define "loan-prequal.tmpVolume" -}}

@@ -268,11 +268,17 @@ webhook_endpoints = Table(
     Column("id", UUID(as_uuid=True), primary_key=True),
     Column("client_id", Text, nullable=False),
     Column("url", Text, nullable=False),
-    # `whsec_` + base64, shown to the client once at creation (migration 0009).
-    Column("secret", Text, nullable=False),
+    # The signing secret, shown to the client once at creation, stored sealed to the webhook
+    # dispatcher (migration 0011); `secret` is the plaintext of rows from before 0011 that
+    # `prequalctl webhooks reseal` has not sealed yet.
+    Column("secret", Text),
+    Column("sealed_secret", LargeBinary),
     Column("enabled", Boolean, nullable=False, server_default=text("true")),
     Column("created_at", TIMESTAMP(timezone=True), nullable=False, server_default=_NOW),
     CheckConstraint("starts_with(secret, 'whsec_')", name="ck_webhook_endpoints_secret"),
+    CheckConstraint(
+        "num_nonnulls(secret, sealed_secret) = 1", name="ck_webhook_endpoints_one_secret"
+    ),
     Index("ix_webhook_endpoints_client_id", "client_id"),
 )
 

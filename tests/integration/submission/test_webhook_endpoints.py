@@ -72,12 +72,20 @@ def test_managing_endpoints_needs_the_scope(api: ApiProcess, oidc: Oidc) -> None
 
 
 def test_prequalctl_creates_lists_replays_and_deletes_endpoints(
-    database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    database_url: str,
+    pan_keys: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("SECRETS_DIR", "/nonexistent")
+    # `create` seals the secret to the dispatcher, as the API does.
+    for name in ("WEBHOOK_SEALING_PUBLIC_KEYS", "WEBHOOK_SEALING_ACTIVE_KEY_ID"):
+        monkeypatch.setenv(name, pan_keys[name])
     client = f"ops-{uuid.uuid4().hex[:6]}"
     assert prequalctl(["webhooks", "create", "--client", client, "--url", "ftp://x.test"]) == 2
+    local = ["webhooks", "create", "--client", client, "--url", "http://10.0.0.1/h"]
+    assert prequalctl(local) == 2, "a private address is refused here too"
     assert prequalctl(["webhooks", "create", "--client", client, "--url", "http://x.test/h"]) == 0
     out = capsys.readouterr().out
     secret = out.split("): ")[-1].strip()

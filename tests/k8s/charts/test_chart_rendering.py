@@ -169,7 +169,7 @@ def test_processes_get_the_configuration_contract() -> None:
         "publisher": ("outbox-publisher", "9101", False),
         "credit": ("credit-service", "9102", True),
         "decision": ("decision-service", "9103", False),
-        "webhooks": ("webhook-dispatcher", "9105", False),
+        "webhooks": ("webhook-dispatcher", "9105", True),
     }
     for component, (command, metrics_port, has_keys) in expected.items():
         spec = deployments[f"rel-loan-prequal-{component}"]["spec"]["template"]["spec"]
@@ -191,8 +191,15 @@ def test_processes_get_the_configuration_contract() -> None:
             sources = [source["secret"]["name"] for source in volume["projected"]["sources"]]
             assert sources == ["rel-loan-prequal-pan-keys-api", "rel-loan-prequal-pan-keys-index"]
         elif has_keys:
-            volume = next(v for v in spec["volumes"] if v["name"] == "pan-keys")
-            assert volume["secret"]["secretName"] == "rel-loan-prequal-pan-keys"
+            # credit-service mounts the key Secret; the dispatcher its own key Secret (it opens
+            # signing secrets, never a data key).
+            name, suffix = {
+                "credit": ("pan-keys", ""),
+                "webhooks": ("webhook-keys", "-webhooks"),
+            }[component]
+            assert [v["name"] for v in spec["volumes"] if v.get("secret")] == [name]
+            volume = next(v for v in spec["volumes"] if v["name"] == name)
+            assert volume["secret"]["secretName"] == f"rel-loan-prequal-pan-keys{suffix}"
     for component in ("credit", "decision"):
         container = deployments[f"rel-loan-prequal-{component}"]["spec"]["template"]["spec"][
             "containers"
@@ -202,6 +209,8 @@ def test_processes_get_the_configuration_contract() -> None:
         0
     ]
     assert _env(container)["CONSUMER_GROUP"] == "webhook-dispatcher"
+    # The SSRF guard's allow-list is empty unless set; the API and the dispatcher read it.
+    assert _env(container)["WEBHOOK_ALLOWED_NETWORKS"] == ""
     api_env = _env(deployments["rel-loan-prequal-api"]["spec"]["template"]["spec"]["containers"][0])
     assert (api_env["API_HOST"], api_env["API_PORT"]) == (ANY_ADDRESS, "8000")
     assert api_env["OIDC_TOKEN_URL"] == ""  # derived from the issuer (Hydra's /oauth2/token)

@@ -382,7 +382,17 @@ def test_the_operator_reconciles_the_release_under_the_charts_service_account(
         api_keys = core.read_namespaced_secret(
             f"{PIPELINE}-pan-keys-api", installed.platform_ns
         ).data
-        assert set(api_keys) == {"sealing_public_keys", "sealing_active_key_id"}
+        assert set(api_keys) == {
+            "sealing_public_keys",
+            "sealing_active_key_id",
+            "webhook_sealing_public_keys",
+            "webhook_sealing_active_key_id",
+        }
+        # The dispatcher's own key Secret, the one its pods mount.
+        webhook_keys = core.read_namespaced_secret(
+            f"{PIPELINE}-pan-keys-webhooks", installed.platform_ns
+        ).data
+        assert "webhook_sealing_private_keys" in webhook_keys
         apps = client.AppsV1Api(installed.api)
 
         def scaled() -> int | None:

@@ -20,6 +20,7 @@ def keyring(secret: dict[str, str], name: str = "sealing_private_keys") -> dict[
 
 
 API_KEYS = {"sealing_public_keys", "sealing_active_key_id"}
+WEBHOOK_API_KEYS = {"webhook_sealing_public_keys", "webhook_sealing_active_key_id"}
 
 
 def test_key_secret_is_generated_with_the_contract_keys_and_a_configmap_is_written(
@@ -41,9 +42,15 @@ def test_key_secret_is_generated_with_the_contract_keys_and_a_configmap_is_writt
     rotation = pipelines.get("retail")["status"]["indexKeyRotation"]
     assert (rotation["phase"], rotation["keyId"]) == ("Active", "v1")
     assert rotation["secretName"] == "retail-pan-keys-index"
-    # The API's Secret: the same public keys, no private key.
+    # The webhook dispatcher's own key pair, in a Secret of its own.
+    hooks = wait_for(lambda: pipelines.secret("retail-pan-keys-webhooks"), 10, "webhook keys")
+    assert set(hooks) == {"webhook_sealing_private_keys", *WEBHOOK_API_KEYS}
+    assert hooks["webhook_sealing_active_key_id"] == "v1"
+    # The API's Secret: the public keys of both, no private key.
     api = wait_for(lambda: pipelines.secret("retail-pan-keys-api"), 10, "the API's key Secret")
-    assert api == {name: keys[name] for name in API_KEYS}
+    assert api == {name: keys[name] for name in API_KEYS} | {
+        name: hooks[name] for name in WEBHOOK_API_KEYS
+    }
     assert pipelines.config_map("retail-pipeline") == {
         "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
         "TOPIC_APPLICATIONS_SUBMITTED": f"{pipelines.namespace}.loan_applications_submitted",
@@ -59,6 +66,7 @@ def test_key_secret_is_generated_with_the_contract_keys_and_a_configmap_is_writt
     # No key material in the operator's log.
     assert keyring(keys)["v1"] not in operator.log()
     assert keyring(index, "pan_index_keys")["v1"] not in operator.log()
+    assert hooks["webhook_sealing_private_keys"].split(":")[1] not in operator.log()
 
 
 def test_existing_key_secret_is_never_overwritten_and_rotation_appends(

@@ -10,6 +10,7 @@ import pytest
 from standardwebhooks import Webhook
 
 from prequal import webhooks
+from prequalctl.keys import generate_keys
 from webhook_dispatcher.delivery import DeliveryPolicy
 from webhook_dispatcher.settings import DispatcherSettings
 
@@ -45,4 +46,19 @@ def test_per_endpoint_concurrency_cannot_exceed_the_workers() -> None:
             database_url="postgresql://u:p@127.0.0.1:5432/db",
             webhook_workers=2,
             webhook_endpoint_concurrency=3,
+            webhook_sealing_private_keys=generate_keys("v1")["WEBHOOK_SEALING_PRIVATE_KEYS"],
+        )
+
+
+def test_the_allow_list_is_empty_by_default_and_a_bad_entry_is_refused() -> None:
+    keys = generate_keys("v1")["WEBHOOK_SEALING_PRIVATE_KEYS"]
+    settings = DispatcherSettings(
+        database_url="postgresql://u:p@127.0.0.1:5432/db", webhook_sealing_private_keys=keys
+    )
+    assert settings.allowed_networks() == ()
+    with pytest.raises(ValueError, match="WEBHOOK_ALLOWED_NETWORKS entry 1"):
+        DispatcherSettings(
+            database_url="postgresql://u:p@127.0.0.1:5432/db",
+            webhook_sealing_private_keys=keys,
+            webhook_allowed_networks="loopback",
         )

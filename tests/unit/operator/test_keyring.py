@@ -116,3 +116,18 @@ def test_rotation_in_two_phases_distributes_before_it_activates() -> None:
     assert activated.active == "v2"
     assert activated.added is None
     assert activated.data[PRIVATE_KEYS] == distributed.data[PRIVATE_KEYS]
+
+
+def test_the_webhook_key_pair_is_its_own_and_the_api_gets_only_its_public_part() -> None:
+    from loan_operator.keyring import new_webhook_key_data, webhook_api_data  # noqa: PLC0415
+
+    hooks = new_webhook_key_data()
+    data = new_key_data(1)
+    assert hooks["webhook_sealing_active_key_id"] == "v1"
+    assert hooks["webhook_sealing_public_keys"] != data[PUBLIC_KEYS]
+    assert set(webhook_api_data(hooks)) == {
+        "webhook_sealing_public_keys",
+        "webhook_sealing_active_key_id",
+    }
+    with pytest.raises(KeyringError, match="webhook_sealing_private_keys"):
+        webhook_api_data({k: v for k, v in hooks.items() if "private" not in k})

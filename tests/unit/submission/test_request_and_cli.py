@@ -60,7 +60,10 @@ def test_keys_generate_prints_env_assignments_of_fresh_keys(
         "SEALING_ACTIVE_KEY_ID",
         "PAN_INDEX_KEYS",
         "PAN_INDEX_ACTIVE_KEY_ID",
+        "WEBHOOK_SEALING_PUBLIC_KEYS",
+        "WEBHOOK_SEALING_ACTIVE_KEY_ID",
         "SEALING_PRIVATE_KEYS",
+        "WEBHOOK_SEALING_PRIVATE_KEYS",
     ]
     assert "SEALING_ACTIVE_KEY_ID=v2" in first
     assert first != second
@@ -71,8 +74,21 @@ def test_keys_generate_for_the_api_prints_no_private_key(
 ) -> None:
     assert main(["keys", "generate", "--for", "api", "--kem", "x25519"]) == 0
     out = capsys.readouterr().out
-    assert "SEALING_PRIVATE_KEYS" not in out
+    assert "PRIVATE_KEYS" not in out
     assert "SEALING_PUBLIC_KEYS=v1:" in out
+    assert "WEBHOOK_SEALING_PUBLIC_KEYS=v1:" in out
+
+
+@pytest.mark.parametrize(
+    ("role", "private"),
+    [("credit", "SEALING_PRIVATE_KEYS"), ("webhooks", "WEBHOOK_SEALING_PRIVATE_KEYS")],
+)
+def test_keys_generate_gives_each_opener_only_its_own_private_key(
+    capsys: pytest.CaptureFixture[str], role: str, private: str
+) -> None:
+    assert main(["keys", "generate", "--for", role, "--kem", "x25519"]) == 0
+    names = [line.split("=", 1)[0] for line in capsys.readouterr().out.splitlines()]
+    assert names == [private]
 
 
 def test_keys_generate_can_write_secret_files_readable_only_by_the_owner(tmp_path: Path) -> None:
@@ -85,6 +101,9 @@ def test_keys_generate_can_write_secret_files_readable_only_by_the_owner(tmp_pat
         "sealing_active_key_id",
         "sealing_private_keys",
         "sealing_public_keys",
+        "webhook_sealing_active_key_id",
+        "webhook_sealing_private_keys",
+        "webhook_sealing_public_keys",
     ]
     for path in target.iterdir():
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
