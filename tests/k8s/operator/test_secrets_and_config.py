@@ -162,7 +162,10 @@ def test_the_index_key_secret_carries_the_old_key_over_and_rotates_in_two_phases
     pipelines.core.create_namespaced_secret(
         pipelines.namespace,
         client.V1Secret(
-            metadata=client.V1ObjectMeta(name="retail-pan-keys"),
+            # As an older operator made it: its label, no pipeline annotation yet.
+            metadata=client.V1ObjectMeta(
+                name="retail-pan-keys", labels={"app.kubernetes.io/managed-by": "loan-operator"}
+            ),
             data={k: base64.b64encode(v.encode()).decode() for k, v in mine.items()},
         ),
     )
