@@ -29,18 +29,14 @@ DATA_KEYS_SQL = (
 )
 # Both inserts in one statement: a data-modifying CTE runs whether or not the query reads it.
 INSERT_REPORTS_SQL = (
-    "WITH audited AS (INSERT INTO audit_log (application_id, action, actor, key_id, detail, "
+    "WITH audited AS (INSERT INTO audit_log (application_id, action, actor, key_id, detail, "  # noqa: S608 - constants only; every value is a parameter
     "principal, request_id, event_id, purpose, outcome) "
     "SELECT application_id, action, actor, key_id, detail, principal, request_id, event_id, "
     "purpose, outcome FROM ROWS FROM (jsonb_to_recordset(%s::jsonb) AS (application_id uuid, "
     "action text, actor text, key_id text, detail text, principal text, request_id text, "
     "event_id uuid, purpose text, outcome text)) WITH ORDINALITY AS r(application_id, action, "
     "actor, key_id, detail, principal, request_id, event_id, purpose, outcome, n) ORDER BY n) "
-    "INSERT INTO outbox_events (id, aggregate_id, lane, topic, event_type, payload) "
-    "SELECT id, aggregate_id, lane, topic, event_type, payload::jsonb "
-    "FROM ROWS FROM (jsonb_to_recordset(%s::jsonb) AS (id uuid, aggregate_id uuid, "
-    "lane smallint, topic text, event_type text, payload text)) WITH ORDINALITY "
-    "AS e(id, aggregate_id, lane, topic, event_type, payload, n) ORDER BY n"
+    + outbox.INSERT_ROWS_SQL
 )
 
 DataKeyRow = tuple[bytes | None, datetime | None]
@@ -58,7 +54,6 @@ _AUDIT_COLUMNS = (
     "purpose",
     "outcome",
 )
-_OUTBOX_COLUMNS = ("id", "aggregate_id", "lane", "topic", "event_type", "payload")
 
 
 def data_key_row(conn: psycopg.Connection[Any], application_id: uuid.UUID) -> DataKeyRow | None:
@@ -91,7 +86,7 @@ def insert_reports(
     if not reports:
         return
     audits = [dict(zip(_AUDIT_COLUMNS, a.params(), strict=True)) for a, _ in reports]
-    events = [dict(zip(_OUTBOX_COLUMNS, r.params(), strict=True)) for _, r in reports]
     conn.execute(
-        INSERT_REPORTS_SQL, (json.dumps(audits, default=str), json.dumps(events, default=str))
+        INSERT_REPORTS_SQL,
+        (json.dumps(audits, default=str), outbox.rows_param([row for _, row in reports])),
     )

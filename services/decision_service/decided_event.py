@@ -20,11 +20,14 @@ import psycopg
 
 from decision_service.rules import Decision
 from prequal.events import APPLICATION_DECIDED, format_time
-from prequal.outbox import INSERT_SQL, OutboxRow
+from prequal.outbox import INSERT_ROWS_SQL, OutboxRow, rows_param
 
 DECIDED_CHANNEL = "application_decided"
-# One round trip for both: a data-modifying CTE runs whether or not the query reads it.
-WRITE_SQL = f"WITH event AS ({INSERT_SQL}) SELECT pg_notify(%s, %s)"
+# A batch's events and their wake-ups in one statement: one NOTIFY per inserted row.
+WRITE_SQL = (
+    f"WITH event AS ({INSERT_ROWS_SQL} RETURNING aggregate_id) "  # noqa: S608 - constants only
+    "SELECT count(pg_notify(%s, aggregate_id::text)) FROM event"
+)
 
 
 def decided_payload(
@@ -47,12 +50,15 @@ def write_decided_events(
     decided: Sequence[tuple[uuid.UUID, str, Decision, datetime]],
 ) -> None:
     """One outbox row and one wake-up per decision (application id, owning client, decision,
-    time), inside the caller's transaction; psycopg pipelines the statements in one round trip."""
-    params = []
-    for application_id, client_id, decision, decided_at in decided:
-        payload = json.dumps(decided_payload(application_id, client_id, decision, decided_at))
-        row = OutboxRow.new(topic, APPLICATION_DECIDED, application_id, payload)
-        params.append((*row.params(), DECIDED_CHANNEL, str(application_id)))
-    if params:
-        with conn.cursor() as cursor:
-            cursor.executemany(WRITE_SQL, params)
+    time), inside the caller's transaction, in one statement for all of them."""
+    rows = [
+        OutboxRow.new(
+            topic,
+            APPLICATION_DECIDED,
+            application_id,
+            json.dumps(decided_payload(application_id, client_id, decision, decided_at)),
+        )
+        for application_id, client_id, decision, decided_at in decided
+    ]
+    if rows:
+        conn.execute(WRITE_SQL, (rows_param(rows), DECIDED_CHANNEL))
