@@ -20,12 +20,16 @@ import psycopg
 
 from decision_service.rules import Decision
 from prequal.events import APPLICATION_DECIDED, format_time
-from prequal.outbox import INSERT_ROWS_SQL, OutboxRow, rows_param
+from prequal.outbox import ROWS_SQL, OutboxRow, rows_param
 
 DECIDED_CHANNEL = "application_decided"
-# A batch's events and their wake-ups in one statement: one NOTIFY per inserted row.
+# A batch's events and their wake-ups in one statement: one NOTIFY per row. The rows are read
+# once (MATERIALIZED) for both; no RETURNING, which would need SELECT on the outbox, a right
+# decision-service's role does not have (docs/database-roles.md).
 WRITE_SQL = (
-    f"WITH event AS ({INSERT_ROWS_SQL} RETURNING aggregate_id) "  # noqa: S608 - constants only
+    f"WITH event AS MATERIALIZED ({ROWS_SQL}), "  # noqa: S608 - constants only
+    "inserted AS (INSERT INTO outbox_events (id, aggregate_id, lane, topic, event_type, "
+    "payload) SELECT id, aggregate_id, lane, topic, event_type, payload FROM event) "
     "SELECT count(pg_notify(%s, aggregate_id::text)) FROM event"
 )
 
