@@ -20,18 +20,11 @@ import psycopg
 
 from decision_service.rules import Decision
 from prequal.events import APPLICATION_DECIDED, format_time
-from prequal.outbox import ROWS_SQL, OutboxRow, rows_param
+from prequal.outbox import INSERT_SQL, OutboxRow
 
 DECIDED_CHANNEL = "application_decided"
-# A batch's events and their wake-ups in one statement: one NOTIFY per row. The rows are read
-# once (MATERIALIZED) for both; no RETURNING, which would need SELECT on the outbox, a right
-# decision-service's role does not have (docs/database-roles.md).
-WRITE_SQL = (
-    f"WITH event AS MATERIALIZED ({ROWS_SQL}), "  # noqa: S608 - constants only
-    "inserted AS (INSERT INTO outbox_events (id, aggregate_id, lane, topic, event_type, "
-    "payload) SELECT id, aggregate_id, lane, topic, event_type, payload FROM event) "
-    "SELECT count(pg_notify(%s, aggregate_id::text)) FROM event"
-)
+# One round trip for both: a data-modifying CTE runs whether or not the query reads it.
+WRITE_SQL = f"WITH event AS ({INSERT_SQL}) SELECT pg_notify(%s, %s)"
 
 
 def decided_payload(
@@ -54,15 +47,12 @@ def write_decided_events(
     decided: Sequence[tuple[uuid.UUID, str, Decision, datetime]],
 ) -> None:
     """One outbox row and one wake-up per decision (application id, owning client, decision,
-    time), inside the caller's transaction, in one statement for all of them."""
-    rows = [
-        OutboxRow.new(
-            topic,
-            APPLICATION_DECIDED,
-            application_id,
-            json.dumps(decided_payload(application_id, client_id, decision, decided_at)),
-        )
-        for application_id, client_id, decision, decided_at in decided
-    ]
-    if rows:
-        conn.execute(WRITE_SQL, (rows_param(rows), DECIDED_CHANNEL))
+    time), inside the caller's transaction; psycopg pipelines the statements in one round trip."""
+    params = []
+    for application_id, client_id, decision, decided_at in decided:
+        payload = json.dumps(decided_payload(application_id, client_id, decision, decided_at))
+        row = OutboxRow.new(topic, APPLICATION_DECIDED, application_id, payload)
+        params.append((*row.params(), DECIDED_CHANNEL, str(application_id)))
+    if params:
+        with conn.cursor() as cursor:
+            cursor.executemany(WRITE_SQL, params)

@@ -21,16 +21,13 @@ INSERT_SQL = (
 )
 
 # Many rows in one statement: they travel as one JSON array (`rows_param`) that PostgreSQL
-# types with jsonb_to_recordset, in the array's order. ROWS_SQL reads them; INSERT_ROWS_SQL
-# inserts them.
-ROWS_SQL = (
-    "SELECT id, aggregate_id, lane, topic, event_type, payload::jsonb AS payload "
+# types with jsonb_to_recordset, inserted in the array's order.
+INSERT_ROWS_SQL = (
+    "INSERT INTO outbox_events (id, aggregate_id, lane, topic, event_type, payload) "
+    "SELECT id, aggregate_id, lane, topic, event_type, payload::jsonb "
     "FROM ROWS FROM (jsonb_to_recordset(%s::jsonb) AS (id uuid, aggregate_id uuid, "
     "lane smallint, topic text, event_type text, payload text)) WITH ORDINALITY "
     "AS e(id, aggregate_id, lane, topic, event_type, payload, n) ORDER BY n"
-)
-INSERT_ROWS_SQL = (
-    "INSERT INTO outbox_events (id, aggregate_id, lane, topic, event_type, payload) " + ROWS_SQL
 )
 
 
