@@ -16,14 +16,22 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import psycopg
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from credit_service.records import (
+    DataKeyRow,
+    data_key_row,
+    data_key_rows,
+    insert_report,
+    insert_reports,
+)
 from credit_service.scoring import LoanType, ScoreInput, credit_score
 from prequal import audit, outbox, sealing
 from prequal.consumer import AfterCommit, OutageError, PoisonRecordError
@@ -84,11 +92,6 @@ class Keys:
 
 KeySource = Callable[[], Keys]
 """Reads the keys again from where the process got them (the mounted key Secret)."""
-
-DATA_KEY_SQL = (
-    "SELECT k.sealed_key, a.personal_data_erased_at FROM applications a "
-    "LEFT JOIN application_data_keys k ON k.application_id = a.id WHERE a.id = %s"
-)
 
 
 class PersonalDataErasedError(PoisonRecordError):
@@ -162,9 +165,8 @@ class CreditHandler:
         return legacy.decrypt(blob, application_id), wanted
 
     def _open_data_key(
-        self, conn: psycopg.Connection[Any], application_id: uuid.UUID
+        self, application_id: uuid.UUID, row: DataKeyRow | None
     ) -> tuple[bytes, str]:
-        row = conn.execute(DATA_KEY_SQL, (application_id,)).fetchone()
         if row is None:
             raise PoisonRecordError(f"application {application_id} does not exist")
         sealed_key, erased_at = row
@@ -186,21 +188,45 @@ class CreditHandler:
             return keys.opener.open_key(sealed_key, application_id), wanted
 
     def _open_pan(
-        self, conn: psycopg.Connection[Any], application: ApplicationSubmitted
+        self, application: ApplicationSubmitted, row: Callable[[], DataKeyRow | None]
     ) -> tuple[str, str]:
-        """The PAN and the key id that opened it; PoisonRecordError when it never will."""
+        """The PAN and the key id that opened it; PoisonRecordError when it never will.
+        `row` reads the application's sealed data key (not needed for a legacy ciphertext)."""
         application_id = application.application_id
         try:
             blob = from_transport(application.pan_encrypted)
             if sealing.field_version(blob) == sealing.LEGACY_PAN_VERSION:
                 return self._open_legacy(blob, application_id)
-            data_key, key_id = self._open_data_key(conn, application_id)
+            data_key, key_id = self._open_data_key(application_id, row())
             pan = sealing.open_field(data_key, "pan", blob, application_id)
             return pan.decode("ascii"), key_id
         except (PanDecryptionError, sealing.OpenError) as exc:
             raise PoisonRecordError(f"PAN cannot be decrypted: {exc}") from exc
 
     def apply(self, conn: psycopg.Connection[Any], command: ScoreApplication) -> AfterCommit:
+        audited, row, committed = self._score(
+            command, lambda: data_key_row(conn, command.application.application_id)
+        )
+        insert_report(conn, audited, row)
+        return committed
+
+    def apply_batch(
+        self, conn: psycopg.Connection[Any], commands: Sequence[ScoreApplication]
+    ) -> list[AfterCommit]:
+        """As `apply` on each command in order, in two statements (credit_service.records).
+        A record that fails raises, and the runtime's careful path applies them one by one."""
+        rows = data_key_rows(conn, [c.application.application_id for c in commands])
+        scored = [
+            self._score(command, partial(rows.get, command.application.application_id))
+            for command in commands
+        ]
+        insert_reports(conn, [(audited, row) for audited, row, _ in scored])
+        return [committed for _, _, committed in scored]
+
+    def _score(
+        self, command: ScoreApplication, data_key: Callable[[], DataKeyRow | None]
+    ) -> tuple[audit.AuditEntry, outbox.OutboxRow, AfterCommit]:
+        """The report's audit row, its outbox row and what to do after the commit."""
         application = command.application
         audited = audit.AuditEntry(
             application.application_id,
@@ -211,7 +237,7 @@ class CreditHandler:
             purpose=audit.PURPOSE_CREDIT_SCORING,
         )
         try:
-            pan, key_id = self._open_pan(conn, application)
+            pan, key_id = self._open_pan(application, data_key)
         except PoisonRecordError as exc:
             # On file even though the record's own effects roll back: failed, or refused when
             # the data was erased on purpose.
@@ -245,8 +271,6 @@ class CreditHandler:
             payload_json=report.model_dump_json(),
             id=report_id(command.event_id),
         )
-        conn.execute(audit.INSERT_SQL, replace(audited, key_id=key_id).params())
-        conn.execute(outbox.INSERT_SQL, row.params())
 
         def committed() -> None:
             self.metrics.scores.observe(score)
@@ -258,7 +282,7 @@ class CreditHandler:
                 extra={"application_id": str(application.application_id)},
             )
 
-        return committed
+        return replace(audited, key_id=key_id), row, committed
 
 
 def _key_id_or_none(transported: str) -> str | None:

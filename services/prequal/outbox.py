@@ -6,7 +6,9 @@ share it. The publisher (its own process) turns rows into Kafka records.
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from prequal.db.tables import OUTBOX_LANES
@@ -16,6 +18,16 @@ NOTIFY_CHANNEL = "outbox_events"
 INSERT_SQL = (
     "INSERT INTO outbox_events (id, aggregate_id, lane, topic, event_type, payload) "
     "VALUES (%s, %s, %s, %s, %s, %s::jsonb)"
+)
+
+# Many rows in one statement: they travel as one JSON array (`rows_param`) that PostgreSQL
+# types with jsonb_to_recordset, inserted in the array's order.
+INSERT_ROWS_SQL = (
+    "INSERT INTO outbox_events (id, aggregate_id, lane, topic, event_type, payload) "
+    "SELECT id, aggregate_id, lane, topic, event_type, payload::jsonb "
+    "FROM ROWS FROM (jsonb_to_recordset(%s::jsonb) AS (id uuid, aggregate_id uuid, "
+    "lane smallint, topic text, event_type text, payload text)) WITH ORDINALITY "
+    "AS e(id, aggregate_id, lane, topic, event_type, payload, n) ORDER BY n"
 )
 
 
@@ -47,3 +59,20 @@ class OutboxRow:
             self.event_type,
             self.payload_json,
         )
+
+
+def rows_param(rows: Sequence[OutboxRow]) -> str:
+    """The parameter of INSERT_ROWS_SQL: the rows as one JSON array."""
+    return json.dumps(
+        [
+            {
+                "id": str(row.id),
+                "aggregate_id": str(row.aggregate_id),
+                "lane": lane_for(row.aggregate_id),
+                "topic": row.topic,
+                "event_type": row.event_type,
+                "payload": row.payload_json,
+            }
+            for row in rows
+        ]
+    )

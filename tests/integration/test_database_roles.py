@@ -15,6 +15,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from credit_service import records as credit_records
+from decision_service.decided_event import DECIDED_CHANNEL
+from decision_service.decided_event import WRITE_SQL as DECIDED_WRITE_SQL
 from decision_service.handler import SELECT_SQL as DECISION_SELECT_SQL
 from devstack.postgres import Postgres
 from outbox_publisher import store
@@ -152,6 +155,10 @@ def test_the_credit_service_records_its_work_but_reads_no_personal_field(
     credit.execute(audit.INSERT_SQL, entry.params())
     row = outbox.OutboxRow.new("reports", "credit.report.generated.v1", application_id, "{}")
     credit.execute(outbox.INSERT_SQL, row.params())
+    # The same rows as its batches write them, after reading the batch's sealed data keys.
+    assert set(credit_records.data_key_rows(credit, [application_id])) == {application_id}
+    again = outbox.OutboxRow.new("reports", "credit.report.generated.v1", application_id, "{}")
+    credit_records.insert_reports(credit, [(entry, again)])
     credit.execute(_RECORD_SQL, ("credit-service", uuid.uuid4(), "", application_id, "E"))
     credit.execute(_ISSUE_SQL, ("E", "m", application_id))
     credit.commit()
@@ -172,6 +179,8 @@ def test_the_decision_service_updates_only_the_status_columns(
         "updated_at = now() WHERE id = %s AND status = 'PENDING'",
         (Decimal("1000.00"), application_id),
     )
+    event = outbox.OutboxRow.new("decided", "loan.application.decided.v1", application_id, "{}")
+    decision.execute(DECIDED_WRITE_SQL, (*event.params(), DECIDED_CHANNEL, str(application_id)))
     decision.rollback()
     assert refused(decision, "UPDATE applications SET client_id = 'someone-else'")
     assert refused(decision, "UPDATE applications SET monthly_income = 1")

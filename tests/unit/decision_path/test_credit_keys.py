@@ -7,9 +7,7 @@ import os
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, cast
 
-import psycopg
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -19,7 +17,10 @@ from prequal.consumer import OutageError, PoisonRecordError
 from prequal.events import ApplicationSubmitted
 
 PAN = "ABCDE1234F"
-NO_DATABASE = cast(psycopg.Connection[Any], None)  # the legacy path reads no row
+
+
+def _no_row() -> None:
+    raise AssertionError("the legacy path reads no data key row")
 
 
 def _submitted(app: uuid.UUID, blob: bytes) -> ApplicationSubmitted:
@@ -47,7 +48,7 @@ def test_a_legacy_ciphertext_opens_with_the_decrypt_only_keyring() -> None:
     app = uuid.uuid4()
     blob = pan.Keyring(ring, "v1").encrypt(PAN, app)
     handler = _handler(Keys(sealing.Opener({}), decrypt_only(ring)))
-    assert handler._open_pan(NO_DATABASE, _submitted(app, blob)) == (PAN, "v1")
+    assert handler._open_pan(_submitted(app, blob), _no_row) == (PAN, "v1")
 
 
 def test_a_legacy_ciphertext_without_any_legacy_keyring_is_poison() -> None:
@@ -55,7 +56,7 @@ def test_a_legacy_ciphertext_without_any_legacy_keyring_is_poison() -> None:
     blob = pan.Keyring({"v1": os.urandom(32)}, "v1").encrypt(PAN, app)
     handler = _handler(Keys(sealing.Opener({})), reload=Keys(sealing.Opener({})))
     with pytest.raises(PoisonRecordError, match="no PAN_ENCRYPTION_KEYS"):
-        handler._open_pan(NO_DATABASE, _submitted(app, blob))
+        handler._open_pan(_submitted(app, blob), _no_row)
 
 
 def test_a_legacy_key_id_not_held_yet_is_an_outage() -> None:
@@ -63,4 +64,4 @@ def test_a_legacy_key_id_not_held_yet_is_an_outage() -> None:
     blob = pan.Keyring({"v2": os.urandom(32)}, "v2").encrypt(PAN, app)
     keys = Keys(sealing.Opener({}), decrypt_only({"v1": os.urandom(32)}))
     with pytest.raises(OutageError, match="waiting for the key Secret"):
-        _handler(keys, reload=keys)._open_pan(NO_DATABASE, _submitted(app, blob))
+        _handler(keys, reload=keys)._open_pan(_submitted(app, blob), _no_row)
