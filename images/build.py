@@ -545,10 +545,15 @@ def patched_module_binary(
     return out
 
 
+BASIC_AUTH = "pkg/middlewares/auth/basic_auth.go"
+DIGEST_AUTH = "pkg/middlewares/auth/digest_auth.go"
+
+
 def traefik_binary() -> Path:
     """Traefik's own cmd/traefik with three changes: its nested extension module is not served
     (images/traefik/ext.go stands in, empty as upstream's); its fork of go-http-auth is not
-    served (upstream v0.4.0, which its middlewares also fit); and the ACME DNS-challenge
+    served (upstream v0.4.0 instead, plus images/traefik/check_secret.go for the one function
+    the fork adds that the auth middlewares call); and the ACME DNS-challenge
     registry imports 14 provider SDKs the proxy refuses (403), so a DNS challenge is refused at
     run time instead (HTTP and TLS challenges and all routing are unchanged)."""
     version = TAGS["TRAEFIK_VERSION"]
@@ -564,8 +569,20 @@ def traefik_binary() -> Path:
                 "module github.com/traefik/traefik/dynamic/ext\n\ngo 1.24\n"
             ),
             "pkg/config/dynamic/ext/ext.go": (HERE / "traefik" / "ext.go").read_text(),
+            "pkg/middlewares/auth/check_secret.go": (
+                HERE / "traefik" / "check_secret.go"
+            ).read_text(),
         },
         patches=(
+            # go-http-auth v0.4.0 has neither CheckSecret (images/traefik/check_secret.go stands
+            # in) nor RequireAuthStale; its CheckAuth never reports a stale nonce, so the branch
+            # that would call it is never taken and a plain challenge is the same answer.
+            Patch(
+                BASIC_AUTH,
+                "checkSecret:       goauth.CheckSecret,",
+                "checkSecret:       checkSecret,",
+            ),
+            Patch(DIGEST_AUTH, "d.auth.RequireAuthStale(rw, req)", "d.auth.RequireAuth(rw, req)"),
             Patch(acme, '\t"github.com/go-acme/lego/v5/providers/dns"\n', ""),
             Patch(
                 acme,
