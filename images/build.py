@@ -804,6 +804,20 @@ def ensure_image(
     }
 
 
+def read_times() -> dict[str, float]:
+    return dict(json.loads(TIMES.read_text())) if TIMES.exists() else {}
+
+
+def save_times(times: dict[str, float]) -> None:
+    """This run's build times over what the file holds now: another `make images` that ran
+    meanwhile (`--only traefik` beside the rest) keeps what it wrote."""
+    TIMES.parent.mkdir(parents=True, exist_ok=True)
+    merged = {**read_times(), **times}
+    partial = TIMES.with_name(f"{TIMES.name}.{os.getpid()}")
+    partial.write_text(json.dumps(merged, indent=1, sort_keys=True))
+    partial.replace(TIMES)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", action="append", help="build only this image (repeatable)")
@@ -812,7 +826,7 @@ def main() -> int:
     started = time.monotonic()
     try:
         subprocess.run([str(HERE / "dockerd.sh"), "ensure"], check=True)
-        times: dict[str, float] = json.loads(TIMES.read_text()) if TIMES.exists() else {}
+        times = read_times()
         selected = [image for image in images() if not options.only or image.name in options.only]
         results = []
         bases: dict[str, object] = {}
@@ -820,8 +834,7 @@ def main() -> int:
             for image in selected:
                 results.append(ensure_image(image, times, bases))
         finally:
-            TIMES.parent.mkdir(parents=True, exist_ok=True)
-            TIMES.write_text(json.dumps(times, indent=1, sort_keys=True))
+            save_times(times)
     except (BuildError, subprocess.CalledProcessError) as error:
         print(f"make images: {error}", file=sys.stderr)
         return 1
