@@ -43,7 +43,7 @@ from devstack.tools import tool
 ProgressFn = Callable[[str], None]
 # NodePorts live above the range free_port() hands out (20000-32000): a test's private server
 # on a loopback port can never be shadowed by kube-proxy's loopback NodePort rules.
-NODE_PORT_RANGE = "32100-32700"
+NODE_PORT_RANGE = "32080-32700"
 API_SERVER_PORT = 6443
 API_NODE_PORT = 32180
 PROMETHEUS_NODE_PORT = 32190
