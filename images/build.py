@@ -46,7 +46,7 @@ REVISION = "1"
 TIMES = CACHE / "images" / "build-seconds.json"
 PROJECT_BUDGET_BYTES = 350 * 1000 * 1000
 # Images built only when named in PREQUAL_EXTRA_IMAGES (comma-separated): the node's Ingress
-# controller (`traefik`), whose cold build from the Go module proxy does not fit the cold CI
+# controller (`traefik`), whose cold build from the Go module proxy may not fit the cold CI
 # budget (docs/cluster.md); without it the node's endpoints use the NodePorts.
 EXTRA_IMAGES = set(os.environ.get("PREQUAL_EXTRA_IMAGES", "").split(","))
 
