@@ -70,13 +70,15 @@ for b in postgres initdb pg_ctl psql pg_isready pgbench; do link "$pg_bin/$b" "$
 
 # --- The real node of `make cluster` (docs/cluster.md) from Debian ----------------------------
 # A second containerd (Debian's 1.6, the one docker.io uses) with the CRI plugin, runc, the CNI
-# plugins, iptables and conntrack for kube-proxy, and a static busybox for the pause image.
+# plugins, iptables and conntrack for kube-proxy, a static busybox for the pause image, and nft
+# to see and remove the NetworkPolicy agent's nftables table (it outlives its pod).
 node_pkgs=()
 [ -x /usr/bin/containerd ] && [ -x /usr/bin/ctr ] || node_pkgs+=(containerd)
 [ -x /usr/sbin/runc ] || [ -x /usr/bin/runc ] || node_pkgs+=(runc)
 [ -x /usr/lib/cni/bridge ] || node_pkgs+=(containernetworking-plugins)
 command -v iptables >/dev/null 2>&1 || node_pkgs+=(iptables)
 command -v conntrack >/dev/null 2>&1 || node_pkgs+=(conntrack)
+command -v nft >/dev/null 2>&1 || node_pkgs+=(nftables)
 [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || node_pkgs+=(busybox-static)
 [ ${#node_pkgs[@]} = 0 ] || apt_install "${node_pkgs[@]}"
 link /usr/bin/containerd containerd

@@ -2,10 +2,10 @@
 
 Composition only, in start order: the pod bridge, the control plane (every controller, bound
 to the node's bridge address so pods reach it), containerd with the images, the kubelet,
-kube-scheduler, kube-proxy, CoreDNS and Traefik (the Ingress controller); then
-`devstack.workloads` installs the dev infrastructure and both charts. `stop()` goes in reverse
-and leaves no process, mount, network interface or iptables rule behind. `.run/cluster.env`
-lists the endpoints.
+kube-scheduler, kube-proxy, the NetworkPolicy agent, CoreDNS and Traefik (the Ingress
+controller, on request); then `devstack.workloads` installs the dev infrastructure and both
+charts. `stop()` goes in reverse and leaves no process, mount, network interface, iptables rule
+or nftables table behind. `.run/cluster.env` lists the endpoints.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from devstack.tools import tool
 ProgressFn = Callable[[str], None]
 # NodePorts live above the range free_port() hands out (20000-32000): a test's private server
 # on a loopback port can never be shadowed by kube-proxy's loopback NodePort rules.
-NODE_PORT_RANGE = "32100-32700"
+NODE_PORT_RANGE = "32080-32700"
 API_SERVER_PORT = 6443
 API_NODE_PORT = 32180
 PROMETHEUS_NODE_PORT = 32190
@@ -79,7 +79,7 @@ class LocalCluster:
     clients: dict[str, OAuthClient] = field(default_factory=dict)
     # Whether Traefik runs: the endpoints go through it, else through the NodePorts.
     ingress_ready: bool = False
-    # Whether the NetworkPolicy agent runs (its image is built only on request).
+    # Whether the NetworkPolicy agent runs (false only when `make images` has not built it).
     policies_enforced: bool = False
 
     @property
@@ -167,13 +167,11 @@ class LocalCluster:
 
     def _deploy_policy_agent(self, progress: ProgressFn) -> None:
         image = self.images["NETWORK_POLICIES_IMAGE"]
-        if not extra_requested("network-policies"):
-            progress(
-                "NetworkPolicies not enforced (opt in with PREQUAL_EXTRA_IMAGES=network-policies)"
-            )
-            return
         if self.loader and image in self.loader.missing:
-            progress("the kube-network-policies image is missing: NetworkPolicies not enforced")
+            progress(
+                "the kube-network-policies image is missing (`make images`):"
+                " NetworkPolicies not enforced"
+            )
             return
         progress("deploying kube-network-policies (NetworkPolicy enforcement, NFQUEUE)")
         self.kubectl("apply", "-f", "-", stdin=policy.manifests(image))

@@ -29,11 +29,8 @@ PROBE = "policy-probe"
 
 @pytest.fixture(autouse=True)
 def _agent(cluster: RunningCluster) -> None:
-    if not cluster.cluster.policies_enforced:
-        pytest.skip(
-            "no policy agent: `make images` builds it and the node runs it only with"
-            " PREQUAL_EXTRA_IMAGES=network-policies (docs/cluster.md)"
-        )
+    # Part of every node: its image is built by `make images` like CoreDNS.
+    assert cluster.cluster.policies_enforced
 
 
 def _connects(cluster: RunningCluster, pod: str, host: str, port: int) -> bool:
@@ -87,6 +84,24 @@ def test_the_policy_agent_runs_and_owns_its_table(cluster: RunningCluster) -> No
 def test_an_allowed_path_connects(cluster: RunningCluster) -> None:
     # The API's policy lets it reach PostgreSQL.
     assert _connects(cluster, _api_pod(cluster), "postgres", 5432)
+
+
+def test_dns_is_allowed_on_the_port_the_policy_names(cluster: RunningCluster) -> None:
+    # NetworkPolicy matches the pod's port after the Service's DNAT: CoreDNS must serve on the
+    # port the chart's dns policy allows (53), as on a real cluster.
+    dns_policy = cluster.json("-n", NAMESPACE, "get", "networkpolicy", f"{RELEASE}-dns")
+    allowed = {(p["protocol"], p["port"]) for p in dns_policy["spec"]["egress"][0]["ports"]}
+    slices = cluster.json(
+        "-n", "kube-system", "get", "endpointslices", "-l", "kubernetes.io/service-name=kube-dns"
+    )["items"]
+    served = {(p["protocol"], p["port"]) for s in slices for p in s["ports"]}
+    assert served == allowed == {("UDP", 53), ("TCP", 53)}
+    # A release pod resolves a name through it (Kafka's: a host its policy forbids connecting to).
+    resolved = cluster.kubectl(
+        "-n", NAMESPACE, "exec", _api_pod(cluster), "--", "python", "-c",
+        "import socket; print(socket.gethostbyname('kafka.lending.svc.cluster.local'))",
+    ).strip()  # fmt: skip
+    assert resolved == cluster.json("-n", NAMESPACE, "get", "service", "kafka")["spec"]["clusterIP"]
 
 
 def test_a_path_no_policy_allows_is_dropped(cluster: RunningCluster, probe: str) -> None:

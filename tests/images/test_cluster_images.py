@@ -45,8 +45,8 @@ def start(container: list[str], *argv: str) -> str:
 
 def test_every_image_is_listed_with_its_size_and_build_time(built: Built) -> None:
     listed = {tag for image in built.document["images"] for tag in image["tags"]}
-    # The node's extras only on request (PREQUAL_EXTRA_IMAGES, docs/cluster.md).
-    extras = {"TRAEFIK_IMAGE", "NETWORK_POLICIES_IMAGE"}
+    # The node's Ingress controller only on request (PREQUAL_EXTRA_IMAGES, docs/cluster.md).
+    extras = {"TRAEFIK_IMAGE"}
     wanted = {v for k, v in TAGS.items() if k.endswith("_IMAGE") and k not in extras}
     assert wanted <= listed
     for image in built.document["images"]:

@@ -11,21 +11,25 @@ import yaml
 
 DNS_SERVICE_IP = "10.0.0.10"
 
-# A high port: the pod runs as non-root with every capability dropped; the Service maps 53.
-COREFILE = """.:1053 {
+# Port 53, as on a real cluster: NetworkPolicies match the pod's port after the Service's DNAT,
+# so the charts' DNS egress (port 53) must find CoreDNS there. The pod stays non-root with every
+# capability dropped; its network namespace's `net.ipv4.ip_unprivileged_port_start` (a safe
+# sysctl since Kubernetes 1.22, which the kubelet allows by default) lets it bind 53.
+DNS_PORT = 53
+COREFILE = f""".:{DNS_PORT} {{
     errors
     health :8080
     ready :8181
-    kubernetes cluster.local in-addr.arpa ip6.arpa {
+    kubernetes cluster.local in-addr.arpa ip6.arpa {{
         pods insecure
         fallthrough in-addr.arpa ip6.arpa
         ttl 30
-    }
+    }}
     forward . /etc/resolv.conf
     cache 30
     loop
     reload
-}
+}}
 """
 
 _LABELS = {"k8s-app": "kube-dns"}
@@ -89,6 +93,12 @@ def manifests(image: str) -> str:
                             "runAsNonRoot": True,
                             "runAsUser": 65532,
                             "seccompProfile": {"type": "RuntimeDefault"},
+                            "sysctls": [
+                                {
+                                    "name": "net.ipv4.ip_unprivileged_port_start",
+                                    "value": str(DNS_PORT),
+                                }
+                            ],
                         },
                         "containers": [
                             {
@@ -97,8 +107,12 @@ def manifests(image: str) -> str:
                                 "imagePullPolicy": "Never",
                                 "args": ["-conf", "/etc/coredns/Corefile"],
                                 "ports": [
-                                    {"name": "dns", "containerPort": 1053, "protocol": "UDP"},
-                                    {"name": "dns-tcp", "containerPort": 1053, "protocol": "TCP"},
+                                    {"name": "dns", "containerPort": DNS_PORT, "protocol": "UDP"},
+                                    {
+                                        "name": "dns-tcp",
+                                        "containerPort": DNS_PORT,
+                                        "protocol": "TCP",
+                                    },
                                 ],
                                 "readinessProbe": {
                                     "httpGet": {"path": "/ready", "port": 8181},
@@ -133,8 +147,8 @@ def manifests(image: str) -> str:
                 "clusterIP": DNS_SERVICE_IP,
                 "selector": _LABELS,
                 "ports": [
-                    {"name": "dns", "port": 53, "targetPort": 1053, "protocol": "UDP"},
-                    {"name": "dns-tcp", "port": 53, "targetPort": 1053, "protocol": "TCP"},
+                    {"name": "dns", "port": 53, "targetPort": DNS_PORT, "protocol": "UDP"},
+                    {"name": "dns-tcp", "port": 53, "targetPort": DNS_PORT, "protocol": "TCP"},
                 ],
             },
         },

@@ -38,15 +38,13 @@ DEFAULT_IMAGES = {
     "PREQUAL_OPERATOR_DEV_IMAGE": "loan-prequal-operator:dev",
 }
 # Images the node runs without when `make images` did not build them (only on request:
-# PREQUAL_EXTRA_IMAGES=network-policies,traefik): without the policy agent NetworkPolicies are
-# inert; without Traefik the endpoints use the NodePorts.
-OPTIONAL_IMAGES = ("NETWORK_POLICIES_IMAGE", "TRAEFIK_IMAGE")
+# PREQUAL_EXTRA_IMAGES=traefik): without Traefik the endpoints use the NodePorts.
+OPTIONAL_IMAGES = ("TRAEFIK_IMAGE",)
 
 
 def extra_requested(name: str) -> bool:
-    """Whether PREQUAL_EXTRA_IMAGES names `name` (`network-policies`, `traefik`). The node runs
-    an optional image only when asked to, not because an earlier opt-in build left it in
-    docker: the policy agent still breaks the charts' DNS egress here (docs/cluster.md)."""
+    """Whether PREQUAL_EXTRA_IMAGES names `name` (`traefik`). The node runs an optional image
+    only when asked to, not because an earlier opt-in build left it in docker."""
     return name in os.environ.get("PREQUAL_EXTRA_IMAGES", "").split(",")
 
 
