@@ -11,15 +11,13 @@ per decision, over the last 10,000 (the first 2,000 warm the caches and prepared
 
 from __future__ import annotations
 
-import os
-import time
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import psycopg
-from measure import CpuTime
+from measure import apply_measured
 from prometheus_client import CollectorRegistry
 
 from decision_service.handler import DecideApplication, DecisionHandler, DecisionMetrics
@@ -86,20 +84,9 @@ def run(workdir: Path) -> dict[str, float]:
             lambda: psycopg.connect(url, autocommit=True),
             ConsumerMetrics(registry),
         )
-        batches = [items[i : i + BATCH] for i in range(0, len(items), BATCH)]
-        warmup = WARMUP // BATCH
-        for batch in batches[:warmup]:
-            applier.apply(batch, time.perf_counter())
         assert postgres.process is not None
         assert postgres.process.pid is not None
-        cpu = CpuTime({"postgres": postgres.process.pid}, alone={"python": os.getpid()})
-        started = time.perf_counter()
-        for batch in batches[warmup:]:
-            failed, dead = applier.apply(batch, time.perf_counter())
-            assert not failed, [item.error for item in failed]
-            assert not dead, dead
-        elapsed = time.perf_counter() - started
-        spent = cpu.spent()
+        elapsed, spent = apply_measured(applier, items, BATCH, WARMUP, postgres.process.pid)
         applier.close()
         with psycopg.connect(url) as conn:
             row = conn.execute(

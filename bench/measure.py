@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -120,3 +124,21 @@ def hottest(collapsed: Path, top: int) -> list[tuple[str, float]]:
             own[stack.rsplit(";", 1)[-1]] += int(count)
     total = sum(own.values()) or 1
     return [(frame, round(count / total, 3)) for frame, count in own.most_common(top)]
+
+
+def apply_measured(
+    applier: Any, items: Sequence[Any], batch: int, warmup: int, postgres_pid: int
+) -> tuple[float, dict[str, float]]:
+    """Applies `items` through a consumer's BatchApplier, `batch` at a time: the first `warmup`
+    unmeasured, then the rest with the CPU of PostgreSQL (with its backends) and of this
+    process measured. Every measured batch must apply whole. Returns (seconds, CPU by name)."""
+    batches = [items[i : i + batch] for i in range(0, len(items), batch)]
+    for chunk in batches[: warmup // batch]:
+        applier.apply(chunk, time.perf_counter())
+    cpu = CpuTime({"postgres": postgres_pid}, alone={"python": os.getpid()})
+    started = time.perf_counter()
+    for chunk in batches[warmup // batch :]:
+        failed, dead = applier.apply(chunk, time.perf_counter())
+        assert not failed, [item.error for item in failed]
+        assert not dead, dead
+    return time.perf_counter() - started, cpu.spent()
