@@ -288,6 +288,19 @@ class Pipelines:
             client.V1Secret(metadata=client.V1ObjectMeta(name=name), data={"url": url}),
         )
 
+    def create_handed_over_secret(self, name: str, data: dict[str, str]) -> None:
+        """A Secret with the operator's label and no pipeline annotation: what an older
+        operator made, or one a person handed over (a restored backup)."""
+        self.core.create_namespaced_secret(
+            self.namespace,
+            client.V1Secret(
+                metadata=client.V1ObjectMeta(
+                    name=name, labels={"app.kubernetes.io/managed-by": "loan-operator"}
+                ),
+                data={k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+            ),
+        )
+
     def secret(self, name: str) -> dict[str, str] | None:
         try:
             secret = self.core.read_namespaced_secret(name, self.namespace)

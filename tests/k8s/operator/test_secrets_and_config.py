@@ -7,7 +7,6 @@ import base64
 from datetime import datetime
 
 import pytest
-from kubernetes import client
 
 from devstack.kafka import Kafka
 from loan_operator.decision_policy import DEFAULT_DECISION_POLICY, canonical_json, policy_version
@@ -73,16 +72,7 @@ def test_existing_key_secret_is_never_overwritten_and_rotation_appends(
     operator: OperatorProcess, pipelines: Pipelines, kafka: Kafka
 ) -> None:
     mine = new_key_data(1, kem="x25519")
-    pipelines.core.create_namespaced_secret(
-        pipelines.namespace,
-        client.V1Secret(
-            # Handed over to the operator (a restored backup, say): the operator's label.
-            metadata=client.V1ObjectMeta(
-                name="retail-pan-keys", labels={"app.kubernetes.io/managed-by": "loan-operator"}
-            ),
-            data={k: base64.b64encode(v.encode()).decode() for k, v in mine.items()},
-        ),
-    )
+    pipelines.create_handed_over_secret("retail-pan-keys", mine)
     pipelines.create_db_secret("retail-db")
     body = pipeline_body("retail", kafka.bootstrap, f"{pipelines.namespace}.")
     pipelines.create(body)
@@ -159,16 +149,7 @@ def test_the_index_key_secret_carries_the_old_key_over_and_rotates_in_two_phases
     it; the key Secret itself is never touched for it."""
     legacy = base64.b64encode(b"L" * 32).decode()
     mine = {**new_key_data(1, kem="x25519"), "pan_blind_index_key": legacy}
-    pipelines.core.create_namespaced_secret(
-        pipelines.namespace,
-        client.V1Secret(
-            # As an older operator made it: its label, no pipeline annotation yet.
-            metadata=client.V1ObjectMeta(
-                name="retail-pan-keys", labels={"app.kubernetes.io/managed-by": "loan-operator"}
-            ),
-            data={k: base64.b64encode(v.encode()).decode() for k, v in mine.items()},
-        ),
-    )
+    pipelines.create_handed_over_secret("retail-pan-keys", mine)
     pipelines.create_db_secret("retail-db")
     pipelines.create(pipeline_body("retail", kafka.bootstrap, f"{pipelines.namespace}."))
     pipelines.wait_condition("retail", "SecretsReady", "True")
