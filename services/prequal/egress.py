@@ -19,6 +19,8 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,6 +97,27 @@ def literal_address(url: str) -> Address | None:
         return ipaddress.ip_address(httpx.URL(url).host)
     except ValueError:
         return None
+
+
+def bounded(getaddrinfo: Resolver, timeout: float, lookups: int = 4) -> Resolver:
+    """`getaddrinfo` that gives up after `timeout` seconds (an OSError, as a failed lookup).
+
+    The C resolver has no timeout of its own to pass: a slow DNS server would hold a delivery
+    worker past the delivery's timeout. The lookups run on their own small pool; one that
+    outlives its caller finishes there, and while `lookups` of them hang, the next waits its
+    `timeout` in the queue and fails the same way, so a worker is never held longer.
+    """
+    pool = ThreadPoolExecutor(max_workers=lookups, thread_name_prefix="dns")
+
+    def lookup(*args: Any, **kwargs: Any) -> list[tuple[Any, ...]]:
+        future = pool.submit(getaddrinfo, *args, **kwargs)
+        try:
+            return future.result(timeout=timeout)
+        except FutureTimeout:
+            future.cancel()
+            raise OSError(f"no answer from DNS within {timeout:g}s") from None
+
+    return lookup
 
 
 def resolve(

@@ -160,7 +160,7 @@ class Deliverer:
         self.policy = policy
         self.metrics = metrics
         self.opener = opener
-        self.resolver = resolver or socket.getaddrinfo
+        self.resolver = resolver or egress.bounded(socket.getaddrinfo, policy.timeout)
         self.wake = wake or threading.Event()
         self._stopping = threading.Event()
         self._lock = threading.Lock()

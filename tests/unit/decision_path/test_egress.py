@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -85,3 +87,30 @@ def test_a_name_that_does_not_resolve_is_unresolved_not_refused() -> None:
 
     with pytest.raises(egress.UnresolvedDestinationError):
         egress.resolve("http://nowhere.test/", (), fails)
+
+
+def test_a_lookup_with_no_answer_gives_up_at_the_timeout_as_unresolved() -> None:
+    """A DNS server that never answers must not hold a delivery worker: the bounded lookup
+    fails at its timeout, and the destination is unresolved (retried later), not refused."""
+    answer = threading.Event()
+
+    def hangs(*args: Any, **kwargs: Any) -> list[tuple[Any, ...]]:
+        answer.wait()  # until the test lets it go
+        return []
+
+    lookup = egress.bounded(hangs, timeout=0.2, lookups=1)
+    started = time.monotonic()
+    try:
+        with pytest.raises(egress.UnresolvedDestinationError, match="no answer from DNS"):
+            egress.resolve("http://slow.example/", (), lookup)
+        # The one lookup thread is still held: the next call waits in the queue, also bounded.
+        with pytest.raises(egress.UnresolvedDestinationError, match="no answer from DNS"):
+            egress.resolve("http://slow.example/", (), lookup)
+    finally:
+        answer.set()
+    assert time.monotonic() - started < 2.0
+
+
+def test_a_bounded_lookup_returns_what_the_resolver_answers() -> None:
+    lookup = egress.bounded(_answers("93.184.215.14"), timeout=5.0)
+    assert egress.resolve("http://x.example/", (), lookup).address == "93.184.215.14"
