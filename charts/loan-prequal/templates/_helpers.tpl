@@ -150,7 +150,8 @@ service's only. It holds the HPKE private keys that open every applicant's data 
 
 {{/*
 The API's keys as SECRETS_DIR, one projected volume of two Secrets: the operator's projection of
-the key Secret without any private key (sealing_public_keys, sealing_active_key_id), and the
+the key Secret without any private key (sealing_public_keys, sealing_active_key_id, and the
+webhook dispatcher's webhook_sealing_public_keys, webhook_sealing_active_key_id), and the
 blind-index keys (pan_index_keys, pan_index_active_key_id, and pan_blind_index_key when the
 pipeline predates them), which no other workload mounts. The API can seal but never open.
 */}}
@@ -166,6 +167,8 @@ pipeline predates them), which no other workload mounts. The API can seal but ne
           items:
             - {key: sealing_public_keys, path: sealing_public_keys}
             - {key: sealing_active_key_id, path: sealing_active_key_id}
+            - {key: webhook_sealing_public_keys, path: webhook_sealing_public_keys}
+            - {key: webhook_sealing_active_key_id, path: webhook_sealing_active_key_id}
       - secret:
           name: {{ include "loan-prequal.panKeySecret" . }}-index
 {{- end }}

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from devstack.tools import tool
+from loan_operator.keyring import API_KEYS, WEBHOOK_API_KEYS
 
 from .conftest import (
     ANY_ADDRESS,
@@ -190,6 +191,14 @@ def test_processes_get_the_configuration_contract() -> None:
             volume = next(v for v in spec["volumes"] if v["name"] == "api-keys")
             sources = [source["secret"]["name"] for source in volume["projected"]["sources"]]
             assert sources == ["rel-loan-prequal-pan-keys-api", "rel-loan-prequal-pan-keys-index"]
+            # Every key the operator writes into the -api Secret reaches the API (the webhook
+            # keys were once left out of the named items: the API then refused to start).
+            [api_items] = [
+                source["secret"]["items"]
+                for source in volume["projected"]["sources"]
+                if source["secret"]["name"].endswith("-api")
+            ]
+            assert {item["key"] for item in api_items} == {*API_KEYS, *WEBHOOK_API_KEYS}
         elif has_keys:
             # credit-service mounts the key Secret; the dispatcher its own key Secret (it opens
             # signing secrets, never a data key).
