@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # `make test` with no PYTEST_ARGS: two pytest sessions side by side. The node lane (tests/cluster
-# and tests/images: docker builds and a real kubelet, mostly waiting on pods) runs in the
-# background, every other tier in the foreground; the run fails if either lane fails. Each lane
-# has its own --basetemp, so their fixtures never share a folder.
+# and tests/images: docker builds and a real kubelet, mostly waiting on pods; then the chaos
+# run's short schedule, about 4 minutes of its own private platform, to even out the lanes) runs
+# in the background, every other tier in the foreground; the run fails if either lane fails.
+# Each lane has its own --basetemp, so their fixtures never share a folder.
 #
 # usage: tests/lanes.sh PYTEST BASETEMP
 set -uo pipefail
 pytest=$1
 basetemp=$2
-node_tiers=(tests/cluster tests/images)
+node_tiers=(tests/cluster tests/images tests/e2e/test_chaos.py)
 mkdir -p "$basetemp"
 node_log=$basetemp/node-lane.log
 
