@@ -690,6 +690,7 @@ def build_base(base: Base, times: dict[str, float]) -> None:
             base.tag,
         )
     times[base.inputs] = round(time.monotonic() - started, 1)
+    save_times(times)
     print(
         f"    base {base.name}: {size_of(base.tag) / 1e6:.0f} MB"
         f" in {time.monotonic() - started:.0f}s",
@@ -789,6 +790,9 @@ def ensure_image(
             raise BuildError(f"{error}\n{image.name}: {hint}") from None
         seconds = round(time.monotonic() - started, 1)
         times[inputs] = seconds
+        # At once, not only at the end: a build killed later (pytest-timeout's SIGKILL of a cold
+        # `make images` did) must not leave images that are cached but have no build time.
+        save_times(times)
     size = size_of(image.tags[0])
     state = "cached" if cached else f"built in {seconds:.0f}s"
     print(f"    {image.name}: {', '.join(image.tags)} {size / 1e6:.0f} MB ({state})", flush=True)

@@ -13,7 +13,18 @@ node_tiers=(tests/cluster tests/images tests/e2e/test_chaos.py)
 mkdir -p "$basetemp"
 node_log=$basetemp/node-lane.log
 
-"$pytest" --basetemp="$basetemp/node" "${node_tiers[@]}" >"$node_log" 2>&1 &
+# The node lane first builds the images (`make images`: seconds when cached, 10-15 minutes on a
+# fresh machine) outside pytest, so a cold build is not cut off by a test's timeout (the cluster
+# fixture's setup counts against the first test's 300 s).
+node_lane() {
+  "$(dirname "$pytest")/python" "$(dirname "$0")/../images/build.py" --output "$basetemp/images.json" || {
+    echo "lanes: make images failed (above); the node lane did not run"
+    return 1
+  }
+  # exec: node_pid is then pytest itself, whose SIGTERM handler tears the fixtures down.
+  exec "$pytest" --basetemp="$basetemp/node" "${node_tiers[@]}"
+}
+node_lane >"$node_log" 2>&1 &
 node_pid=$!
 stop_node_lane() {
   # SIGTERM tears the node lane's fixtures down like Ctrl-C does (tests/conftest.py).
