@@ -228,6 +228,17 @@ def test_processes_get_the_configuration_contract() -> None:
     assert pipeline["spec"]["database"] == {"secretName": "retail-db"}
     assert pipeline["spec"]["encryption"]["keySecretName"] == "rel-loan-prequal-pan-keys"
     assert pipeline["spec"]["encryption"]["indexKeyVersion"] == 1
+    assert pipeline["spec"]["encryption"]["webhookKeyVersion"] == 1
+    # Raising a key version rolls the pods that hold that Secret (each reads its keys once).
+    raised = documents(render("loan-prequal", "--set", "pipeline.encryption.webhookKeyVersion=2"))
+    rolled = {
+        d["metadata"]["name"]: d["spec"]["template"]["metadata"]["annotations"]
+        for d in by_kind(raised, "Deployment")
+    }
+    for name in ("rel-loan-prequal-api", "rel-loan-prequal-webhooks"):
+        assert rolled[name]["prequal.dev/webhook-key-version"] == "2"
+    [raised_pipeline] = by_kind(raised, "LoanPipeline")
+    assert raised_pipeline["spec"]["encryption"]["webhookKeyVersion"] == 2
     index_mounts = [
         name
         for d in deployments.values()
