@@ -30,6 +30,8 @@ class RotationState(Protocol):
     key_rotation: dict[str, str] | None
     # The same for the blind-index keys, with the index Secret's name (secretName).
     index_key_rotation: dict[str, str] | None
+    # The same for the webhook dispatcher's key pair, with its Secret's name.
+    webhook_key_rotation: dict[str, str] | None
 
 
 class KeySecrets:
@@ -57,7 +59,7 @@ class KeySecrets:
             if self.kube.create_secret(ref.namespace, name, data, ref):
                 self.changed(ref, "KeySecretCreated", f"generated Secret {name} with key {wanted}")
                 state.key_rotation = {"phase": "Active", "keyId": wanted, "since": now_iso()}
-                return self._project_api_keys(ref, name, data)
+                return self._project_api_keys(state, spec, data)
             secret = self.kube.read_secret(ref.namespace, name)  # lost a race: use theirs
             if secret is None:
                 return ("KeySecretInvalid", f"Secret {name} vanished while being created")
@@ -77,7 +79,7 @@ class KeySecrets:
         if problem:
             return problem
         state.key_rotation = _phase(state.key_rotation, wanted, rotation.active)
-        return self._project_api_keys(ref, name, rotation.data)
+        return self._project_api_keys(state, spec, rotation.data)
 
     def ensure_index(self, state: RotationState, spec: PipelineSpec) -> Problem | None:
         """The index-key Secret (loan_operator.index_keys), rotated in the same two phases and
@@ -168,15 +170,16 @@ class KeySecrets:
         return None
 
     def _project_api_keys(
-        self, ref: PipelineRef, name: str, data: Mapping[str, str]
+        self, state: RotationState, spec: PipelineSpec, data: Mapping[str, str]
     ) -> Problem | None:
         """The API's Secret: the key Secret without any private key, kept in step with it.
 
         It follows the key Secret's active key id, which moves only after the distribution
         phase: the API seals with a key only once the credit service can open it.
         """
-        api_name = keyring.api_secret_name(name)
-        webhook_keys = self._ensure_webhook_keys(ref, name)
+        ref = state.ref
+        api_name = keyring.api_secret_name(spec.key_secret_name)
+        webhook_keys = self._ensure_webhook_keys(state, spec)
         if isinstance(webhook_keys, tuple):
             return webhook_keys
         wanted = keyring.api_data(data) | webhook_keys
@@ -207,35 +210,73 @@ class KeySecrets:
                 self.changed(ref, "ApiKeySecretUpdated", f"Secret {api_name}: public keys updated")
         return None
 
-    def _ensure_webhook_keys(self, ref: PipelineRef, name: str) -> dict[str, str] | Problem:
-        """The dispatcher's key Secret, generated when absent and never changed (nor taken
-        from another pipeline); its public part for the API's Secret, or why there is none."""
-        webhook_name = keyring.webhook_secret_name(name)
-        secret = self.kube.read_secret(ref.namespace, webhook_name)
+    def _ensure_webhook_keys(
+        self, state: RotationState, spec: PipelineSpec
+    ) -> dict[str, str] | Problem:
+        """The dispatcher's key Secret, generated when absent, rotated in the two phases of
+        `webhookKeyVersion` (never a key dropped, never another pipeline's); its public part
+        for the API's Secret, or why there is none.
+
+        The API's Secret follows this Secret's active id, which moves only after the
+        distribution period: the API seals a secret to a pair only once the dispatcher has it.
+        """
+        ref = state.ref
+        name = keyring.webhook_secret_name(spec.key_secret_name)
+        wanted = keyring.key_id(spec.webhook_key_version)
+        secret = self.kube.read_secret(ref.namespace, name)
         if secret is None:
-            data = keyring.new_webhook_key_data(self.sealing_kem)
-            if self.kube.create_secret(ref.namespace, webhook_name, data, ref):
-                self.changed(
-                    ref, "WebhookKeySecretCreated", f"generated Secret {webhook_name} (key v1)"
-                )
+            data = keyring.new_webhook_key_data(self.sealing_kem, spec.webhook_key_version)
+            if self.kube.create_secret(ref.namespace, name, data, ref):
+                self.changed(ref, "WebhookKeySecretCreated", f"generated Secret {name} ({wanted})")
+                state.webhook_key_rotation = {
+                    "phase": "Active",
+                    "keyId": wanted,
+                    "since": now_iso(),
+                    "secretName": name,
+                }
                 return keyring.webhook_api_data(data)
-            secret = self.kube.read_secret(ref.namespace, webhook_name)  # lost a race
+            secret = self.kube.read_secret(ref.namespace, name)  # lost a race
             if secret is None:
-                return ("KeySecretInvalid", f"Secret {webhook_name} vanished while being created")
-        claim = secret_claim(ref.name, "webhook key Secret", webhook_name, secret.meta)
+                return ("KeySecretInvalid", f"Secret {name} vanished while being created")
+        claim = secret_claim(ref.name, "webhook key Secret", name, secret.meta)
         if isinstance(claim, Refusal):
             return (claim.reason, claim.message)
-        if claim == "adopt":
+        try:
+            rotation = keyring.rotate(
+                secret.data,
+                spec.webhook_key_version,
+                activate=self._distributed(state.webhook_key_rotation, wanted),
+                kem=self.sealing_kem,
+                names=keyring.WEBHOOK_NAMES,
+            )
+            projected = keyring.webhook_api_data(rotation.data)
+        except keyring.KeyringError as exc:
+            return ("KeySecretInvalid", f"Secret {name}: {exc}")
+        changed = rotation.data != secret.data
+        if changed or claim == "adopt":
             try:
                 self.kube.update_secret(
-                    ref.namespace, webhook_name, owner=ref, owned=False, claim=True
+                    ref.namespace,
+                    name,
+                    data=rotation.data if changed else None,
+                    owner=ref,
+                    owned=False,
+                    claim=claim == "adopt",
                 )
             except Conflict:
-                return ("KeySecretConflict", f"Secret {webhook_name} changed while being adopted")
-        try:
-            return keyring.webhook_api_data(secret.data)
-        except keyring.KeyringError as exc:
-            return ("KeySecretInvalid", f"Secret {webhook_name}: {exc}")
+                return ("KeySecretConflict", f"Secret {name} changed while being updated")
+            if rotation.added:
+                self.changed(
+                    ref,
+                    "WebhookKeyRotated",
+                    f"Secret {name}: appended key {rotation.added}; active once the dispatcher "
+                    f"has it ({self.key_distribution_seconds:g}s)",
+                )
+            elif changed:
+                self.changed(ref, "WebhookKeyActivated", f"Secret {name}: active {rotation.active}")
+        phase = _phase(state.webhook_key_rotation, wanted, rotation.active)
+        state.webhook_key_rotation = {**phase, "secretName": name}
+        return projected
 
     def _distributed(self, rotation: Mapping[str, str] | None, wanted: str) -> bool:
         """True once `wanted` has been in the Secret, inactive, for the distribution period."""
@@ -256,7 +297,11 @@ def _phase(current: Mapping[str, str] | None, wanted: str, active: str) -> dict[
 
 def keys_message(state: RotationState) -> str:
     parts = []
-    for what, phase in (("key", state.key_rotation), ("index key", state.index_key_rotation)):
+    for what, phase in (
+        ("key", state.key_rotation),
+        ("index key", state.index_key_rotation),
+        ("webhook key", state.webhook_key_rotation),
+    ):
         current = phase or {}
         if current.get("phase") == "Distributing":
             parts.append(

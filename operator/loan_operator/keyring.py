@@ -11,9 +11,10 @@ hold the legacy keyring (`pan_encryption_keys`, `pan_active_key_id`); it is kept
 
 The webhook dispatcher's key pair (it opens the endpoints' sealed signing secrets) lives in a
 Secret of its own, `<keySecretName>-webhooks`, mounted by the dispatcher only, so the credit
-service never holds it and the dispatcher never holds the data keys' private key. It is
-generated once (`v1`) and kept; its public key and active id are projected into the API's
-Secret beside the data keys' (`webhook_api_data`). It is not rotated by `keyVersion`.
+service never holds it and the dispatcher never holds the data keys' private key. Its public
+keys and active id are projected into the API's Secret beside the data keys'
+(`webhook_api_data`). It rotates like the data keys' pair, by its own version
+(`webhookKeyVersion`): the same `rotate`, on the Secret's own names (`WEBHOOK_NAMES`).
 
 Keys come from the OS's CSPRNG and are never logged. Rotation has two phases: the pair
 `v<version>` is appended first (distributed: the credit service can open with it) and made
@@ -44,6 +45,19 @@ WEBHOOK_ACTIVE_KEY_ID = "webhook_sealing_active_key_id"
 WEBHOOK_API_KEYS = (WEBHOOK_PUBLIC_KEYS, WEBHOOK_ACTIVE_KEY_ID)
 
 
+@dataclass(frozen=True)
+class PairNames:
+    """Where a Secret keeps one purpose's key pairs: private and public rings, active id."""
+
+    private: str
+    public: str
+    active: str
+
+
+DATA_KEY_NAMES = PairNames(PRIVATE_KEYS, PUBLIC_KEYS, SEALING_ACTIVE_KEY_ID)
+WEBHOOK_NAMES = PairNames(WEBHOOK_PRIVATE_KEYS, WEBHOOK_PUBLIC_KEYS, WEBHOOK_ACTIVE_KEY_ID)
+
+
 class KeyringError(ValueError):
     """The Secret exists but cannot be used or changed safely; the message says why."""
 
@@ -60,15 +74,11 @@ def webhook_secret_name(key_secret_name: str) -> str:
     return f"{key_secret_name}-webhooks"
 
 
-def new_webhook_key_data(kem: sealing.KemName = sealing.DEFAULT_KEM) -> dict[str, str]:
-    """The webhook dispatcher's Secret: one key pair, `v1`, active."""
-    pair = sealing.generate_key_pair(kem)
-    kid = key_id(1)
-    return {
-        WEBHOOK_PRIVATE_KEYS: format_keyring({kid: base64.b64encode(pair.private).decode()}),
-        WEBHOOK_PUBLIC_KEYS: format_keyring({kid: base64.b64encode(pair.public).decode()}),
-        WEBHOOK_ACTIVE_KEY_ID: kid,
-    }
+def new_webhook_key_data(
+    kem: sealing.KemName = sealing.DEFAULT_KEM, version: int = 1
+) -> dict[str, str]:
+    """The webhook dispatcher's Secret: one key pair, `v<version>`, active."""
+    return new_key_data(version, kem, WEBHOOK_NAMES)
 
 
 def webhook_api_data(data: Mapping[str, str]) -> dict[str, str]:
@@ -94,19 +104,21 @@ def format_keyring(ring: Mapping[str, str]) -> str:
     return ",".join(f"{kid}:{key}" for kid, key in ring.items())
 
 
-def _append_pair(data: dict[str, str], kid: str, kem: sealing.KemName) -> None:
+def _append_pair(data: dict[str, str], kid: str, kem: sealing.KemName, names: PairNames) -> None:
     pair = sealing.generate_key_pair(kem)
-    for name, raw in ((PRIVATE_KEYS, pair.private), (PUBLIC_KEYS, pair.public)):
+    for name, raw in ((names.private, pair.private), (names.public, pair.public)):
         ring = parse_keyring(data.get(name, ""), name)
         ring[kid] = base64.b64encode(raw).decode()
         data[name] = format_keyring(ring)
 
 
-def new_key_data(version: int, kem: sealing.KemName = sealing.DEFAULT_KEM) -> dict[str, str]:
+def new_key_data(
+    version: int, kem: sealing.KemName = sealing.DEFAULT_KEM, names: PairNames = DATA_KEY_NAMES
+) -> dict[str, str]:
     """A fresh Secret: one sealing key pair, active."""
     kid = key_id(version)
-    data = {SEALING_ACTIVE_KEY_ID: kid}
-    _append_pair(data, kid, kem)
+    data = {names.active: kid}
+    _append_pair(data, kid, kem, names)
     return data
 
 
@@ -119,10 +131,7 @@ def api_data(data: Mapping[str, str]) -> dict[str, str]:
 class Rotation:
     data: dict[str, str]
     added: str | None  # the key id that was appended, if any
-
-    @property
-    def active(self) -> str:
-        return self.data[SEALING_ACTIVE_KEY_ID]
+    active: str
 
 
 def rotate(
@@ -131,6 +140,7 @@ def rotate(
     *,
     activate: bool = True,
     kem: sealing.KemName = sealing.DEFAULT_KEM,
+    names: PairNames = DATA_KEY_NAMES,
 ) -> Rotation:
     """Appends the pair `v<version>` when new and, with `activate`, makes it active.
 
@@ -138,24 +148,25 @@ def rotate(
     active key stays what it was until a later call activates it. A Secret from before sealing
     (legacy keyring only) gets its first pair active at once: nothing was sealed before it.
     """
-    private = parse_keyring(existing.get(PRIVATE_KEYS, ""), PRIVATE_KEYS)
-    public = parse_keyring(existing.get(PUBLIC_KEYS, ""), PUBLIC_KEYS)
+    private = parse_keyring(existing.get(names.private, ""), names.private)
+    public = parse_keyring(existing.get(names.public, ""), names.public)
     if list(private) != list(public):
         raise KeyringError(
-            f"{PRIVATE_KEYS} and {PUBLIC_KEYS} name different key ids; it is left untouched"
+            f"{names.private} and {names.public} name different key ids; it is left untouched"
         )
     kid = key_id(version)
     versions = [int(k[1:]) for k in private if k.startswith("v") and k[1:].isdigit()]
     if kid not in private and versions and version < max(versions):
         raise KeyringError(
-            f"keyVersion {version} is below the newest key v{max(versions)}; keys only move forward"
+            f"key version {version} is below the newest key v{max(versions)}; keys only move "
+            "forward"
         )
     data = dict(existing)
     added = None
     first = not private
     if kid not in private:
-        _append_pair(data, kid, kem)
+        _append_pair(data, kid, kem, names)
         added = kid
-    if activate or first or not data.get(SEALING_ACTIVE_KEY_ID):
-        data[SEALING_ACTIVE_KEY_ID] = kid
-    return Rotation(data, added)
+    if activate or first or not data.get(names.active):
+        data[names.active] = kid
+    return Rotation(data, added, data[names.active])

@@ -100,6 +100,8 @@ class PipelineState:
     key_rotation: dict[str, str] | None = None
     # The same for the blind-index keys, with the index Secret's name (secretName).
     index_key_rotation: dict[str, str] | None = None
+    # The same for the webhook dispatcher's key pair, with its Secret's name.
+    webhook_key_rotation: dict[str, str] | None = None
 
     @classmethod
     def resume(cls, ref: PipelineRef, status: Mapping[str, Any]) -> PipelineState:
@@ -109,6 +111,8 @@ class PipelineState:
             state.key_rotation = dict(status["keyRotation"])
         if status.get("indexKeyRotation"):
             state.index_key_rotation = dict(status["indexKeyRotation"])
+        if status.get("webhookKeyRotation"):
+            state.webhook_key_rotation = dict(status["webhookKeyRotation"])
         for item in status.get("consumers") or ():
             state.consumers[item["name"]] = ConsumerState(
                 lag=int(item.get("lag", 0)),
@@ -126,6 +130,8 @@ class PipelineState:
         extra: dict[str, Any] = {"keyRotation": self.key_rotation} if self.key_rotation else {}
         if self.index_key_rotation:
             extra["indexKeyRotation"] = self.index_key_rotation
+        if self.webhook_key_rotation:
+            extra["webhookKeyRotation"] = self.webhook_key_rotation
         return {
             **extra,
             "observedGeneration": self.observed_generation,

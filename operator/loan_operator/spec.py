@@ -66,6 +66,8 @@ class PipelineSpec:
     key_version: int = 1
     # The blind-index keys' version: its own Secret, its own two-phase rotation.
     index_key_version: int = 1
+    # The webhook dispatcher's key pair: its own Secret, its own two-phase rotation.
+    webhook_key_version: int = 1
     decision_policy: Mapping[str, Any] = field(
         default_factory=lambda: with_defaults(DEFAULT_DECISION_POLICY)
     )
@@ -124,6 +126,7 @@ def parse_spec(raw: Mapping[str, Any]) -> PipelineSpec:
         key_secret_name=str(encryption["keySecretName"]),
         key_version=int(encryption.get("keyVersion", 1)),
         index_key_version=int(encryption.get("indexKeyVersion", 1)),
+        webhook_key_version=int(encryption.get("webhookKeyVersion", 1)),
         decision_policy=with_defaults(raw.get("decisionPolicy")),
         challenger_policy=(
             None if raw.get("challengerPolicy") is None else with_defaults(raw["challengerPolicy"])

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Literal
 
-AuditAction = Literal["encrypt", "decrypt", "mask", "consent", "read", "erase"]
+AuditAction = Literal["encrypt", "decrypt", "mask", "consent", "read", "erase", "reseal"]
 AuditOutcome = Literal["ok", "failed", "refused"]
 
 INSERT_SQL = (
@@ -67,3 +67,5 @@ PURPOSE_STATUS = "status-read"
 PURPOSE_CREDIT_SCORING = "credit-scoring"
 # `prequalctl reindex` opens a PAN to recompute its blind index under a new index key.
 PURPOSE_REINDEX = "reindex"
+# `prequalctl keys reseal` opens data keys (no personal field) to seal them to a newer key pair.
+PURPOSE_KEY_ROTATION = "key-rotation"

@@ -9,6 +9,9 @@ gets its public key (`WEBHOOK_SEALING_PUBLIC_KEYS`), the webhook dispatcher its 
 (`WEBHOOK_SEALING_PRIVATE_KEYS`, `--for webhooks`). `PAN_ENCRYPTION_KEYS` is no longer
 generated: it is the legacy, decrypt-only keyring of rows written before migration 0007.
 
+`reseal` (prequalctl.reseal): seals every data key still under an old key pair to the active
+one, so the old pair can be retired.
+
 `index-rotate`: the two phases of an index key rotation, on the ring in the environment
 (`PAN_INDEX_KEYS`, `PAN_INDEX_ACTIVE_KEY_ID`, and `PAN_BLIND_INDEX_KEY` as `v0`): `--phase
 distribute` appends a new root key and keeps the active id; once every API pod has it,
@@ -31,6 +34,7 @@ from typing import Any
 
 from prequal import blind_index, sealing
 from prequal.settings import KEY_ID_PATTERN, IndexKeySettings, load_settings
+from prequalctl import reseal
 
 # Which private key each process that opens holds; every other process holds none.
 OPENS = {
@@ -94,6 +98,7 @@ def register(commands: Any) -> None:
     )
     rotate.add_argument("-o", "--output", choices=("env", "export"), default="env")
     rotate.set_defaults(handler=_index_rotate)
+    reseal.register_verb(verbs)
 
 
 def generate_keys(key_id: str, kem: sealing.KemName = sealing.DEFAULT_KEM) -> dict[str, str]:

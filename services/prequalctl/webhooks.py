@@ -8,7 +8,10 @@ again as new (attempts from zero, due now); the dispatcher picks them up on its 
 `create` and `reseal` seal with the webhook dispatcher's public key (`WEBHOOK_SEALING_PUBLIC_KEYS`,
 `WEBHOOK_SEALING_ACTIVE_KEY_ID`, as the API does). `reseal` seals the plaintext secrets of
 endpoints registered before migration 0011 and empties the plaintext column, one row per
-transaction; run it once after the upgrade (it is safe to repeat: sealed rows are skipped).
+transaction; given the dispatcher's private keys too (`WEBHOOK_SEALING_PRIVATE_KEYS`), it also
+moves secrets sealed to an older pair of the dispatcher's to the active one
+(prequalctl.webhook_reseal), so that pair can be retired after a `webhookKeyVersion` rotation.
+It is safe to repeat: rows already under the active pair are skipped.
 """
 
 from __future__ import annotations
@@ -23,14 +26,16 @@ from typing import Any
 import psycopg
 from pydantic import ValidationError
 
-from prequal import egress, webhooks
+from prequal import egress, sealing, webhooks
 from prequal.settings import (
     DatabaseSettings,
     WebhookEgressSettings,
+    WebhookSealingPrivateKeySettings,
     WebhookSealingPublicKeySettings,
     load_settings,
 )
 from prequal.webhook_secrets import seal_secret
+from prequalctl import webhook_reseal
 
 # The API's rule (prequal_api.webhook_routes.URL_PATTERN), so both refuse the same URLs.
 _URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[\x21-\x7e]*)?\Z")
@@ -82,9 +87,14 @@ def register(commands: Any) -> None:
 
     reseal = verbs.add_parser(
         "reseal",
-        help="Seal the plaintext signing secrets of endpoints from before migration 0011",
+        help="Seal plaintext signing secrets, and move old-pair ones to the active pair",
         description="Reads DATABASE_URL and WEBHOOK_SEALING_PUBLIC_KEYS / "
-        "WEBHOOK_SEALING_ACTIVE_KEY_ID. Receivers keep their secrets: only the storage changes.",
+        "WEBHOOK_SEALING_ACTIVE_KEY_ID; with WEBHOOK_SEALING_PRIVATE_KEYS (the dispatcher's "
+        "Secret) it also reseals secrets sealed to an older pair. Receivers keep their "
+        "secrets: only the storage changes.",
+    )
+    reseal.add_argument(
+        "--batch", type=int, default=100, help="endpoints per transaction (default: %(default)s)"
     )
     reseal.set_defaults(handler=_reseal)
 
@@ -198,11 +208,20 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dispatcher_opener() -> sealing.Opener | None:
+    """The dispatcher's private keys when given (to move old-pair secrets), else None."""
+    try:
+        return load_settings(WebhookSealingPrivateKeySettings).webhook_opener()
+    except ValidationError:
+        return None
+
+
 def _reseal(args: argparse.Namespace) -> int:
     settings = _sealing_settings()
     if settings is None:
         return 2
     sealer = settings.webhook_sealer()
+    opener = _dispatcher_opener()
     resealed = 0
     with psycopg.connect(settings.database_url.get_secret_value(), connect_timeout=5) as conn:
         while True:
@@ -213,8 +232,28 @@ def _reseal(args: argparse.Namespace) -> int:
                 endpoint_id, secret = row
                 conn.execute(_RESEAL_SQL, (seal_secret(sealer, secret, endpoint_id), endpoint_id))
             resealed += 1
-    print(
-        f"{resealed} plaintext signing secrets sealed with key {sealer.key_id}; "
-        "none is left in plaintext"
-    )
-    return 0
+        print(
+            f"{resealed} plaintext signing secrets sealed with key {sealer.key_id}; "
+            "none is left in plaintext"
+        )
+        code = 0
+        if opener is not None:
+            try:
+                moved, failed = webhook_reseal.move_to_active(conn, opener, sealer, args.batch)
+            except sealing.KeyFormatError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            print(f"{moved} sealed signing secrets moved to key {sealer.key_id}")
+            if failed:
+                print(f"error: {failed} sealed secrets could not be opened", file=sys.stderr)
+                code = 1
+        for key_id, count in webhook_reseal.key_counts(conn).items():
+            state = "active" if key_id == sealer.key_id else "in use: not retirable yet"
+            print(f"{key_id}: {count} sealed signing secrets ({state})")
+        if opener is None and set(webhook_reseal.key_counts(conn)) - {sealer.key_id}:
+            print(
+                "secrets sealed to older keys stay there: give WEBHOOK_SEALING_PRIVATE_KEYS "
+                "(the dispatcher's Secret) to move them",
+                file=sys.stderr,
+            )
+    return code

@@ -130,6 +130,7 @@ keyring once at start, so a rotated Secret takes effect only in new pods.
 {{- define "loan-prequal.rolloutAnnotations" -}}
 prequal.dev/key-version: {{ .Values.pipeline.encryption.keyVersion | quote }}
 prequal.dev/index-key-version: {{ .Values.pipeline.encryption.indexKeyVersion | quote }}
+prequal.dev/webhook-key-version: {{ .Values.pipeline.encryption.webhookKeyVersion | quote }}
 {{- end }}
 
 {{/*

@@ -32,7 +32,7 @@ metadata = MetaData()
 
 STATUSES = ("PENDING", "PRE_APPROVED", "REJECTED", "MANUAL_REVIEW")
 LOAN_TYPES = ("PERSONAL", "HOME", "AUTO")
-AUDIT_ACTIONS = ("encrypt", "decrypt", "mask", "consent", "read", "erase")
+AUDIT_ACTIONS = ("encrypt", "decrypt", "mask", "consent", "read", "erase", "reseal")
 AUDIT_OUTCOMES = ("ok", "failed", "refused")
 FINAL_STATUSES = STATUSES[1:]
 # Outbox rows are spread over a fixed number of lanes by application id; one publisher owns a

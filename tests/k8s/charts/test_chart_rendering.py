@@ -228,6 +228,17 @@ def test_processes_get_the_configuration_contract() -> None:
     assert pipeline["spec"]["database"] == {"secretName": "retail-db"}
     assert pipeline["spec"]["encryption"]["keySecretName"] == "rel-loan-prequal-pan-keys"
     assert pipeline["spec"]["encryption"]["indexKeyVersion"] == 1
+    assert pipeline["spec"]["encryption"]["webhookKeyVersion"] == 1
+    # Raising a key version rolls the pods that hold that Secret (each reads its keys once).
+    raised = documents(render("loan-prequal", "--set", "pipeline.encryption.webhookKeyVersion=2"))
+    rolled = {
+        d["metadata"]["name"]: d["spec"]["template"]["metadata"]["annotations"]
+        for d in by_kind(raised, "Deployment")
+    }
+    for name in ("rel-loan-prequal-api", "rel-loan-prequal-webhooks"):
+        assert rolled[name]["prequal.dev/webhook-key-version"] == "2"
+    [raised_pipeline] = by_kind(raised, "LoanPipeline")
+    assert raised_pipeline["spec"]["encryption"]["webhookKeyVersion"] == 2
     index_mounts = [
         name
         for d in deployments.values()
@@ -335,6 +346,41 @@ def test_reindex_is_a_cronjob_with_the_private_and_index_keys_off_unless_asked_f
     }
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
     assert _policies(docs)["reindex"]["policyTypes"] == ["Egress"]
+
+
+def test_reseal_is_a_cronjob_with_the_key_secrets_pairs_only_off_unless_asked_for() -> None:
+    """docs/data-protection.md: resealing opens data keys, so the job mounts what credit-service
+    needs to open and the active public key to seal to; no index key, no legacy keyring."""
+    assert not by_kind(documents(render("loan-prequal")), "CronJob")
+    docs = documents(render("loan-prequal", "--set", "reseal.enabled=true"))
+    [cron] = by_kind(docs, "CronJob")
+    assert cron["metadata"]["name"] == "rel-loan-prequal-reseal"
+    spec = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    [container] = spec["containers"]
+    assert container["command"] == [
+        "prequalctl",
+        "keys",
+        "reseal",
+        "--batch",
+        "200",
+        "--principal",
+        "cronjob/rel-loan-prequal-reseal",
+    ]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert mounts["/var/run/secrets/prequal"] == "reseal-keys"
+    volume = next(v for v in spec["volumes"] if v["name"] == "reseal-keys")
+    files = {
+        item["path"]: source["secret"]["name"]
+        for source in volume["projected"]["sources"]
+        for item in source["secret"]["items"]
+    }
+    assert files == {
+        "sealing_private_keys": "rel-loan-prequal-pan-keys",
+        "sealing_public_keys": "rel-loan-prequal-pan-keys",
+        "sealing_active_key_id": "rel-loan-prequal-pan-keys",
+    }
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    assert _policies(docs)["reseal"]["policyTypes"] == ["Egress"]
 
 
 def _policies(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

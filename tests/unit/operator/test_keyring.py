@@ -131,3 +131,30 @@ def test_the_webhook_key_pair_is_its_own_and_the_api_gets_only_its_public_part()
     }
     with pytest.raises(KeyringError, match="webhook_sealing_private_keys"):
         webhook_api_data({k: v for k, v in hooks.items() if "private" not in k})
+
+
+def test_the_webhook_pair_rotates_in_two_phases_on_its_own_names() -> None:
+    from loan_operator.keyring import (  # noqa: PLC0415
+        WEBHOOK_ACTIVE_KEY_ID,
+        WEBHOOK_NAMES,
+        WEBHOOK_PRIVATE_KEYS,
+        WEBHOOK_PUBLIC_KEYS,
+        new_webhook_key_data,
+        webhook_api_data,
+    )
+
+    hooks = new_webhook_key_data()
+    distributed = rotate(hooks, 2, activate=False, names=WEBHOOK_NAMES)
+    assert set(distributed.data) == set(hooks)  # no data-key name appears
+    assert list(parse_keyring(distributed.data[WEBHOOK_PRIVATE_KEYS])) == ["v1", "v2"]
+    assert distributed.active == "v1"
+    assert webhook_api_data(distributed.data)[WEBHOOK_ACTIVE_KEY_ID] == "v1"
+    for name in (WEBHOOK_PRIVATE_KEYS, WEBHOOK_PUBLIC_KEYS):
+        assert parse_keyring(distributed.data[name])["v1"] == parse_keyring(hooks[name])["v1"]
+    activated = rotate(distributed.data, 2, activate=True, names=WEBHOOK_NAMES)
+    assert (activated.active, activated.added) == ("v2", None)
+    public = sealing.parse_key_list(activated.data[WEBHOOK_PUBLIC_KEYS], "public")
+    private = sealing.parse_key_list(activated.data[WEBHOOK_PRIVATE_KEYS], "private")
+    endpoint = uuid.uuid4()
+    sealed = sealing.Sealer(public, "v2").seal_key(b"s" * 32, endpoint)
+    assert sealing.Opener(private).open_key(sealed, endpoint) == b"s" * 32
