@@ -12,10 +12,12 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from prequal.settings import load_settings
 from prequal_api import repository
 from prequal_api.auth import KeySet, TokenValidator, http_jwks_fetcher
 from prequal_api.docs import install_docs
 from prequal_api.errors import install_error_handlers
+from prequal_api.key_refresh import ApiKeys, KeyHolder, KeyRefresher
 from prequal_api.limits import BodyLimitMiddleware, RateLimiter
 from prequal_api.metrics import ApiMetrics, MetricsMiddleware, TimedConnectionPool
 from prequal_api.routes import router
@@ -88,13 +90,14 @@ def create_app(settings: ApiSettings) -> FastAPI:
     pool = create_pool(settings)
     metrics = ApiMetrics(CollectorRegistry())
     metrics.watch_pool(pool)
+    keys = KeyHolder(ApiKeys.from_settings(settings))
+    refresher = KeyRefresher(keys, lambda: load_settings(ApiSettings), settings.key_refresh_seconds)
     services = Services(
         pool=pool,
         pool_timeout=settings.db_pool_timeout_seconds,
         submission=SubmissionService(
             pool=pool,
-            sealer=settings.sealer(),
-            index_keys=settings.index_key_ring(),
+            keys=keys,
             topic=settings.topic_applications_submitted,
             actor=settings.service_name,
             pool_timeout=settings.db_pool_timeout_seconds,
@@ -116,11 +119,13 @@ def create_app(settings: ApiSettings) -> FastAPI:
         # wait=False: a database that is down now makes requests answer 503, not the process die.
         await pool.open(wait=False)
         purger = asyncio.create_task(purge_idempotency_keys(services, settings))
+        key_refresh = asyncio.create_task(refresher.run())
         listener.start()
         try:
             yield
         finally:
             purger.cancel()
+            key_refresh.cancel()
             await listener.stop()
             await pool.close()
 
@@ -139,7 +144,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.webhook_endpoints = WebhookEndpoints(
         pool,
         settings.db_pool_timeout_seconds,
-        settings.webhook_sealer(),
+        keys,
         settings.allowed_networks(),
     )
     app.state.decision_listener = listener

@@ -43,6 +43,9 @@ class ApiSettings(
     # keys are ignored and deleted by a periodic purge in each API process.
     idempotency_key_retention_hours: float = 24.0
     idempotency_purge_interval_seconds: float = 600.0
+    # How often the key settings are read again (prequal_api.key_refresh): a rotation's second
+    # phase reaches running pods within this plus kubelet's Secret sync (about a minute).
+    key_refresh_seconds: float = 15.0
 
     # OAuth2: who may call. The issuer is required: an API without one would be open to all.
     oidc_issuer: str

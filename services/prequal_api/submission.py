@@ -28,9 +28,10 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from prequal import audit, blind_index, events, outbox, pan, sealing
+from prequal import audit, blind_index, events, outbox, pan
 from prequal_api import repository
 from prequal_api.errors import ApiError
+from prequal_api.key_refresh import KeyHolder
 from prequal_api.schemas import Accepted, ApplicationRequest
 
 
@@ -71,8 +72,8 @@ def _accepted(application_id: uuid.UUID, created_at: datetime) -> dict[str, Any]
 @dataclass(frozen=True)
 class SubmissionService:
     pool: AsyncConnectionPool
-    sealer: sealing.Sealer
-    index_keys: blind_index.IndexKeyRing
+    # The keys in use (prequal_api.key_refresh): each submission takes one set at its start.
+    keys: KeyHolder
     topic: str
     actor: str
     pool_timeout: float
@@ -86,8 +87,9 @@ class SubmissionService:
         request_id: str | None = None,
     ) -> Submitted:
         application_id = uuid.uuid4()
-        indexes = self.index_keys.pan_candidates(request.pan_number)
-        sealed = self.sealer.seal(application_id, request.pan_number, personal_fields(request))
+        keys = self.keys.current
+        indexes = keys.index_keys.pan_candidates(request.pan_number)
+        sealed = keys.sealer.seal(application_id, request.pan_number, personal_fields(request))
         new = repository.NewApplication(
             id=application_id,
             client_id=client_id,
@@ -116,9 +118,9 @@ class SubmissionService:
         )
         event = self._event(application_id, sealed.pan, request)
         if idempotency_key:
-            key_hmacs = self.index_keys.idempotency_candidates(client_id, idempotency_key)
+            key_hmacs = keys.index_keys.idempotency_candidates(client_id, idempotency_key)
             return await self._submit_once(
-                key_hmacs, request, new, encrypted, event, consent=consent
+                key_hmacs, request, new, encrypted, event, ring=keys.index_keys, consent=consent
             )
 
         async with self.pool.connection(timeout=self.pool_timeout) as conn:
@@ -143,6 +145,7 @@ class SubmissionService:
         encrypted: audit.AuditEntry,
         event: outbox.OutboxRow,
         *,
+        ring: blind_index.IndexKeyRing,
         consent: repository.NewConsent,
     ) -> Submitted:
         """The Idempotency-Key path: a replay returns the stored response, a new key submits.
@@ -160,7 +163,7 @@ class SubmissionService:
                 conn, list(key_hmacs.values()), self.idempotency_retention_seconds
             )
             if previous is not None:
-                fingerprint = self.index_keys.request_fingerprint(canonical, previous.index_key_id)
+                fingerprint = ring.request_fingerprint(canonical, previous.index_key_id)
                 if not hmac.compare_digest(previous.request_hmac, fingerprint):
                     raise ApiError(
                         422,
@@ -181,12 +184,12 @@ class SubmissionService:
                 assert outcome.existing_id is not None
                 raise DuplicateApplicationError(outcome.existing_id)
             body = _accepted(new.id, outcome.created_at)
-            active = self.index_keys.active_key_id
+            active = ring.active_key_id
             await repository.store_response(
                 conn,
                 key_hmacs[active],
                 index_key_id=active,
-                request_hmac=self.index_keys.request_fingerprint(canonical, active),
+                request_hmac=ring.request_fingerprint(canonical, active),
                 application_id=new.id,
                 status_code=202,
                 body=body,

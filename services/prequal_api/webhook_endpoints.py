@@ -21,8 +21,9 @@ from datetime import datetime
 
 from psycopg_pool import AsyncConnectionPool
 
-from prequal import egress, sealing, webhooks
+from prequal import egress, webhooks
 from prequal.webhook_secrets import seal_secret
+from prequal_api.key_refresh import KeyHolder
 
 RESOLVE_TIMEOUT_SECONDS = 1.0
 
@@ -37,7 +38,8 @@ class CreatedEndpoint:
 class WebhookEndpoints:
     pool: AsyncConnectionPool
     pool_timeout: float
-    sealer: sealing.Sealer
+    # The keys in use (prequal_api.key_refresh): the dispatcher's key pair rotates too.
+    keys: KeyHolder
     allowed_networks: tuple[egress.Network, ...] = ()
 
     async def refusal(self, url: str) -> str | None:
@@ -54,7 +56,7 @@ class WebhookEndpoints:
     async def create(self, client_id: str, url: str) -> CreatedEndpoint:
         endpoint_id = uuid.uuid4()
         secret = webhooks.new_secret()
-        sealed = seal_secret(self.sealer, secret, endpoint_id)
+        sealed = seal_secret(self.keys.current.webhook_sealer, secret, endpoint_id)
         async with self.pool.connection(timeout=self.pool_timeout) as conn:
             cur = await conn.execute(
                 webhooks.INSERT_ENDPOINT_SQL, (endpoint_id, client_id, url, sealed)
