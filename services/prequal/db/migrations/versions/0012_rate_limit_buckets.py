@@ -1,0 +1,41 @@
+"""Per-client rate limits shared by every API process (prequal_api.rate_limits).
+
+One token bucket per (client, scope): its level and when it was last brought up to date. API
+processes lease a few tokens at a time from it with one `INSERT … ON CONFLICT DO UPDATE`, so
+the limit holds across replicas without a write per request. A row idle for long is a full
+bucket, the same as no row: each API process deletes such rows periodically (the index on
+`updated_at` keeps that cheap).
+
+Revision ID: 0012
+Revises: 0011
+Create Date: 2026-12-02
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0012"
+down_revision = "0011"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute(
+        """
+        CREATE TABLE rate_limit_buckets (
+            client_id text NOT NULL,
+            scope text NOT NULL,
+            tokens double precision NOT NULL,
+            granted integer NOT NULL,
+            updated_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+            CONSTRAINT pk_rate_limit_buckets PRIMARY KEY (client_id, scope)
+        )
+        """
+    )
+    op.execute("CREATE INDEX ix_rate_limit_buckets_updated ON rate_limit_buckets (updated_at)")
+
+
+def downgrade() -> None:
+    op.execute("DROP TABLE rate_limit_buckets")
