@@ -20,20 +20,25 @@ from prequal_api.rate_limits import Lease
 
 log = logging.getLogger(__name__)
 
-_REFILLED = (
-    "least(%(burst)s, b.tokens + %(rate)s * "
-    "greatest(0, extract(epoch FROM clock_timestamp() - b.updated_at)))"
+# The refill is computed once, in a sub-select over the locked row.
+LEASE_SQL = """
+INSERT INTO rate_limit_buckets AS b (client_id, scope, tokens, granted, updated_at)
+VALUES (%(client)s, %(scope)s, %(burst)s - least(%(want)s, floor(%(burst)s)),
+        least(%(want)s, floor(%(burst)s))::integer, clock_timestamp())
+ON CONFLICT (client_id, scope) DO UPDATE SET (granted, tokens, updated_at) = (
+    SELECT taken, refilled - taken, now_
+    FROM (
+        SELECT refilled, least(%(want)s, greatest(0, floor(refilled)))::integer AS taken, now_
+        FROM (
+            SELECT least(%(burst)s, b.tokens + %(rate)s
+                       * greatest(0, extract(epoch FROM now_ - b.updated_at))) AS refilled,
+                   now_
+            FROM (SELECT clock_timestamp() AS now_) AS clock
+        ) AS refill
+    ) AS lease
 )
-_TAKEN = f"least(%(want)s, greatest(0, floor({_REFILLED})))::integer"
-
-LEASE_SQL = (
-    "INSERT INTO rate_limit_buckets AS b (client_id, scope, tokens, granted, updated_at) "
-    "VALUES (%(client)s, %(scope)s, %(burst)s - least(%(want)s, floor(%(burst)s)), "
-    "least(%(want)s, floor(%(burst)s))::integer, clock_timestamp()) "
-    "ON CONFLICT (client_id, scope) DO UPDATE SET "
-    f"granted = {_TAKEN}, tokens = {_REFILLED} - {_TAKEN}, updated_at = clock_timestamp() "
-    "RETURNING granted, tokens"
-)
+RETURNING granted, tokens
+"""
 
 PURGE_SQL = (
     "DELETE FROM rate_limit_buckets "
