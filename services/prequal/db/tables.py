@@ -216,6 +216,8 @@ rate_limit_buckets = Table(
     ),
     PrimaryKeyConstraint("client_id", "scope", name="pk_rate_limit_buckets"),
     Index("ix_rate_limit_buckets_updated", "updated_at"),
+    # No WAL: a lease's commit waits for no fsync; a crash empties it (full buckets).
+    prefixes=["UNLOGGED"],
 )
 
 # Migration 0006: decisions a lender can explain (docs/decisions.md).
