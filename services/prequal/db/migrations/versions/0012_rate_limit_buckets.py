@@ -8,9 +8,10 @@ bucket, the same as no row: each API process deletes such rows periodically (the
 
 UNLOGGED: a lease writes no WAL, so its commit waits for no disk flush (on a durable server a
 logged lease took 5-14 times as long as an unlogged one, bench/bench_rate_limits.py; the first
-measurement, under a cold CI's load, gave 30 ms at the median and 430 ms at p99). The price: after a crash of
-PostgreSQL, or on a standby promoted by a failover, the table is empty, and every client starts
-again from a full bucket (one extra burst at most), which a rate limit can afford.
+measurement, under a cold CI's load, gave 30 ms at the median and 430 ms at p99). The price:
+after a crash of PostgreSQL, or on a standby promoted by a failover, the table is empty, and
+every client starts again from a full bucket (one extra burst at most), which a rate limit can
+afford.
 
 Revision ID: 0012
 Revises: 0011
