@@ -18,8 +18,10 @@ from prequal_api.auth import KeySet, TokenValidator, http_jwks_fetcher
 from prequal_api.docs import install_docs
 from prequal_api.errors import install_error_handlers
 from prequal_api.key_refresh import ApiKeys, KeyHolder, KeyRefresher
-from prequal_api.limits import BodyLimitMiddleware, RateLimiter
+from prequal_api.limits import BodyLimitMiddleware
 from prequal_api.metrics import ApiMetrics, MetricsMiddleware, TimedConnectionPool
+from prequal_api.rate_limit_store import PostgresLeases, purge_periodically
+from prequal_api.rate_limits import RateLimiter
 from prequal_api.routes import router
 from prequal_api.services import Services
 from prequal_api.settings import ApiSettings
@@ -112,6 +114,18 @@ def create_app(settings: ApiSettings) -> FastAPI:
         metrics=metrics,
     )
 
+    # Shared by every API process: leases from one bucket per client and scope in PostgreSQL.
+    leases = PostgresLeases(pool, settings.db_pool_timeout_seconds)
+    rate_limits = {
+        "post": RateLimiter(
+            "post", settings.rate_limit_post_per_second, settings.rate_limit_post_burst, leases
+        ),
+        "get": RateLimiter(
+            "get", settings.rate_limit_get_per_second, settings.rate_limit_get_burst, leases
+        ),
+    }
+    bucket_horizon = max(limiter.idle_horizon_seconds() for limiter in rate_limits.values())
+
     listener = DecisionListener(lambda: listen_connection(settings), metrics.registry)
 
     @asynccontextmanager
@@ -120,12 +134,16 @@ def create_app(settings: ApiSettings) -> FastAPI:
         await pool.open(wait=False)
         purger = asyncio.create_task(purge_idempotency_keys(services, settings))
         key_refresh = asyncio.create_task(refresher.run())
+        bucket_purger = asyncio.create_task(
+            purge_periodically(pool, settings.db_pool_timeout_seconds, bucket_horizon)
+        )
         listener.start()
         try:
             yield
         finally:
             purger.cancel()
             key_refresh.cancel()
+            bucket_purger.cancel()
             await listener.stop()
             await pool.close()
 
@@ -148,10 +166,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         settings.allowed_networks(),
     )
     app.state.decision_listener = listener
-    app.state.rate_limits = {
-        "post": RateLimiter(settings.rate_limit_post_per_second, settings.rate_limit_post_burst),
-        "get": RateLimiter(settings.rate_limit_get_per_second, settings.rate_limit_get_burst),
-    }
+    app.state.rate_limits = rate_limits
     app.state.token_validator = TokenValidator(
         keys=KeySet(
             http_jwks_fetcher(settings.jwks_url()),

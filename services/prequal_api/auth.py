@@ -244,7 +244,7 @@ def require_scope(scope: str, limiter: str) -> Callable[..., Awaitable[Principal
         found = await validator.validate(token)
         if scope not in found.scopes:
             raise _forbidden(scope)
-        request.app.state.rate_limits[limiter].check(found.client_id)
+        await request.app.state.rate_limits[limiter].check(found.client_id)
         return found
 
     return principal

@@ -60,8 +60,8 @@ class ApiSettings(
     # An unknown key id refetches the JWKS at most this often (key rollover without a stampede).
     oidc_jwks_min_refetch_seconds: float = 10.0
 
-    # Abuse limits. Rate limits are per client and per API process (token buckets in memory:
-    # with N replicas a client may reach N times these); 0 disables one.
+    # Abuse limits. Rate limits are per client, shared by every API process (token buckets in
+    # PostgreSQL, leased a tenth of the burst at a time: prequal_api.rate_limits); 0 disables.
     rate_limit_post_per_second: float = 50.0
     rate_limit_post_burst: float = 100.0
     rate_limit_get_per_second: float = 200.0

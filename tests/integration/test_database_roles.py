@@ -25,6 +25,7 @@ from prequal import audit, outbox
 from prequal.consumer.batch import CLAIM_SQL
 from prequal.consumer.dead_letters import _ISSUE_SQL, _RECORD_SQL
 from prequal.db import migrate, roles
+from prequal_api import rate_limit_store
 from prequalctl.keys import generate_keys
 from prequalctl.main import main as prequalctl
 from tests.applications import application
@@ -130,6 +131,20 @@ def test_the_api_writes_the_outbox_but_cannot_read_its_payloads_or_decide(connec
     assert refused(api, "INSERT INTO decisions (application_id) VALUES (gen_random_uuid())")
     assert refused(api, "CREATE TABLE sneaky (id int)")
     assert refused(api, "DROP TRIGGER audit_log_append_only ON audit_log")
+
+
+def test_only_the_api_leases_rate_limit_tokens(connect: Connect) -> None:
+    """The shared rate-limit buckets (migration 0013): the API leases and purges; no other
+    role may read or refill a client's budget."""
+    api = connect("api")
+    params = {"client": "c", "scope": "get", "rate": 1.0, "burst": 10.0, "want": 2}
+    assert api.execute(rate_limit_store.LEASE_SQL, params).fetchone() == (2, 8.0)
+    api.execute(rate_limit_store.PURGE_SQL, (3600,))
+    api.commit()
+    for service in ("publisher", "credit", "decision", "webhooks", "auditor"):
+        other = connect(service)
+        assert refused(other, "SELECT * FROM rate_limit_buckets"), service
+        assert refused(other, "UPDATE rate_limit_buckets SET tokens = 1000"), service
 
 
 def test_the_publisher_touches_only_the_outbox(connect: Connect) -> None:

@@ -42,6 +42,9 @@ GRANTS: Mapping[str, tuple[LiteralString, ...]] = {
         "GRANT SELECT, INSERT ON consents TO {role}",
         "GRANT SELECT ON decisions TO {role}",
         "GRANT SELECT, INSERT, UPDATE, DELETE ON idempotency_keys TO {role}",
+        # Rate-limit leases (INSERT … ON CONFLICT DO UPDATE … RETURNING) and the purge of
+        # idle buckets; no other role touches them.
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON rate_limit_buckets TO {role}",
         # A client's webhook endpoints (`webhooks:manage`); deleting one cascades to its
         # deliveries with the table owner's rights.
         "GRANT SELECT, INSERT, DELETE ON webhook_endpoints TO {role}",

@@ -12,6 +12,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     Date,
+    Double,
     ForeignKey,
     Identity,
     Index,
@@ -194,6 +195,29 @@ idempotency_keys = Table(
     Column("response", JSONB, nullable=False),
     Column("created_at", TIMESTAMP(timezone=True), nullable=False, server_default=_NOW),
     Index("ix_idempotency_keys_created", "created_at"),
+)
+
+# Migration 0013: per-client rate limits shared by the API processes (prequal_api.rate_limits).
+rate_limit_buckets = Table(
+    "rate_limit_buckets",
+    metadata,
+    Column("client_id", Text, nullable=False),
+    # "post" or "get": the limit a route counts against.
+    Column("scope", Text, nullable=False),
+    # The bucket's level at updated_at (refilled on the next lease, up to the burst).
+    Column("tokens", Double, nullable=False),
+    # What the last lease took: the statement's RETURNING reads it.
+    Column("granted", Integer, nullable=False),
+    Column(
+        "updated_at",
+        TIMESTAMP(timezone=True),
+        nullable=False,
+        server_default=text("clock_timestamp()"),
+    ),
+    PrimaryKeyConstraint("client_id", "scope", name="pk_rate_limit_buckets"),
+    Index("ix_rate_limit_buckets_updated", "updated_at"),
+    # No WAL: a lease's commit waits for no fsync; a crash empties it (full buckets).
+    prefixes=["UNLOGGED"],
 )
 
 # Migration 0006: decisions a lender can explain (docs/decisions.md).

@@ -12,7 +12,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from prequal_api.auth import KeySet, TokenValidator
 from prequal_api.errors import ApiError
-from prequal_api.limits import RateLimiter
 
 ISSUER, AUDIENCE = "https://idp.test/", "prequal-api"
 
@@ -94,15 +93,3 @@ def test_a_validated_token_is_not_remembered_past_its_expiry() -> None:
         assert "expired" in expired.value.message
 
     asyncio.run(scenario())
-
-
-def test_the_rate_limiter_refuses_past_the_burst_with_the_seconds_to_wait() -> None:
-    limiter = RateLimiter(rate=0.5, burst=2)
-    limiter.check("a")
-    limiter.check("a")
-    with pytest.raises(ApiError) as limited:
-        limiter.check("a")
-    assert limited.value.status == 429
-    assert limited.value.headers["Retry-After"] == "2"
-    limiter.check("b")  # per client
-    RateLimiter(rate=0, burst=1).check("a")  # 0 disables
