@@ -256,10 +256,14 @@ def component_images() -> list[Image]:
 
 def component_image(tag: str) -> Image:
     name = tag.rsplit("/", 1)[1].split(":", maxsplit=1)[0]
-    if name in ("pause", "coredns"):  # `make images`' own Dockerfiles and binaries
+    if name == "pause":  # `make images`' own
         own = HERE / name
-        make = build.pause_binary if name == "pause" else build.coredns_binary
-        return Image(f"kind-{name}", (tag,), own, own / "Dockerfile", (own,), staged={name: make})
+        staged = {name: build.pause_binary}
+        return Image(f"kind-{name}", (tag,), own, own / "Dockerfile", (own,), staged=staged)
+    if name == "coredns":  # `make images`' binary, run as kubeadm's Deployment expects
+        own = HERE / "kind" / name
+        staged = {name: build.coredns_binary}
+        return Image(f"kind-{name}", (tag,), own, own / "Dockerfile", (own,), staged=staged)
     folder = HERE / "kind" / "component"
     binary = k8s_binary(name) if name != "etcd" else etcd_binary()
     return Image(
@@ -379,7 +383,9 @@ def import_images(container: str, tags: list[str]) -> None:
         "kind-node-pin",
         in_node(
             f"{labels} ctr -n k8s.io images list -q | sort; pkill containerd;"
-            " while pgrep -x containerd >/dev/null; do sleep 0.2; done;"
+            # `sleep` is the container's PID 1 and reaps nothing: a stopped containerd stays a
+            # zombie, so wait for it to leave every state but Z
+            " while ps -o stat= -C containerd | grep -qv '^Z'; do sleep 0.2; done;"
             " rm -f /var/log/containerd-build.log"
         ),
     )

@@ -7,9 +7,9 @@
 #
 # kind has no runtime option and its node containers are privileged, which runc refuses on this
 # machine (no CAP_SYS_RESOURCE in the bounding set, docs/cluster.md "## kind"). The wrapper only
-# removes that one capability, so every other container runs as before; still, `off` restores
-# /etc/docker/daemon.json exactly (or removes it if there was none). dockerd reloads both
-# settings on SIGHUP: no restart, running containers are untouched.
+# removes that one capability, so every other container runs as before; still, `off` sets the
+# default back and restores /etc/docker/daemon.json exactly (or removes it if there was none).
+# dockerd reloads both settings on SIGHUP: no restart, running containers are untouched.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -45,15 +45,16 @@ case ${1:-} in
     ;;
   off)
     [ -e "$saved" ] || { echo "dockerd-runtime.sh: nothing to restore ($saved absent)"; exit 0; }
-    runtime=runc
-    if [ "$(cat "$saved")" = absent ]; then
-      rm -f "$config"
-    else
-      cp -p "$saved" "$config"
-      runtime=$(jq -r '."default-runtime" // "runc"' "$config")
-    fi
-    rm -f "$saved"
+    before='{}'
+    [ "$(cat "$saved")" = absent ] || before=$(cat "$saved")
+    runtime=$(jq -r '."default-runtime" // "runc"' <<<"$before")
+    # dockerd's reload changes only the settings the file names: name the default explicitly,
+    # then put the file back as it was (the wrapper stays registered until dockerd restarts).
+    jq --arg runtime "$runtime" '."default-runtime" = $runtime' <<<"$before" >"$config.tmp"
+    mv "$config.tmp" "$config"
     reload_until "$runtime"
+    if [ "$(cat "$saved")" = absent ]; then rm -f "$config"; else cp -p "$saved" "$config"; fi
+    rm -f "$saved"
     ;;
   status) echo "dockerd's default runtime: $(default_runtime)" ;;
   *) die "usage: $0 on|off|status" ;;
