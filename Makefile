@@ -52,6 +52,10 @@ cluster: venv tools ## A real single-node Kubernetes with both charts installed,
 images: tools ## Build every container image here from Debian, PyPI, Maven and Go (docs/images.md).
 	$(PYTHON) images/build.py $(foreach i,$(IMAGES),--only $(i))
 
+.PHONY: kind-image
+kind-image: tools ## Opt-in: a kind node image built here, kubeadm and kind (docs/cluster.md "## kind").
+	$(PYTHON) images/kind_node.py
+
 .PHONY: demo
 demo: venv ## With `make run` up: submit sample applications and print each final status.
 	$(BIN)/prequalctl demo $(ARGS)
@@ -78,6 +82,7 @@ lint: venv ## ruff, mypy (strict) and import-linter.
 	$(BIN)/ruff format --check services operator tests bench images
 	$(BIN)/mypy
 	$(BIN)/mypy images/build.py images/runtime-requirements.py
+	MYPYPATH=images $(BIN)/mypy images/kind_node.py  # it imports build.py as `build`, as it runs
 	$(BIN)/lint-imports
 
 .PHONY: fmt

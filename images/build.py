@@ -660,26 +660,9 @@ def build_base(base: Base, times: dict[str, float]) -> None:
         flush=True,
     )
     started = time.monotonic()
-    debs = CACHE / "debs"  # downloaded packages, shared by every base and kept between runs
-    debs.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="prequal-base-") as tmp:
         tar = Path(tmp) / "rootfs.tar"
-        run_logged(
-            f"base-{base.name}",
-            [
-                "mmdebstrap",
-                *MMDEBSTRAP_OPTIONS,
-                "--include=" + ",".join(base.packages),
-                "--skip=essential/unlink",
-                '--setup-hook=mkdir -p "$1"/var/cache/apt/archives/',
-                *(f'--setup-hook=mkdir -p "$1"{path}' for path in base.make_dirs),
-                f"--setup-hook=sync-in {debs} /var/cache/apt/archives/",
-                f"--customize-hook=sync-out /var/cache/apt/archives {debs}",
-                *(f'--customize-hook=rm -rf "$1"{path}' for path in base.remove),
-                SUITE,
-                str(tar),
-            ],
-        )
+        mmdebstrap(base, tar)
         docker(
             "import",
             "--change",
@@ -697,6 +680,28 @@ def build_base(base: Base, times: dict[str, float]) -> None:
         flush=True,
     )
     remove_stale(f"prequal.local/base-{base.name}", keep=base.tag)
+
+
+def mmdebstrap(base: Base, tar: Path) -> None:
+    """The base's root filesystem as a tar; no Docker involved."""
+    debs = CACHE / "debs"  # downloaded packages, shared by every base and kept between runs
+    debs.mkdir(parents=True, exist_ok=True)
+    run_logged(
+        f"base-{base.name}",
+        [
+            "mmdebstrap",
+            *MMDEBSTRAP_OPTIONS,
+            "--include=" + ",".join(base.packages),
+            "--skip=essential/unlink",
+            '--setup-hook=mkdir -p "$1"/var/cache/apt/archives/',
+            *(f'--setup-hook=mkdir -p "$1"{path}' for path in base.make_dirs),
+            f"--setup-hook=sync-in {debs} /var/cache/apt/archives/",
+            f"--customize-hook=sync-out /var/cache/apt/archives {debs}",
+            *(f'--customize-hook=rm -rf "$1"{path}' for path in base.remove),
+            SUITE,
+            str(tar),
+        ],
+    )
 
 
 def remove_stale(repository: str, keep: str) -> None:
