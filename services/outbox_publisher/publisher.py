@@ -3,7 +3,8 @@
 Ordering only has to hold within a lane (all events of one application share one), so an
 instance splits its lanes among `OUTBOX_WORKERS` threads, each with its own connection and
 batches: one worker's database work overlaps another's wait for Kafka. The main thread keeps
-the lane leases (and LISTENs on the same connection). Each worker has its own idempotent
+the lane leases (and LISTENs on the same connection); a NOTIFY wakes only the workers of the
+lanes it names (outbox_publisher.wakeups). Each worker has its own idempotent
 producer, so a batch's flush waits for that batch only. Lanes are only released while no batch
 is in flight, and at stop only once every worker has finished its batch.
 
@@ -30,6 +31,7 @@ from outbox_publisher.breaker import CircuitBreaker
 from outbox_publisher.lanes import LaneLeases
 from outbox_publisher.metrics import PublisherMetrics
 from outbox_publisher.settings import PublisherSettings
+from outbox_publisher.wakeups import workers_to_wake
 from prequal.db import outages
 from prequal.kafka import EventProducer
 from prequal.outbox import NOTIFY_CHANNEL
@@ -140,9 +142,9 @@ class Publisher:
         if not self.settings.outbox_listen:
             self.stopping.wait(max(timeout, 0.0))
             return
-        for _ in conn.notifies(timeout=max(min(timeout, 0.25), 0.0), stop_after=1):
-            for event in self._wake:
-                event.set()
+        for notify in conn.notifies(timeout=max(min(timeout, 0.25), 0.0), stop_after=1):
+            for index in workers_to_wake(notify.payload, len(self._wake)):
+                self._wake[index].set()
 
     def _purge(self, conn: psycopg.Connection[Any]) -> None:
         purged = store.purge_published(conn, self.settings.outbox_retention_seconds)
