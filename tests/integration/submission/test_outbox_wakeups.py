@@ -1,6 +1,6 @@
 """The outbox trigger names the lanes it inserted, and the publisher wakes only their workers.
 
-Against a real PostgreSQL migrated to head (migration 0012): a worker woken for another
+Against a real PostgreSQL migrated to head (migration 0014): a worker woken for another
 worker's lanes would spend a claim transaction finding nothing.
 """
 
@@ -101,6 +101,6 @@ def test_a_notify_without_lanes_wakes_every_worker(
 ) -> None:
     publisher = _publisher(database_url)
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f"NOTIFY {outbox.NOTIFY_CHANNEL}")  # as the trigger before 0012 did
+        conn.execute(f"NOTIFY {outbox.NOTIFY_CHANNEL}")  # as the trigger before 0014 did
     publisher._wait_for_notify(listening, 2.0)
     assert all(event.is_set() for event in publisher._wake)

@@ -1,4 +1,4 @@
-"""Which publisher workers a NOTIFY wakes (outbox_publisher.wakeups, migration 0012)."""
+"""Which publisher workers a NOTIFY wakes (outbox_publisher.wakeups, migration 0014)."""
 
 from __future__ import annotations
 
@@ -20,5 +20,5 @@ def test_a_single_worker_is_woken_by_any_lane() -> None:
 
 @pytest.mark.parametrize("payload", ["", "x", "1,,2", "-1", "1;2"])
 def test_an_empty_or_unreadable_payload_wakes_every_worker(payload: str) -> None:
-    # A trigger from before migration 0012 sends '', as does a hand-written NOTIFY.
+    # A trigger from before migration 0014 sends '', as does a hand-written NOTIFY.
     assert workers_to_wake(payload, 3) == {0, 1, 2}

@@ -9,8 +9,8 @@ transition table; an INSERT of no rows sends nothing. A publisher that does not 
 payload still wakes on it, and one that does treats an empty or unreadable payload as "wake
 everyone" (outbox_publisher.wakeups), so either side can be upgraded first.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-12-02
 """
 
@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0012"
-down_revision = "0011"
+revision = "0014"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
