@@ -2,7 +2,9 @@
 
 Each fixture starts its component on first use, on a free loopback port with its own data
 directory under pytest's temporary folder, and stops it when the session ends, also after a
-failure or Ctrl-C. The tier marker of each test comes from its folder (tests/unit → `unit`, …).
+failure or Ctrl-C. Before stopping PostgreSQL or Kafka it dumps what they hold into
+`<basetemp>/leak-scan/` for the leak scan after the run (tests/leakdump.py). The tier marker
+of each test comes from its folder (tests/unit → `unit`, …).
 """
 
 from __future__ import annotations
@@ -19,9 +21,14 @@ from devstack.kafka import Kafka
 from devstack.kube import ControlPlane
 from devstack.postgres import Postgres
 from devstack.prometheus import Prometheus
+from tests.leakdump import dump_kafka, dump_postgres
 from tests.tokens import Oidc
 
 TIERS = ("unit", "integration", "k8s", "e2e", "cluster", "images")
+
+
+def _leak_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.getbasetemp() / "leak-scan"
 
 
 def _raise_interrupt(signum: int, frame: types.FrameType | None) -> None:
@@ -50,6 +57,8 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
     try:
         yield server.start()
     finally:
+        if server.process:
+            dump_postgres(server, _leak_dir(tmp_path_factory), server.data_dir.parent.name)
         server.stop()
 
 
@@ -60,6 +69,8 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kafka]:
     try:
         yield broker.start()
     finally:
+        if broker.process:
+            dump_kafka(broker, _leak_dir(tmp_path_factory), broker.data_dir.parent.name)
         broker.stop()
 
 
@@ -71,6 +82,8 @@ def private_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postg
     try:
         yield server.start()
     finally:
+        if server.process:
+            dump_postgres(server, _leak_dir(tmp_path_factory), server.data_dir.parent.name)
         server.stop()
 
 
@@ -81,6 +94,8 @@ def private_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kafka]:
     try:
         yield broker.start()
     finally:
+        if broker.process:
+            dump_kafka(broker, _leak_dir(tmp_path_factory), broker.data_dir.parent.name)
         broker.stop()
 
 
