@@ -54,10 +54,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
     """A private PostgreSQL 15 cluster with an empty `prequal` database."""
     server = Postgres(tmp_path_factory.mktemp("postgres") / "data")
+    started = False
     try:
-        yield server.start()
+        server.start()
+        started = True
+        yield server
     finally:
-        if server.process:
+        if started:
             dump_postgres(server, _leak_dir(tmp_path_factory), server.data_dir.parent.name)
         server.stop()
 
@@ -66,10 +69,13 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
 def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kafka]:
     """A single-node KRaft Kafka broker; topics are never auto-created."""
     broker = Kafka(tmp_path_factory.mktemp("kafka") / "data")
+    started = False
     try:
-        yield broker.start()
+        broker.start()
+        started = True
+        yield broker
     finally:
-        if broker.process:
+        if started:
             dump_kafka(broker, _leak_dir(tmp_path_factory), broker.data_dir.parent.name)
         broker.stop()
 
@@ -79,10 +85,13 @@ def private_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postg
     """A PostgreSQL of the module's own, for outage tests that stop it: a restart that fails
     there breaks only that module, never the session's server every later test uses."""
     server = Postgres(tmp_path_factory.mktemp("private-postgres") / "data")
+    started = False
     try:
-        yield server.start()
+        server.start()
+        started = True
+        yield server
     finally:
-        if server.process:
+        if started:
             dump_postgres(server, _leak_dir(tmp_path_factory), server.data_dir.parent.name)
         server.stop()
 
@@ -91,10 +100,13 @@ def private_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postg
 def private_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kafka]:
     """A Kafka broker of the module's own, for outage tests that stop it (see private_postgres)."""
     broker = Kafka(tmp_path_factory.mktemp("private-kafka") / "data")
+    started = False
     try:
-        yield broker.start()
+        broker.start()
+        started = True
+        yield broker
     finally:
-        if broker.process:
+        if started:
             dump_kafka(broker, _leak_dir(tmp_path_factory), broker.data_dir.parent.name)
         broker.stop()
 

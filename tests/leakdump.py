@@ -37,11 +37,11 @@ def dump_postgres(server: Postgres, out: Path, label: str) -> None:
             rows = conn.execute(
                 "SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY 1"
             ).fetchall()
+        server_args = ("-h", LOOPBACK, "-p", str(server.port), "-U", SUPERUSER)
         for (database,) in rows:
             with (out / f"{label}-{database}.sql").open("wb") as file:
                 subprocess.run(
-                    [str(pg_dump), "-h", LOOPBACK, "-p", str(server.port), "-U", SUPERUSER]
-                    + ["--dbname", database],
+                    [str(pg_dump), *server_args, "--dbname", database],
                     stdout=file,
                     stderr=subprocess.PIPE,
                     check=True,

@@ -18,8 +18,8 @@ Each is looked for as text (JSON-escaped text included: the values are ASCII), a
 files (fewer than 1 % NUL bytes) also inside hex runs (how `pg_dump` writes bytea) and base64
 runs (standard and URL-safe alphabets, any alignment), each run decoded once. Binary stores
 (PostgreSQL pages and WAL, Kafka segments) get the text search only: their records are decoded
-through the dumps, and decoding every run of their bytes would cost minutes. A finding names the file, the byte offset and line, the kind
-of field and the encoding, never the value.
+through the dumps, and decoding every run of their bytes would cost minutes. A finding names
+the file, the byte offset and line, the kind of field and the encoding, never the value.
 
 usage: python -m tests.leakscan BASETEMP
 """
@@ -27,8 +27,8 @@ usage: python -m tests.leakscan BASETEMP
 from __future__ import annotations
 
 import base64
-import bisect
 import binascii
+import bisect
 import re
 import sys
 from collections.abc import Iterator
@@ -37,7 +37,6 @@ from pathlib import Path
 
 from tests.applications import DATE_OF_BIRTH, MARKER, PHONE_PREFIX
 
-PAN_SHAPE = re.compile(rb"(?<![A-Za-z0-9])[A-Z]{5}[0-9]{4}[A-Z](?![A-Za-z0-9])")
 KINDS = {
     "pan": "PAN",
     "marker": "name or e-mail (generator marker)",

@@ -29,11 +29,11 @@ from bench.chaos.pipeline import PARTITIONS
 from bench.chaos.platform import DATABASE, GROUPS, ChaosPlatform
 from bench.chaos.schedule import OPERATOR
 from confluent_kafka import Consumer, TopicPartition
+from tests import leakscan
+from tests.kafka_reader import Record, all_topics, dump_topic
 
 from devstack.net import LOOPBACK
 from devstack.postgres import SUPERUSER
-from tests import leakscan
-from tests.kafka_reader import Record, all_topics, dump_topic
 
 __all__ = ["Record", "all_topics", "dump_topic"]  # run.py reads topics through this module
 

@@ -54,7 +54,9 @@ def test_a_base64_email_in_a_topic_dump_is_found(
     assert callable(encode)
     email = marked_email().encode()
     value = b'{"contact": "' + encode(prefix + email) + b'"}'
-    (outside / "kafka-topics.dump").write_bytes(b"loan_applications_submitted[0]@7 key=k value=" + value + b"\n")
+    (outside / "kafka-topics.dump").write_bytes(
+        b"loan_applications_submitted[0]@7 key=k value=" + value + b"\n"
+    )
     assert _kinds(outside) == [("kafka-topics.dump", 1, leakscan.KINDS["marker"], "base64")]
 
 
