@@ -5,8 +5,7 @@ offsets committed) and returns the records as the consumer runtime sees them
 (`prequal.kafka.InboundRecord`: key, value, raw headers and `header(name)`, partition, offset).
 To show a topic holds nothing (or exactly what it holds now), read it to its end with
 `prequal.kafka.read_topic` instead: a wait for records that should not come cannot fail.
-`dump_topic` reads a topic to the end it has when called, for the chaos run's checks and the
-suite's leak dump (tests/leakdump.py).
+`dump_topic` reads a topic to the end it has when called, for the chaos run's checks.
 """
 
 from __future__ import annotations
