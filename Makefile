@@ -66,6 +66,7 @@ ifeq ($(strip $(PYTEST_ARGS)),)
 	tests/lanes.sh $(BIN)/pytest $(CURDIR)/.pytest-tmp
 else
 	$(BIN)/pytest --basetemp=$(CURDIR)/.pytest-tmp $(PYTEST_ARGS)
+	$(BIN)/python -m tests.leakscan $(CURDIR)/.pytest-tmp
 endif
 
 .PHONY: bench

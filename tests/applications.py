@@ -1,4 +1,10 @@
-"""Request bodies for tests: synthetic PANs (never a real one) and a valid application."""
+"""Request bodies for tests: synthetic PANs (never a real one) and a valid application.
+
+Every personal value the tests submit comes from here and carries a recognisable mark, so the
+leak scan after the suite (tests/leakscan.py, docs/data-protection.md) can find it in any file,
+dump or encoding: names and e-mail addresses contain `MARKER`, phone numbers start with
+`PHONE_PREFIX`, the date of birth is `DATE_OF_BIRTH`. None of them is a real person's.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,11 @@ import secrets
 from datetime import UTC, datetime
 
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+# In every generated name and e-mail address (any case): no word of any language.
+MARKER = "zqvleak"
+# Every generated phone number: these six digits, then four random ones.
+PHONE_PREFIX = "907731"
+DATE_OF_BIRTH = "1961-07-29"
 
 
 def synthetic_pan() -> str:
@@ -22,6 +33,20 @@ def pan_from(seed: bytes) -> str:
     return letters[:5] + digits + letters[5]
 
 
+def marked_name(given: str = "Asha") -> str:
+    """A name that passes the API's checks and the leak scan recognises, e.g. `Asha Zqvleakmbq`."""
+    suffix = "".join(secrets.choice(_LETTERS.lower()) for _ in range(3))
+    return f"{given} {MARKER.capitalize()}{suffix}"
+
+
+def marked_email() -> str:
+    return f"asha.{MARKER}{secrets.token_hex(3)}@example.com"
+
+
+def marked_phone() -> str:
+    return PHONE_PREFIX + f"{secrets.randbelow(10_000):04d}"
+
+
 def consent(**overrides: object) -> dict[str, object]:
     """The applicant's consent to a soft credit inquiry, captured now."""
     body: dict[str, object] = {
@@ -35,14 +60,15 @@ def consent(**overrides: object) -> dict[str, object]:
 
 
 def application(**overrides: object) -> dict[str, object]:
-    """A valid `POST /applications` body with a fresh synthetic PAN; override any field."""
+    """A valid `POST /applications` body with a fresh synthetic PAN and marked personal fields;
+    override any field."""
     body: dict[str, object] = {
         "pan_number": synthetic_pan(),
-        "first_name": "Asha",
-        "last_name": "Rao",
-        "date_of_birth": "1990-04-12",
-        "email": "asha.rao@example.com",
-        "phone_number": "9876543210",
+        "first_name": marked_name("Asha"),
+        "last_name": marked_name("Rao"),
+        "date_of_birth": DATE_OF_BIRTH,
+        "email": marked_email(),
+        "phone_number": marked_phone(),
         "requested_amount": 500000,
         "monthly_income": 85000,
         "loan_type": "PERSONAL",

@@ -2,7 +2,9 @@
 
 Each fixture starts its component on first use, on a free loopback port with its own data
 directory under pytest's temporary folder, and stops it when the session ends, also after a
-failure or Ctrl-C. The tier marker of each test comes from its folder (tests/unit → `unit`, …).
+failure or Ctrl-C. Before stopping PostgreSQL or Kafka it dumps what they hold into
+`<basetemp>/leak-scan/` for the leak scan after the run (tests/leakdump.py). The tier marker
+of each test comes from its folder (tests/unit → `unit`, …).
 """
 
 from __future__ import annotations
@@ -19,9 +21,14 @@ from devstack.kafka import Kafka
 from devstack.kube import ControlPlane
 from devstack.postgres import Postgres
 from devstack.prometheus import Prometheus
+from tests.leakdump import dump_kafka, dump_postgres
 from tests.tokens import Oidc
 
 TIERS = ("unit", "integration", "k8s", "e2e", "cluster", "images")
+
+
+def _leak_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.getbasetemp() / "leak-scan"
 
 
 def _raise_interrupt(signum: int, frame: types.FrameType | None) -> None:
@@ -47,9 +54,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
     """A private PostgreSQL 15 cluster with an empty `prequal` database."""
     server = Postgres(tmp_path_factory.mktemp("postgres") / "data")
+    started = False
     try:
-        yield server.start()
+        server.start()
+        started = True
+        yield server
     finally:
+        if started:
+            dump_postgres(server, _leak_dir(tmp_path_factory), server.data_dir.parent.name)
         server.stop()
 
 
@@ -57,9 +69,14 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
 def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kafka]:
     """A single-node KRaft Kafka broker; topics are never auto-created."""
     broker = Kafka(tmp_path_factory.mktemp("kafka") / "data")
+    started = False
     try:
-        yield broker.start()
+        broker.start()
+        started = True
+        yield broker
     finally:
+        if started:
+            dump_kafka(broker, _leak_dir(tmp_path_factory), broker.data_dir.parent.name)
         broker.stop()
 
 
@@ -68,9 +85,14 @@ def private_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postg
     """A PostgreSQL of the module's own, for outage tests that stop it: a restart that fails
     there breaks only that module, never the session's server every later test uses."""
     server = Postgres(tmp_path_factory.mktemp("private-postgres") / "data")
+    started = False
     try:
-        yield server.start()
+        server.start()
+        started = True
+        yield server
     finally:
+        if started:
+            dump_postgres(server, _leak_dir(tmp_path_factory), server.data_dir.parent.name)
         server.stop()
 
 
@@ -78,9 +100,14 @@ def private_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postg
 def private_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kafka]:
     """A Kafka broker of the module's own, for outage tests that stop it (see private_postgres)."""
     broker = Kafka(tmp_path_factory.mktemp("private-kafka") / "data")
+    started = False
     try:
-        yield broker.start()
+        broker.start()
+        started = True
+        yield broker
     finally:
+        if started:
+            dump_kafka(broker, _leak_dir(tmp_path_factory), broker.data_dir.parent.name)
         broker.stop()
 
 

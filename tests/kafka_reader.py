@@ -5,11 +5,14 @@ offsets committed) and returns the records as the consumer runtime sees them
 (`prequal.kafka.InboundRecord`: key, value, raw headers and `header(name)`, partition, offset).
 To show a topic holds nothing (or exactly what it holds now), read it to its end with
 `prequal.kafka.read_topic` instead: a wait for records that should not come cannot fail.
+`dump_topic` reads a topic to the end it has when called, for the chaos run's checks.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
@@ -63,3 +66,61 @@ def _pairs(raw: object) -> list[tuple[str, str | bytes | None]]:
     if isinstance(raw, dict):
         return list(raw.items())
     return list(raw) if isinstance(raw, list) else []
+
+
+@dataclass
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes
+    value: bytes
+    event_id: str
+    raw_headers: bytes
+
+
+def dump_topic(bootstrap: str, topic: str, group: str = "chaos-dump") -> Iterator[Record]:
+    """Every record of `topic`, from the beginning to the end it had when called."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=10)
+        for partition in metadata.topics[topic].partitions:
+            tp = TopicPartition(topic, partition)
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            if high <= low:
+                continue
+            consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
+            while True:
+                msg = consumer.poll(5)
+                if msg is None:
+                    raise RuntimeError(f"{topic}[{partition}] gave nothing before offset {high}")
+                if msg.error():
+                    continue
+                headers = dict(msg.headers() or [])
+                event_id = headers.get("ce_id") or b""
+                yield Record(
+                    topic,
+                    partition,
+                    msg.offset(),
+                    msg.timestamp()[1],
+                    msg.key() or b"",
+                    msg.value() or b"",
+                    event_id.decode() if isinstance(event_id, bytes) else str(event_id),
+                    b"".join(v for v in headers.values() if isinstance(v, bytes)),
+                )
+                if msg.offset() >= high - 1:
+                    break
+    finally:
+        consumer.close()
+
+
+def all_topics(bootstrap: str, group: str = "chaos-dump") -> list[str]:
+    """Every topic but Kafka's own (`__consumer_offsets` and the like)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        return sorted(t for t in consumer.list_topics(timeout=10).topics if not t.startswith("__"))
+    finally:
+        consumer.close()

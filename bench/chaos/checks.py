@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import re
 import subprocess
 import time
 from collections import Counter, defaultdict
@@ -29,27 +28,18 @@ from bench.chaos.load import Outcome, Response
 from bench.chaos.pipeline import PARTITIONS
 from bench.chaos.platform import DATABASE, GROUPS, ChaosPlatform
 from bench.chaos.schedule import OPERATOR
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
+from tests import leakscan
+from tests.kafka_reader import Record, all_topics, dump_topic
 
 from devstack.net import LOOPBACK
 from devstack.postgres import SUPERUSER
 
+__all__ = ["Record", "all_topics", "dump_topic"]  # run.py reads topics through this module
+
 FINAL = ("PRE_APPROVED", "REJECTED", "MANUAL_REVIEW")
 # A 503 up to this long after a database outage ended is still the outage's: pools reconnect.
 OUTAGE_GRACE_S = 15.0
-PAN_SHAPE = re.compile(rb"[A-Z]{5}[0-9]{4}[A-Z]")
-
-
-@dataclass
-class Record:
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int
-    key: bytes
-    value: bytes
-    event_id: str
-    raw_headers: bytes
 
 
 def outbox_pending(platform: ChaosPlatform) -> int:
@@ -152,57 +142,15 @@ def read_rows(platform: ChaosPlatform, ids: list[str]) -> Rows:
     )
 
 
-def dump_topic(bootstrap: str, topic: str) -> Iterator[Record]:
-    """Every record of `topic`, from the beginning to the end it had when called."""
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "chaos-dump", "enable.auto.commit": False}
-    )
-    try:
-        metadata = consumer.list_topics(topic, timeout=10)
-        for partition in metadata.topics[topic].partitions:
-            tp = TopicPartition(topic, partition)
-            low, high = consumer.get_watermark_offsets(tp, timeout=10)
-            if high <= low:
-                continue
-            consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
-            while True:
-                msg = consumer.poll(5)
-                if msg is None:
-                    raise RuntimeError(f"{topic}[{partition}] gave nothing before offset {high}")
-                if msg.error():
-                    continue
-                headers = dict(msg.headers() or [])
-                event_id = headers.get("ce_id") or b""
-                yield Record(
-                    topic,
-                    partition,
-                    msg.offset(),
-                    msg.timestamp()[1],
-                    msg.key() or b"",
-                    msg.value() or b"",
-                    event_id.decode() if isinstance(event_id, bytes) else str(event_id),
-                    b"".join(v for v in headers.values() if isinstance(v, bytes)),
-                )
-                if msg.offset() >= high - 1:
-                    break
-    finally:
-        consumer.close()
-
-
-def all_topics(bootstrap: str) -> list[str]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "chaos-dump"})
-    try:
-        return sorted(t for t in consumer.list_topics(timeout=10).topics if not t.startswith("__"))
-    finally:
-        consumer.close()
-
-
 def leaked(pans: set[bytes], blobs: Iterable[bytes]) -> int:
-    """How many of the run's PANs appear, literally, in `blobs`."""
+    """How many of the run's PANs appear in `blobs`, as text or hex- or base64-encoded (the
+    suite's leak scan, tests/leakscan.py)."""
     found: set[bytes] = set()
     for blob in blobs:
-        found.update(m for m in PAN_SHAPE.findall(blob) if m in pans)
-    return len(found)
+        found.update(
+            value for _, kind, _, value in leakscan.matches(blob) if kind == leakscan.KINDS["pan"]
+        )
+    return len(found & pans)
 
 
 def pg_dump(platform: ChaosPlatform) -> bytes:

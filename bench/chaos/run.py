@@ -129,13 +129,18 @@ def _check(config: Config, platform: ChaosPlatform, load: Load, injector: Inject
     reports = list(checks.dump_topic(platform.bootstrap, platform.topic(REPORTS)))
     broken, duplicate_events = checks.order_violations(submitted, reports)
     pans = {o.pan.encode() for o in outcomes}
-    topic_blobs = (
+    topic_blobs = [
         r.key + r.value + r.raw_headers
         for topic in checks.all_topics(platform.bootstrap)
         for r in checks.dump_topic(platform.bootstrap, topic)
-    )
+    ]
+    dump = checks.pg_dump(platform)
+    # Kept for the suite's leak scan of everything under the basetemp (tests/leakscan.py).
+    (config.run_dir / "leak-scan").mkdir(exist_ok=True)
+    (config.run_dir / "leak-scan" / "chaos.sql").write_bytes(dump)
+    (config.run_dir / "leak-scan" / "chaos-topics.dump").write_bytes(b"\n".join(topic_blobs))
     leaks = {
-        "pan_leaks_pg_dump": checks.leaked(pans, [checks.pg_dump(platform)]),
+        "pan_leaks_pg_dump": checks.leaked(pans, [dump]),
         "pan_leaks_topics": checks.leaked(pans, topic_blobs),
         "pan_leaks_logs": checks.leaked(pans, checks.log_files(config.run_dir)),
     }

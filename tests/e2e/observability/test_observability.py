@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import copy
 import json
-import random
 import re
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +24,7 @@ from devstack.hydra import fetch_token
 from devstack.net import free_port
 from devstack.platform import LocalPlatform, Ports
 from prequal.kafka import create_producer
-from tests.applications import application, synthetic_pan
+from tests.applications import application, marked_email, marked_phone, synthetic_pan
 from tests.polling import wait_until
 
 DASHBOARDS = Path(__file__).parents[3] / "charts/loan-prequal/files/dashboards"
@@ -77,9 +75,6 @@ class Load:
 def _body(pan: str, email: str, phone: str, income: int, loan_type: str) -> dict[str, object]:
     return application(
         pan_number=pan,
-        first_name="Meera",
-        last_name="Iyer",
-        date_of_birth="1988-11-02",
         email=email,
         phone_number=phone,
         requested_amount=400000,
@@ -89,14 +84,13 @@ def _body(pan: str, email: str, phone: str, income: int, loan_type: str) -> dict
 
 
 def _drive_load(api_url: str, token: str, count: int = 24) -> Load:
-    rng = random.Random()
     load = Load()
     pans = ["ABCDE1234F", "FGHIJ5678K", *(synthetic_pan() for _ in range(count - 2))]
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=api_url, timeout=10, headers=headers) as api:
         for index, pan in enumerate(pans):
-            email = f"meera.{uuid.uuid4().hex[:10]}@example.org"
-            phone = f"9{rng.randrange(10**9):09d}"
+            email = marked_email()
+            phone = marked_phone()
             income = (20_000, 50_000, 90_000)[index % 3]
             loan_type = ("PERSONAL", "HOME", "AUTO")[index % 3]
             answer = api.post("/applications", json=_body(pan, email, phone, income, loan_type))

@@ -112,7 +112,10 @@ def insert_application(
     loan_type: str = "PERSONAL",
     recent_application_elsewhere: bool = False,
 ) -> Application:
-    """A PENDING application row, as the API writes it."""
+    """A PENDING application row as the API wrote it before migration 0007: keyring PAN
+    ciphertext and plaintext personal columns, which such rows keep by design until erased
+    (docs/data-protection.md). Its fixed values carry no generator mark on purpose: the leak
+    scan after the suite looks for what the platform writes today."""
     app = Application(
         uuid.uuid4(), pan or synthetic_pan(), monthly_income, requested_amount, loan_type
     )

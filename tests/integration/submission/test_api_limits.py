@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.applications import application
+from tests.applications import application, marked_name
 from tests.integration.submission.conftest import ApiProcess, start_api
 from tests.tokens import Oidc
 
@@ -47,7 +47,7 @@ def test_a_client_over_its_post_rate_gets_429_with_retry_after_and_others_do_not
 
 
 def test_a_declared_body_over_the_cap_is_413_before_it_is_read(limited: ApiProcess) -> None:
-    body = json.dumps(application(first_name="A" * 5000)).encode()
+    body = json.dumps(application(first_name=marked_name() + "a" * 5000)).encode()
     with limited.client() as http:
         response = http.post(
             "/applications", content=body, headers={"Content-Type": "application/json"}

@@ -24,7 +24,7 @@ import pytest
 from prequal.blind_index import IndexKeyRing, lock_keys
 from prequal.settings import IndexKeySettings
 from prequalctl.main import main
-from tests.applications import application, synthetic_pan
+from tests.applications import application, marked_name, synthetic_pan
 from tests.integration.submission.conftest import ApiProcess, base_env, start_api
 from tests.polling import wait_until
 from tests.tokens import Oidc
@@ -138,7 +138,7 @@ def test_an_idempotent_replay_across_a_rotation_returns_the_original(
     assert replay.json() == first.json()
     assert replay.headers.get("idempotent-replayed") == "true"
     # The body is compared under the key the stored row names (v1), not the active one (v2).
-    other = _post(apis["new"], application(first_name="Ravi"), key)
+    other = _post(apis["new"], application(first_name=marked_name("Ravi")), key)
     assert other.status_code == 422
     assert other.json()["error_code"] == "IDEMPOTENCY_KEY_REUSED"
     with psycopg.connect(database_url) as conn:
