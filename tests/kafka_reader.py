@@ -10,19 +10,25 @@ To show a topic holds nothing (or exactly what it holds now), read it to its end
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from prequal.kafka import InboundRecord
+from prequal.kafka_security import KafkaConnection
 
 
 def read_records(
-    bootstrap: str, topic: str, until: int, timeout: float = 60.0, settle: float = 1.0
+    connection: KafkaConnection,
+    topic: str,
+    until: int,
+    timeout: float = 60.0,
+    settle: float = 1.0,
 ) -> list[InboundRecord]:
     """Every record of `topic` from the start: reads until at least `until` came (or `timeout`
     passed), then `settle` seconds more for any that follow."""
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "test-reader", "enable.auto.commit": False}
+        {**connection.config(), "group.id": "test-reader", "enable.auto.commit": False}
     )
     records: list[InboundRecord] = []
     try:
@@ -63,3 +69,8 @@ def _pairs(raw: object) -> list[tuple[str, str | bytes | None]]:
     if isinstance(raw, dict):
         return list(raw.items())
     return list(raw) if isinstance(raw, list) else []
+
+
+def settings_of(connection: KafkaConnection) -> dict[str, Any]:
+    """Keyword arguments that make a Settings object connect like `connection`."""
+    return {name.lower(): value for name, value in connection.environment().items()}

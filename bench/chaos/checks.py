@@ -33,6 +33,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from devstack.net import LOOPBACK
 from devstack.postgres import SUPERUSER
+from prequal.kafka_security import KafkaConnection
 
 FINAL = ("PRE_APPROVED", "REJECTED", "MANUAL_REVIEW")
 # A 503 up to this long after a database outage ended is still the outage's: pools reconnect.
@@ -77,7 +78,7 @@ def group_lag(platform: ChaosPlatform) -> dict[str, int]:
     for topic, group in GROUPS.items():
         consumer = Consumer(
             {
-                "bootstrap.servers": platform.bootstrap,
+                **platform.connection.config(),
                 "group.id": group,
                 "enable.auto.commit": False,
             }
@@ -152,10 +153,10 @@ def read_rows(platform: ChaosPlatform, ids: list[str]) -> Rows:
     )
 
 
-def dump_topic(bootstrap: str, topic: str) -> Iterator[Record]:
+def dump_topic(connection: KafkaConnection, topic: str) -> Iterator[Record]:
     """Every record of `topic`, from the beginning to the end it had when called."""
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "chaos-dump", "enable.auto.commit": False}
+        {**connection.config(), "group.id": "chaos-dump", "enable.auto.commit": False}
     )
     try:
         metadata = consumer.list_topics(topic, timeout=10)
@@ -189,8 +190,8 @@ def dump_topic(bootstrap: str, topic: str) -> Iterator[Record]:
         consumer.close()
 
 
-def all_topics(bootstrap: str) -> list[str]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "chaos-dump"})
+def all_topics(connection: KafkaConnection) -> list[str]:
+    consumer = Consumer({**connection.config(), "group.id": "chaos-dump"})
     try:
         return sorted(t for t in consumer.list_topics(timeout=10).topics if not t.startswith("__"))
     finally:
