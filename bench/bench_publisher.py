@@ -30,7 +30,7 @@ from devstack.process import ManagedProcess
 from prequal import events, outbox
 from prequal.db import migrate
 from prequal.kafka import create_topics
-from prequal.kafka_acl import PUBLISHER
+from prequal.kafka_acl import PUBLISHER, Grant
 from prequal.kafka_security import KafkaConnection
 
 ROWS = 100_000
@@ -118,6 +118,7 @@ def _run_one(
     migrate.upgrade(url)
     topic = f"bench-{name}-{uuid.uuid4().hex[:6]}"
     create_topics(kafka.connection(), {topic: PARTITIONS})
+    kafka.grant([Grant(PUBLISHER, "TOPIC", topic, "WRITE")])  # what the publisher may, only
     env = {
         "PATH": os.environ.get("PATH", ""),
         "SECRETS_DIR": "/nonexistent",

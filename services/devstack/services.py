@@ -151,7 +151,7 @@ class Services:
     env: Mapping[str, str]
     log_dir: Path
     # KAFKA_* settings by Kafka principal: each service connects as its own (devstack.kafka).
-    kafka_identities: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    kafka_identities: Mapping[str, Mapping[str, str]] = field(default_factory=dict, repr=False)
     running: list[RunningService] = field(default_factory=list)
 
     def start(
