@@ -30,7 +30,7 @@ import statistics
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from measure import CpuTime, PeakRss, Profiles
@@ -43,6 +43,7 @@ from devstack.process import ManagedProcess
 from devstack.services import API, CREDIT, DECISION, PUBLISHER, Services, migrate
 from prequal.dlq import dlq_topic
 from prequal.kafka import create_topics
+from prequal.kafka_acl import PipelineTopics, pipeline_grants
 from prequalctl.keys import generate_keys
 
 THROUGHPUT_APPS = 10_000
@@ -234,9 +235,27 @@ def _service_env(url: str, bootstrap: str, hydra: Hydra) -> dict[str, str]:
     return env
 
 
+def _kafka(workdir: Path) -> Kafka:
+    """BENCH_KAFKA_PLAINTEXT=1: an open broker, to measure what SASL_SSL costs."""
+    plaintext = os.environ.get("BENCH_KAFKA_PLAINTEXT", "") not in {"", "0"}
+    security: Literal["SASL_SSL", "PLAINTEXT"] = "PLAINTEXT" if plaintext else "SASL_SSL"
+    return Kafka(workdir / "kafka" / "data", log_level="WARN", security=security).start()
+
+
+def _topics(kafka: Kafka) -> None:
+    """The pipeline's topics, and ACLs that let each service do what the design lets it."""
+    # The decided topic gets each decision's event; no dispatcher reads it here.
+    topics = PipelineTopics.prefixed()
+    create_topics(
+        kafka.connection(),
+        {**dict.fromkeys(topics.all(), PARTITIONS), **{dlq_topic(t): 1 for t in topics.all()}},
+    )
+    kafka.grant(pipeline_grants(topics))
+
+
 def run(workdir: Path) -> dict[str, float]:
     postgres = Postgres(workdir / "postgres" / "data", durable=True).start()
-    kafka = Kafka(workdir / "kafka" / "data", log_level="WARN").start()
+    kafka = _kafka(workdir)
     services: Services | None = None
     hydra: Hydra | None = None
     global _bearer  # noqa: PLW0603 - the load generator's one header, set once per run
@@ -245,19 +264,10 @@ def run(workdir: Path) -> dict[str, float]:
         token = fetch_token(hydra.token_url, hydra.register_client("bench"))
         _bearer = f"Authorization: Bearer {token}\r\n"
         url = postgres.create_database("bench_e2e")
-        # The decided topic gets each decision's event; no dispatcher reads it here.
-        topics = (
-            "loan_applications_submitted",
-            "credit_reports_generated",
-            "loan_applications_decided",
-        )
-        create_topics(
-            kafka.bootstrap,
-            {**dict.fromkeys(topics, PARTITIONS), **{dlq_topic(t): 1 for t in topics}},
-        )
+        _topics(kafka)
         env = _service_env(url, kafka.bootstrap, hydra)
         migrate(env, workdir / "logs")
-        services = Services(env, workdir / "logs")
+        services = Services(env, workdir / "logs", kafka.identities())
         running = {spec.name: services.start(spec) for spec in (API, PUBLISHER, CREDIT, DECISION)}
         pids = {
             "api": _pid(running[API.name].process),

@@ -30,6 +30,8 @@ from devstack.process import ManagedProcess
 from prequal import events, outbox
 from prequal.db import migrate
 from prequal.kafka import create_topics
+from prequal.kafka_acl import PUBLISHER, Grant
+from prequal.kafka_security import KafkaConnection
 
 ROWS = 100_000
 PARTITIONS = 3
@@ -81,8 +83,8 @@ def _unpublished(url: str) -> int:
     return int(row[0]) if row else 0
 
 
-def _records_in(bootstrap: str, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex}"})
+def _records_in(connection: KafkaConnection, topic: str) -> int:
+    consumer = Consumer({**connection.config(), "group.id": f"bench-{uuid.uuid4().hex}"})
     try:
         return sum(
             consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
@@ -115,12 +117,13 @@ def _run_one(
     url = postgres.create_database(f"bench_{name}")
     migrate.upgrade(url)
     topic = f"bench-{name}-{uuid.uuid4().hex[:6]}"
-    create_topics(kafka.bootstrap, {topic: PARTITIONS})
+    create_topics(kafka.connection(), {topic: PARTITIONS})
+    kafka.grant([Grant(PUBLISHER, "TOPIC", topic, "WRITE")])  # what the publisher may, only
     env = {
         "PATH": os.environ.get("PATH", ""),
         "SECRETS_DIR": "/nonexistent",
         "DATABASE_URL": url,
-        "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
+        **kafka.environment(PUBLISHER),
         "TOPIC_APPLICATIONS_SUBMITTED": topic,
         **settings,
     }
@@ -138,12 +141,16 @@ def _run_one(
     finally:
         peak = rss.stop()["publisher"]
         process.stop()
-    return published / elapsed, peak, _records_in(kafka.bootstrap, topic)
+    return published / elapsed, peak, _records_in(kafka.connection(), topic)
 
 
 def run(workdir: Path) -> dict[str, float]:
     postgres = Postgres(workdir / "postgres" / "data", durable=True).start()
-    kafka = Kafka(workdir / "kafka" / "data", log_level="WARN").start()
+    kafka = Kafka(
+        workdir / "kafka" / "data",
+        log_level="WARN",
+        security="PLAINTEXT" if os.environ.get("BENCH_KAFKA_PLAINTEXT") else "SASL_SSL",
+    ).start()
     try:
         rate, peak, in_kafka = _run_one(workdir, postgres, kafka, "fast", {})
         if in_kafka < ROWS:

@@ -46,6 +46,7 @@ from prequal import sealing, webhooks
 from prequal.dlq import dlq_topic
 from prequal.events import APPLICATION_DECIDED, format_time
 from prequal.kafka import create_topics
+from prequal.kafka_acl import PipelineTopics, pipeline_grants
 from prequal.outbox import INSERT_SQL, NOTIFY_CHANNEL, OutboxRow
 from prequal.webhook_secrets import open_secret, seal_secret
 from prequalctl.keys import generate_keys
@@ -185,7 +186,7 @@ def run(workdir: Path) -> dict[str, float]:
     keys = generate_keys("v1")
     try:
         url = postgres.create_database("bench_webhooks")
-        create_topics(kafka.bootstrap, {TOPIC: PARTITIONS, dlq_topic(TOPIC): 1})
+        create_topics(kafka.connection(), {TOPIC: PARTITIONS, dlq_topic(TOPIC): 1})
         env = {
             "PATH": os.environ.get("PATH", ""),
             "SECRETS_DIR": "/nonexistent",
@@ -196,7 +197,8 @@ def run(workdir: Path) -> dict[str, float]:
             **keys,
         }
         migrate(env, workdir / "logs")
-        services = Services(env, workdir / "logs")
+        kafka.grant(pipeline_grants(PipelineTopics.prefixed()))
+        services = Services(env, workdir / "logs", kafka.identities())
         running = {spec.name: services.start(spec) for spec in (PUBLISHER, DISPATCHER)}
         pids = {
             "publisher": running[PUBLISHER.name].process.pid,

@@ -13,19 +13,25 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from prequal.kafka import InboundRecord
+from prequal.kafka_security import KafkaConnection
 
 
 def read_records(
-    bootstrap: str, topic: str, until: int, timeout: float = 60.0, settle: float = 1.0
+    connection: KafkaConnection,
+    topic: str,
+    until: int,
+    timeout: float = 60.0,
+    settle: float = 1.0,
 ) -> list[InboundRecord]:
     """Every record of `topic` from the start: reads until at least `until` came (or `timeout`
     passed), then `settle` seconds more for any that follow."""
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "test-reader", "enable.auto.commit": False}
+        {**connection.config(), "group.id": "test-reader", "enable.auto.commit": False}
     )
     records: list[InboundRecord] = []
     try:
@@ -80,11 +86,11 @@ class Record:
     raw_headers: bytes
 
 
-def dump_topic(bootstrap: str, topic: str, group: str = "chaos-dump") -> Iterator[Record]:
+def dump_topic(
+    connection: KafkaConnection, topic: str, group: str = "chaos-dump"
+) -> Iterator[Record]:
     """Every record of `topic`, from the beginning to the end it had when called."""
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
-    )
+    consumer = Consumer({**connection.config(), "group.id": group, "enable.auto.commit": False})
     try:
         metadata = consumer.list_topics(topic, timeout=10)
         for partition in metadata.topics[topic].partitions:
@@ -117,10 +123,15 @@ def dump_topic(bootstrap: str, topic: str, group: str = "chaos-dump") -> Iterato
         consumer.close()
 
 
-def all_topics(bootstrap: str, group: str = "chaos-dump") -> list[str]:
+def all_topics(connection: KafkaConnection, group: str = "chaos-dump") -> list[str]:
     """Every topic but Kafka's own (`__consumer_offsets` and the like)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    consumer = Consumer({**connection.config(), "group.id": group})
     try:
         return sorted(t for t in consumer.list_topics(timeout=10).topics if not t.startswith("__"))
     finally:
         consumer.close()
+
+
+def settings_of(connection: KafkaConnection) -> dict[str, Any]:
+    """Keyword arguments that make a Settings object connect like `connection`."""
+    return {name.lower(): value for name, value in connection.environment().items()}

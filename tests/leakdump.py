@@ -68,7 +68,7 @@ def dump_kafka(broker: Kafka, out: Path, label: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     consumer = Consumer(
-        {"bootstrap.servers": broker.bootstrap, "group.id": _GROUP, "enable.auto.commit": False}
+        {**broker.connection().config(), "group.id": _GROUP, "enable.auto.commit": False}
     )
     try:
         topics = consumer.list_topics(timeout=30).topics

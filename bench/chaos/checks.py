@@ -67,7 +67,7 @@ def group_lag(platform: ChaosPlatform) -> dict[str, int]:
     for topic, group in GROUPS.items():
         consumer = Consumer(
             {
-                "bootstrap.servers": platform.bootstrap,
+                **platform.connection.config(),
                 "group.id": group,
                 "enable.auto.commit": False,
             }

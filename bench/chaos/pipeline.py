@@ -26,6 +26,7 @@ from confluent_kafka.admin import AdminClient
 from kubernetes import client, config
 
 from devstack.pipeline import GROUP, PLURAL, VERSION, LocalPipeline, load_sample
+from prequal.kafka_security import KafkaConnection
 
 # Four partitions: the rebalance storm's four credit-service instances each get one.
 PARTITIONS = 4
@@ -58,8 +59,10 @@ class Identities:
     secret_uids: dict[str, str]
 
     @staticmethod
-    def read(api: client.ApiClient, bootstrap: str, pipeline: LocalPipeline) -> Identities:
-        admin = AdminClient({"bootstrap.servers": bootstrap})
+    def read(
+        api: client.ApiClient, connection: KafkaConnection, pipeline: LocalPipeline
+    ) -> Identities:
+        admin = AdminClient(connection.config())
         names = [
             t
             for t in admin.list_topics(timeout=10).topics

@@ -41,6 +41,7 @@ from devstack.services import (
     migrate,
 )
 from devstack.supervisor import Launch, Supervised, Supervisor
+from prequal.kafka_security import KafkaConnection
 
 SUBMITTED = "loan_applications_submitted"
 REPORTS = "credit_reports_generated"
@@ -88,9 +89,10 @@ class ChaosPlatform:
         return self.postgres.url
 
     @property
-    def bootstrap(self) -> str:
+    def connection(self) -> KafkaConnection:
+        """The broker's super user, for the checks' reads."""
         assert self.kafka
-        return self.kafka.bootstrap
+        return self.kafka.connection()
 
     @property
     def api_urls(self) -> list[str]:
@@ -117,7 +119,8 @@ class ChaosPlatform:
         }
         self.topics = {logical: env[key] for logical, key in TOPIC_KEYS.items()}
         migrate(env, self.log_dir)
-        self.services = Services(env, self.log_dir)
+        self.kafka.grant(devstack_pipeline.service_grants(self.pipeline, env))
+        self.services = Services(env, self.log_dir, self.kafka.identities())
         self.api_ports = [free_port() for _ in INSTANCES]
         # All eight side by side, then under supervision (which restarts them the same way).
         launched = []
@@ -157,7 +160,11 @@ class ChaosPlatform:
             self.control_plane.kubeconfig,
             self.log_dir,
             free_port(),
-            extra_env={"OPERATOR_RESYNC_SECONDS": OPERATOR_RESYNC_S, "LOG_LEVEL": "INFO"},
+            extra_env={
+                "OPERATOR_RESYNC_SECONDS": OPERATOR_RESYNC_S,
+                "LOG_LEVEL": "INFO",
+                **self.connection.environment(),
+            },
             timeout=START_TIMEOUT,
         )
         assert isinstance(launch.process, ManagedProcess)

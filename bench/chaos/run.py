@@ -75,7 +75,7 @@ def run(config: Config, say: Callable[[str], None] = _say) -> tuple[Figures, lis
         assert platform.pipeline
         assert platform.api_client
         before = pipeline.Identities.read(
-            platform.api_client, platform.bootstrap, platform.pipeline
+            platform.api_client, platform.connection, platform.pipeline
         )
         watch = pipeline.ReadyWatch(str(platform.control_plane.kubeconfig), platform.pipeline)
         watch.start()
@@ -125,14 +125,14 @@ def _check(config: Config, platform: ChaosPlatform, load: Load, injector: Inject
         or rows.version.get(i, 1) > 2
         or (i in rows.final_at and rows.version.get(i) != 2)
     }
-    submitted = list(checks.dump_topic(platform.bootstrap, platform.topic(SUBMITTED)))
-    reports = list(checks.dump_topic(platform.bootstrap, platform.topic(REPORTS)))
+    submitted = list(checks.dump_topic(platform.connection, platform.topic(SUBMITTED)))
+    reports = list(checks.dump_topic(platform.connection, platform.topic(REPORTS)))
     broken, duplicate_events = checks.order_violations(submitted, reports)
     pans = {o.pan.encode() for o in outcomes}
     topic_blobs = [
         r.key + r.value + r.raw_headers
-        for topic in checks.all_topics(platform.bootstrap)
-        for r in checks.dump_topic(platform.bootstrap, topic)
+        for topic in checks.all_topics(platform.connection)
+        for r in checks.dump_topic(platform.connection, topic)
     ]
     dump = checks.pg_dump(platform)
     # Kept for the suite's leak scan of everything under the basetemp (tests/leakscan.py).
@@ -212,7 +212,7 @@ def _check_pipeline(
     )
     watch.stop()
     watch.observe(platform.api_client)  # the last word, read after the wait
-    after = pipeline.Identities.read(platform.api_client, platform.bootstrap, platform.pipeline)
+    after = pipeline.Identities.read(platform.api_client, platform.connection, platform.pipeline)
     topics, secrets = before.recreated(after)
     for name in topics + secrets:
         print(f"    recreated: {name}", flush=True)

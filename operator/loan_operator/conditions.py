@@ -11,9 +11,11 @@ from typing import Any
 
 TOPICS_READY = "TopicsReady"
 SECRETS_READY = "SecretsReady"
+# The pipeline's Kafka principals, their credential Secrets and ACLs (kafka_principals).
+KAFKA_ACCESS_READY = "KafkaAccessReady"
 SCALING_ACTIVE = "ScalingActive"
 READY = "Ready"
-ORDER = (TOPICS_READY, SECRETS_READY, SCALING_ACTIVE, READY)
+ORDER = (TOPICS_READY, SECRETS_READY, KAFKA_ACCESS_READY, SCALING_ACTIVE, READY)
 
 Condition = dict[str, Any]
 

@@ -19,6 +19,10 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import (
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
     AdminClient,
     AlterConfigOpType,
     ConfigEntry,
@@ -26,11 +30,17 @@ from confluent_kafka.admin import (
     NewPartitions,
     NewTopic,
     OffsetSpec,
+    ResourcePatternType,
     ResourceType,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
 )
 
 from loan_operator.scaling import PartitionOffsets
 from loan_operator.topics import ObservedTopic, TopicSpec
+from prequal.kafka_acl import Grant
+from prequal.kafka_security import KafkaConnection
 
 _UNREACHABLE = {
     KafkaError._TRANSPORT,
@@ -102,12 +112,12 @@ def _result(future: Future[Any], timeout: float) -> Any:
 class KafkaAdmin:
     """Admin operations against one cluster (one bootstrap list)."""
 
-    def __init__(self, bootstrap: str, timeout: float = 5.0) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, connection: KafkaConnection, timeout: float = 5.0) -> None:
+        self.bootstrap = connection.bootstrap_servers
         self.timeout = timeout
         timeout_ms = int(timeout * 1000)
         self._config: dict[str, Any] = {
-            "bootstrap.servers": bootstrap,
+            **connection.config(),
             "client.id": "loan-operator",
             "socket.timeout.ms": timeout_ms,
             "socket.connection.setup.timeout.ms": timeout_ms,
@@ -184,6 +194,90 @@ class KafkaAdmin:
                 _result(future, self.timeout)
         return present
 
+    def scram_users(self, names: Iterable[str]) -> set[str]:
+        """Which of these users have a SCRAM-SHA-512 credential."""
+        wanted = list(names)
+        try:
+            futures = self._client.describe_user_scram_credentials(
+                wanted, request_timeout=self.timeout
+            )
+        except Exception as exc:
+            raise _translate(exc) from exc
+        assert isinstance(futures, dict)  # one future per user when users are named
+        present = set()
+        for name, future in futures.items():
+            try:
+                description = future.result(self.timeout)
+            except KafkaException as exc:
+                if _code(exc) == KafkaError.RESOURCE_NOT_FOUND:
+                    continue
+                raise _translate(exc) from exc
+            except Exception as exc:
+                raise _translate(exc) from exc
+            if any(
+                info.mechanism == ScramMechanism.SCRAM_SHA_512
+                for info in description.scram_credential_infos
+            ):
+                present.add(name)
+        return present
+
+    def set_scram_passwords(self, passwords: Mapping[str, str]) -> None:
+        """Creates or replaces each user's SCRAM-SHA-512 credential (random salt)."""
+        if not passwords:
+            return
+        info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192)
+        upserts = [
+            UserScramCredentialUpsertion(user, info, password.encode())
+            for user, password in passwords.items()
+        ]
+        futures = self._client.alter_user_scram_credentials(
+            upserts,  # type: ignore[arg-type]
+            request_timeout=self.timeout,
+        )
+        for future in futures.values():
+            _result(future, self.timeout)
+
+    def grant(self, grants: Iterable[Grant]) -> None:
+        """Creates these ALLOW ACLs; one that exists already is left as it is (no new record)."""
+        bindings = [
+            AclBinding(
+                ResourceType[g.resource],
+                g.name,
+                ResourcePatternType.LITERAL,
+                f"User:{g.principal}",
+                "*",
+                AclOperation[g.operation],
+                AclPermissionType.ALLOW,
+            )
+            for g in grants
+        ]
+        if not bindings:
+            return
+        futures = self._client.create_acls(bindings, request_timeout=self.timeout)
+        for future in futures.values():
+            _result(future, self.timeout)
+
+    def granted(self, grants: Iterable[Grant]) -> bool:
+        """Whether the broker answering enforces every one of these grants already (a created
+        ACL reaches the brokers' authorizers through the metadata log, a moment later)."""
+        wanted = {(g.principal, g.resource, g.name, g.operation) for g in grants}
+        # None: any name, principal and host (the stubs type them str).
+        query = AclBindingFilter(
+            ResourceType.ANY,
+            None,  # type: ignore[arg-type]
+            ResourcePatternType.ANY,
+            None,  # type: ignore[arg-type]
+            None,  # type: ignore[arg-type]
+            AclOperation.ANY,
+            AclPermissionType.ALLOW,
+        )
+        future = self._client.describe_acls(query, request_timeout=self.timeout)
+        have = {
+            (b.principal.removeprefix("User:"), b.restype.name, b.name, b.operation.name)
+            for b in _result(future, self.timeout)
+        }
+        return wanted <= have
+
     def partition_offsets(self, topic: str, group: str) -> list[PartitionOffsets]:
         """Low and high watermarks and the group's committed offset, per partition."""
         try:
@@ -240,9 +334,11 @@ class KafkaAdmin:
 
 
 class KafkaAdmins:
-    """One AdminClient per bootstrap list, shared by the pipelines that name it."""
+    """One AdminClient per bootstrap list, shared by the pipelines that name it; each connects
+    with the operator's own identity (a super user: it creates topics, users and ACLs)."""
 
-    def __init__(self, timeout: float = 5.0) -> None:
+    def __init__(self, identity: KafkaConnection, timeout: float = 5.0) -> None:
+        self.identity = identity
         self.timeout = timeout
         self._clients: dict[str, KafkaAdmin] = {}
         self._lock = threading.Lock()
@@ -250,5 +346,5 @@ class KafkaAdmins:
     def __call__(self, bootstrap: str) -> KafkaAdmin:
         with self._lock:
             if bootstrap not in self._clients:
-                self._clients[bootstrap] = KafkaAdmin(bootstrap, self.timeout)
+                self._clients[bootstrap] = KafkaAdmin(self.identity.at(bootstrap), self.timeout)
             return self._clients[bootstrap]

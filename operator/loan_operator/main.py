@@ -57,10 +57,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     kube = Kube(api_client_from_environment())
     reconciler = Reconciler(
         kube,
-        KafkaAdmins(settings.kafka_timeout_seconds),
+        KafkaAdmins(settings.kafka_identity(), settings.kafka_timeout_seconds),
         metrics,
         key_distribution_seconds=settings.key_distribution_seconds,
         sealing_kem=settings.sealing_kem,
+        manage_principals=settings.kafka_security_protocol.startswith("SASL_"),
     )
 
     def make_worker(body: Mapping[str, Any]) -> PipelineWorker:

@@ -16,6 +16,7 @@ from typing import Any
 from loan_operator import conditions as cond
 from loan_operator.decision_policy import canonical_json, policy_version
 from loan_operator.kafka_admin import KafkaAdmin, KafkaRequestFailed, KafkaUnreachable, TopicMissing
+from loan_operator.kafka_principals import KafkaPrincipals
 from loan_operator.key_secrets import KeySecrets, keys_message
 from loan_operator.kube import KIND, Kube, PipelineRef, now_iso
 from loan_operator.metrics import Metrics
@@ -154,8 +155,10 @@ class Reconciler:
         clock: Callable[[], float] = time.monotonic,
         key_distribution_seconds: float = 180.0,
         sealing_kem: KemName = DEFAULT_KEM,
+        manage_principals: bool = False,
     ) -> None:
         self.kube = kube
+        self.principals = KafkaPrincipals(kube, self._changed, enabled=manage_principals)
         self.keys = KeySecrets(
             kube,
             self._changed,
@@ -212,8 +215,9 @@ class Reconciler:
         """One pass over topics, Secrets and the ConfigMap; True when everything is in place."""
         topics_ok = self._converge_topics(state, spec, generation)
         secrets_ok = self._converge_secrets(state, spec, generation)
+        access_ok = self._converge_access(state, spec, generation)
         state.observed_generation = generation
-        ok = topics_ok and secrets_ok
+        ok = topics_ok and secrets_ok and access_ok
         result = "ok" if ok else "degraded"
         self.metrics.reconciles.labels(state.ref.namespace, state.ref.name, result).inc()
         return ok
@@ -296,6 +300,12 @@ class Reconciler:
             message=f"{len(desired)} topics in place",
         )
         return True
+
+    def _converge_access(self, state: PipelineState, spec: PipelineSpec, generation: int) -> bool:
+        admin = self.kafka(spec.kafka.bootstrap_servers)
+        ok, reason, message = self.principals.converge(state.ref, spec, admin)
+        self._set(state, cond.KAFKA_ACCESS_READY, generation, ok=ok, reason=reason, message=message)
+        return ok
 
     def _converge_secrets(self, state: PipelineState, spec: PipelineSpec, generation: int) -> bool:
         ref = state.ref

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from prequal.kafka_security import KafkaConnection, SaslMechanism, SecurityProtocol
 from prequal.sealing import DEFAULT_KEM, KemName
 
 
@@ -29,3 +30,27 @@ class Settings(BaseSettings):
     max_backoff_seconds: float = Field(
         default=60.0, gt=0, validation_alias="OPERATOR_MAX_BACKOFF_SECONDS"
     )
+    # The operator's own Kafka identity (a super user), used against every pipeline's
+    # bootstrap list; the services' settings of the same names (docs/kafka-security.md).
+    kafka_security_protocol: SecurityProtocol = Field(
+        default="SASL_SSL", validation_alias="KAFKA_SECURITY_PROTOCOL"
+    )
+    kafka_sasl_mechanism: SaslMechanism = Field(
+        default="SCRAM-SHA-512", validation_alias="KAFKA_SASL_MECHANISM"
+    )
+    kafka_sasl_username: str = Field(default="", validation_alias="KAFKA_SASL_USERNAME")
+    kafka_sasl_password: SecretStr = Field(
+        default=SecretStr(""), validation_alias="KAFKA_SASL_PASSWORD"
+    )
+    kafka_ssl_ca_location: str = Field(default="", validation_alias="KAFKA_SSL_CA_LOCATION")
+
+    def kafka_identity(self) -> KafkaConnection:
+        """How the operator connects; each pipeline supplies the bootstrap list."""
+        return KafkaConnection(
+            "",
+            self.kafka_security_protocol,
+            self.kafka_sasl_mechanism,
+            self.kafka_sasl_username,
+            self.kafka_sasl_password.get_secret_value(),
+            self.kafka_ssl_ca_location,
+        )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from kubernetes.client import ApiException
 
 from devstack.process import ComponentStartError
 from devstack.tools import REPO_ROOT
+from prequal.kafka_acl import CONSUMERS, Grant, PipelineTopics, pipeline_grants
 
 CRD = REPO_ROOT / "manifests" / "crds" / "loanpipelines.prequal.dev.yaml"
 SAMPLE = REPO_ROOT / "manifests" / "samples" / "retail.yaml"
@@ -152,6 +154,18 @@ def service_environment(api: client.ApiClient, pipeline: LocalPipeline) -> dict[
         for key, value in (secret.data or {}).items():
             env[key.upper()] = base64.b64decode(value).decode()
     return env
+
+
+def service_grants(pipeline: LocalPipeline, env: Mapping[str, str]) -> list[Grant]:
+    """The ACLs that let each local service do on the pipeline's topics what the design lets
+    it (prequal.kafka_acl), with the consumer groups the pipeline names."""
+    topics = PipelineTopics(
+        env["TOPIC_APPLICATIONS_SUBMITTED"],
+        env["TOPIC_CREDIT_REPORTS"],
+        env["TOPIC_APPLICATIONS_DECIDED"],
+    )
+    groups = {c["name"]: c["consumerGroup"] for c in pipeline.consumers if c["name"] in CONSUMERS}
+    return pipeline_grants(topics, groups=groups)
 
 
 def _deployment(name: str, component: str) -> dict[str, Any]:

@@ -138,3 +138,61 @@ def _write(
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(_pem_key(key))
     key_path.chmod(0o600)
+
+
+@dataclass(frozen=True)
+class ServingPki:
+    """A CA of its own and one server certificate it signed (the local Kafka broker's).
+
+    The key is PKCS#8 PEM, which Kafka's PEM key store reads without a password; the files are
+    written once and reused, so clients that trust `ca_cert` keep trusting it across restarts.
+    """
+
+    directory: Path
+    common_name: str
+    ips: tuple[str, ...] = ("127.0.0.1",)
+
+    ca_cert = property(lambda self: self.directory / "ca.crt")
+    server_cert = property(lambda self: self.directory / "server.crt")
+    server_key = property(lambda self: self.directory / "server.key")
+    # Certificate chain and key in one file: Kafka's `ssl.keystore.type=PEM` key store.
+    keystore = property(lambda self: self.directory / "server.keystore.pem")
+
+    def ensure(self) -> ServingPki:
+        if self.keystore.exists():
+            return self
+        self.directory.mkdir(parents=True, exist_ok=True)
+        ca_key = _key()
+        ca_name = _name(f"{self.common_name}-ca")
+        ca = (
+            _builder(ca_name, ca_name, ca_key)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(ca_key, hashes.SHA256())
+        )
+        key = _key()
+        cert = (
+            _builder(_name(self.common_name), ca_name, key)
+            .add_extension(
+                x509.SubjectAlternativeName(
+                    [
+                        x509.DNSName("localhost"),
+                        *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in self.ips),
+                    ]
+                ),
+                critical=False,
+            )
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+            .sign(ca_key, hashes.SHA256())
+        )
+        self.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+        pem_cert = cert.public_bytes(serialization.Encoding.PEM)
+        pkcs8 = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        self.server_cert.write_bytes(pem_cert)
+        for path, data in ((self.server_key, pkcs8), (self.keystore, pkcs8 + pem_cert)):
+            path.touch(mode=0o600)
+            path.write_bytes(data)
+        return self

@@ -37,6 +37,7 @@ from devstack.services import (
 )
 from devstack.supervisor import Launch, Supervisor
 from devstack.tools import REPO_ROOT
+from prequal import kafka_acl
 
 # Where `make run` lets webhooks go besides the internet: loopback (the demo's receiver).
 LOCAL_RECEIVERS = "127.0.0.0/8,::1/128"
@@ -159,6 +160,8 @@ class LocalPlatform:
         }
         progress("starting Kafka")
         self.kafka = Kafka(self.run_dir / "kafka" / "data", port=self.ports.kafka).start()
+        # `prequalctl dlq` by hand, after `. .run/env`: it connects as prequalctl (0600 file).
+        self.credentials |= self.kafka.environment(kafka_acl.PREQUALCTL)
         progress(
             "starting Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager)"
         )
@@ -203,11 +206,18 @@ class LocalPlatform:
             "OIDC_JWKS_URL": self.hydra.jwks_url,
         }
         self._consumers = sample
+        self.kafka.grant(pipeline.service_grants(sample, env))
         return env
 
     def _start_operator(self) -> Launch:
         """Launches the operator (not waiting); `self.operator` is the latest one, for stop()."""
-        launch = launch_operator(self.kubeconfig, self.log_dir, self.operator_metrics_port)
+        assert self.kafka
+        launch = launch_operator(
+            self.kubeconfig,
+            self.log_dir,
+            self.operator_metrics_port,
+            extra_env=self.kafka.environment(),  # the operator is the broker's super user
+        )
         assert isinstance(launch.process, ManagedProcess)
         self.operator = launch.process
         return launch
@@ -217,7 +227,8 @@ class LocalPlatform:
         assert self.prometheus
         progress("migrating the database (prequalctl db upgrade)")
         migrate(env, self.log_dir)
-        self.services = Services(env, self.log_dir)
+        assert self.kafka
+        self.services = Services(env, self.log_dir, self.kafka.identities())
         progress("starting prequal-api")
         self.supervisor.keep("prequal-api", self._start_api, self._start_api().wait())
         progress("starting outbox-publisher")

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 from devstack.net import LOOPBACK, free_port, http_ok
 from devstack.process import ComponentStartError, ManagedProcess
 from devstack.supervisor import Launch
+from prequal import kafka_acl
 from prequal.db.roles import RoleNames
 
 
@@ -50,6 +51,8 @@ class ServiceSpec:
     opens: tuple[str, ...] = ()
     # Only the API holds the blind-index keys (and `prequalctl reindex`, run by a person).
     indexes: bool = False
+    # The service's own Kafka principal (prequal.kafka_acl); none: not a Kafka client.
+    kafka_principal: str = ""
 
 
 # What opens sealed data keys and legacy PAN ciphertexts (the key Secret's private part).
@@ -64,7 +67,12 @@ API = ServiceSpec(
     "prequal-api", "prequal-api", "API_PORT", "/ready", "API_METRICS_PORT", "api", indexes=True
 )
 PUBLISHER = ServiceSpec(
-    "outbox-publisher", "outbox-publisher", "METRICS_PORT", "/health", db_role="publisher"
+    "outbox-publisher",
+    "outbox-publisher",
+    "METRICS_PORT",
+    "/health",
+    db_role="publisher",
+    kafka_principal=kafka_acl.PUBLISHER,
 )
 CREDIT = ServiceSpec(
     "credit-service",
@@ -73,9 +81,15 @@ CREDIT = ServiceSpec(
     "/health",
     db_role="credit",
     opens=DATA_KEY_OPENERS,
+    kafka_principal=kafka_acl.CREDIT_SERVICE,
 )
 DECISION = ServiceSpec(
-    "decision-service", "decision-service", "METRICS_PORT", "/health", db_role="decision"
+    "decision-service",
+    "decision-service",
+    "METRICS_PORT",
+    "/health",
+    db_role="decision",
+    kafka_principal=kafka_acl.DECISION_SERVICE,
 )
 DISPATCHER = ServiceSpec(
     "webhook-dispatcher",
@@ -84,6 +98,7 @@ DISPATCHER = ServiceSpec(
     "/health",
     db_role="webhooks",
     opens=WEBHOOK_SECRET_OPENERS,
+    kafka_principal=kafka_acl.WEBHOOK_DISPATCHER,
 )
 ALL_SERVICES = (API, PUBLISHER, CREDIT, DECISION, DISPATCHER)
 
@@ -135,6 +150,8 @@ class Services:
 
     env: Mapping[str, str]
     log_dir: Path
+    # KAFKA_* settings by Kafka principal: each service connects as its own (devstack.kafka).
+    kafka_identities: Mapping[str, Mapping[str, str]] = field(default_factory=dict, repr=False)
     running: list[RunningService] = field(default_factory=list)
 
     def start(
@@ -164,6 +181,10 @@ class Services:
         env = {**os.environ, **self.env, spec.port_env: str(port), **(extra_env or {})}
         if spec.db_role and env.get("DATABASE_URL"):
             env["DATABASE_URL"] = as_role(env["DATABASE_URL"], RoleNames().of(spec.db_role))
+        if spec.kafka_principal in self.kafka_identities:
+            env.update(self.kafka_identities[spec.kafka_principal])
+        elif not spec.kafka_principal:
+            env.pop("KAFKA_SASL_PASSWORD", None)  # not a Kafka client: no Kafka password
         for name in OPENING_KEYS:
             if name not in spec.opens:
                 env.pop(name, None)

@@ -79,7 +79,7 @@ def build(
     def producer(worker: int) -> EventProducer:
         # Failures only: success is "flushed with no failure" (see batches.Deliveries).
         return create_producer(
-            settings.kafka_bootstrap_servers,
+            settings.kafka_connection(),
             f"{settings.service_name}-{worker}",
             {"delivery.report.only.error": True},
         )

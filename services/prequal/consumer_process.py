@@ -70,11 +70,9 @@ def build(
     return ConsumerRuntime(
         topic=topic,
         group=settings.consumer_group,
-        consumer=create_consumer(
-            settings.kafka_bootstrap_servers, settings.consumer_group, client_id
-        ),
+        consumer=create_consumer(settings.kafka_connection(), settings.consumer_group, client_id),
         handler=handler,
-        dead_letters=DeadLetterWriter(create_producer(settings.kafka_bootstrap_servers, client_id)),
+        dead_letters=DeadLetterWriter(create_producer(settings.kafka_connection(), client_id)),
         connect=connect,
         metrics=ConsumerMetrics(registry),
         retry=RetryPolicy(

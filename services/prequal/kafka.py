@@ -24,6 +24,9 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from prequal.kafka_acl import READER_GROUP
+from prequal.kafka_security import KafkaConnection
+
 log = logging.getLogger(__name__)
 
 DeliveryCallback = Callable[[str | None], None]
@@ -144,11 +147,11 @@ class EventProducer:
 
 
 def create_producer(
-    bootstrap_servers: str, client_id: str, overrides: Mapping[str, Any] | None = None
+    connection: KafkaConnection, client_id: str, overrides: Mapping[str, Any] | None = None
 ) -> EventProducer:
     config = {
         **PRODUCER_DEFAULTS,
-        "bootstrap.servers": bootstrap_servers,
+        **connection.config(),
         "client.id": client_id,
         "error_cb": _log_error,
         "logger": LIBRDKAFKA_LOG,
@@ -157,12 +160,14 @@ def create_producer(
     return EventProducer(Producer(config))
 
 
-def create_topics(bootstrap_servers: str, topics: Mapping[str, int], timeout: float = 30.0) -> None:
+def create_topics(
+    connection: KafkaConnection, topics: Mapping[str, int], timeout: float = 30.0
+) -> None:
     """Creates missing topics (name → partitions); existing ones are left alone.
 
     For local runs and tests: in Kubernetes the operator owns the topics.
     """
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    admin = AdminClient(connection.config())
     futures = admin.create_topics(
         [
             NewTopic(name, num_partitions=parts, replication_factor=1)
@@ -316,14 +321,14 @@ class EventConsumer:
 
 
 def create_consumer(
-    bootstrap_servers: str,
+    connection: KafkaConnection,
     group_id: str,
     client_id: str,
     overrides: Mapping[str, Any] | None = None,
 ) -> EventConsumer:
     config = {
         **CONSUMER_DEFAULTS,
-        "bootstrap.servers": bootstrap_servers,
+        **connection.config(),
         "group.id": group_id,
         "client.id": client_id,
         "error_cb": _log_error,
@@ -345,15 +350,17 @@ def _inbound(msg: Message) -> InboundRecord:
     return InboundRecord(topic, partition, offset, msg.key(), msg.value(), headers)
 
 
-def read_topic(bootstrap_servers: str, topic: str, timeout: float = 15.0) -> list[InboundRecord]:
+def read_topic(
+    connection: KafkaConnection, topic: str, timeout: float = 15.0
+) -> list[InboundRecord]:
     """Every record of a topic, from the start to its end now, without joining a group.
 
     For tools (`prequalctl dlq`): it commits nothing, so reading never moves anyone's offsets.
     """
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap_servers,
-            "group.id": "prequalctl-reader",
+            **connection.config(),
+            "group.id": READER_GROUP,
             "enable.auto.commit": False,
             "enable.partition.eof": False,
             "error_cb": _log_error,

@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from prequal import blind_index, egress, sealing
+from prequal.kafka_security import KafkaConnection, SaslMechanism, SecurityProtocol
 
 DEFAULT_SECRETS_DIR = "/var/run/secrets/prequal"
 KEY_BYTES = 32
@@ -93,10 +94,28 @@ class SessionSettings(BaseServiceSettings):
 
 
 class KafkaSettings(BaseServiceSettings):
+    """Where the Kafka cluster is and how this process authenticates (prequal.kafka_security)."""
+
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_security_protocol: SecurityProtocol = "SASL_SSL"
+    kafka_sasl_mechanism: SaslMechanism = "SCRAM-SHA-512"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
+    kafka_ssl_ca_location: str = ""
     topic_applications_submitted: str = "loan_applications_submitted"
     topic_credit_reports: str = "credit_reports_generated"
     topic_applications_decided: str = "loan_applications_decided"
+
+    def kafka_connection(self) -> KafkaConnection:
+        """Every Kafka client of this process connects with this (ValueError if incomplete)."""
+        return KafkaConnection(
+            self.kafka_bootstrap_servers,
+            self.kafka_security_protocol,
+            self.kafka_sasl_mechanism,
+            self.kafka_sasl_username,
+            self.kafka_sasl_password.get_secret_value(),
+            self.kafka_ssl_ca_location,
+        )
 
 
 def decode_key(value: str, name: str) -> bytes:

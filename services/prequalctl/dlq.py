@@ -27,7 +27,8 @@ def register(commands: Any) -> None:
         "dlq",
         help="List, inspect and replay dead-lettered records",
         description="Dead-letter topics (<topic>_dlq) of the consumers. Reads "
-        "KAFKA_BOOTSTRAP_SERVERS, TOPIC_APPLICATIONS_SUBMITTED and TOPIC_CREDIT_REPORTS.",
+        "KAFKA_BOOTSTRAP_SERVERS, the KAFKA_SECURITY_PROTOCOL / KAFKA_SASL_* / "
+        "KAFKA_SSL_CA_LOCATION settings, TOPIC_APPLICATIONS_SUBMITTED and TOPIC_CREDIT_REPORTS.",
     )
     group.set_defaults(group_parser=group)
     verbs = group.add_subparsers(title="Available Commands", metavar="<command>")
@@ -122,9 +123,7 @@ def _list(args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
     try:
         for topic in _dlq_topics(settings, args.topic):
-            rows.extend(
-                summary(topic, r) for r in read_topic(settings.kafka_bootstrap_servers, topic)
-            )
+            rows.extend(summary(topic, r) for r in read_topic(settings.kafka_connection(), topic))
     except KafkaUnavailableError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -145,7 +144,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _find(settings: KafkaSettings, topic: str, partition: int) -> tuple[str, list[InboundRecord]]:
     name = _dlq_topics(settings, topic)[0]
-    records = read_topic(settings.kafka_bootstrap_servers, name)
+    records = read_topic(settings.kafka_connection(), name)
     return name, [r for r in records if r.partition == partition]
 
 
@@ -199,7 +198,7 @@ def _replay(args: argparse.Namespace) -> int:
 def _produce(
     settings: KafkaSettings, name: str, targets: list[tuple[InboundRecord, str | None]]
 ) -> int:
-    producer = create_producer(settings.kafka_bootstrap_servers, "prequalctl-dlq-replay")
+    producer = create_producer(settings.kafka_connection(), "prequalctl-dlq-replay")
     errors: list[str] = []
     for record, target in targets:
         assert target is not None

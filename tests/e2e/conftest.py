@@ -30,6 +30,8 @@ from devstack.services import (
 )
 from prequal.dlq import dlq_topic
 from prequal.kafka import create_topics
+from prequal.kafka_acl import PipelineTopics, pipeline_grants
+from prequal.kafka_security import KafkaConnection
 from prequalctl.keys import generate_keys
 from tests.applications import application
 from tests.polling import wait_until
@@ -56,7 +58,7 @@ class Platform:
     services: Services
     env: dict[str, str]
     database_url: str
-    bootstrap: str
+    kafka: KafkaConnection  # the broker's super user, for the tests' own reads and writes
     log_dir: Path
     token: str = ""
     other_token: str = ""
@@ -105,7 +107,7 @@ def platform(
     submitted, reports = f"e2e-{run}-loan_applications_submitted", f"e2e-{run}-credit_reports"
     decided = f"e2e-{run}-loan_applications_decided"
     create_topics(
-        kafka.bootstrap,
+        kafka.connection(),
         {
             **dict.fromkeys((submitted, reports, decided), 3),
             **{dlq_topic(topic): 1 for topic in (submitted, reports, decided)},
@@ -113,6 +115,7 @@ def platform(
     )
     env = {
         "DATABASE_URL": database_url,
+        # Each service connects as its own principal (Services' kafka_identities).
         "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
         "TOPIC_APPLICATIONS_SUBMITTED": submitted,
         "TOPIC_CREDIT_REPORTS": reports,
@@ -128,12 +131,14 @@ def platform(
     }
     log_dir = tmp_path_factory.mktemp("e2e-logs")
     migrate(env, log_dir)
-    services = Services(env, log_dir)
+    # Each service may do on these topics exactly what the design lets it: no more.
+    kafka.grant(pipeline_grants(PipelineTopics(submitted, reports, decided)))
+    services = Services(env, log_dir, kafka.identities())
     platform = Platform(
         services,
         env,
         database_url,
-        kafka.bootstrap,
+        kafka.connection(),
         log_dir,
         oidc.token(),
         oidc.token(oidc.other),

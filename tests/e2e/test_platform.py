@@ -127,10 +127,8 @@ def test_scenario_5_an_injected_duplicate_event_is_processed_once(platform: Plat
     duplicates_before = metric(
         credit, "consumer_records_total", topic=topic, group="credit-service", outcome="duplicate"
     )
-    (original,) = [
-        r for r in read_topic(platform.bootstrap, topic) if r.key == application_id.encode()
-    ]
-    producer = create_producer(platform.bootstrap, "e2e-injector")
+    (original,) = [r for r in read_topic(platform.kafka, topic) if r.key == application_id.encode()]
+    producer = create_producer(platform.kafka, "e2e-injector")
     producer.produce(
         topic, original.key or b"", original.value or b"", original.headers, lambda _e: None
     )
@@ -314,7 +312,7 @@ def _decrypts(platform: Platform, ids: list[str]) -> int:
 def _report_ids(platform: Platform, topic: str, ids: list[str]) -> dict[str, set[str]]:
     """Per application, the distinct `ce_id`s of its credit reports on Kafka."""
     found: dict[str, set[str]] = {i: set() for i in ids}
-    for record in read_topic(platform.bootstrap, topic):
+    for record in read_topic(platform.kafka, topic):
         key = (record.key or b"").decode()
         if key in found:
             found[key].add(str(record.header("ce_id")))

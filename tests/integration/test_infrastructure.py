@@ -25,10 +25,10 @@ def test_postgres_round_trips_sql_in_a_transaction(postgres: Postgres) -> None:
 
 def test_kafka_topic_produce_consume_and_committed_offset(kafka: Kafka) -> None:
     topic = f"smoke-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+    admin = AdminClient(kafka.connection().config())
     admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])[topic].result(30)
 
-    producer = Producer({"bootstrap.servers": kafka.bootstrap, "enable.idempotence": True})
+    producer = Producer({**kafka.connection().config(), "enable.idempotence": True})
     for i in range(10):
         producer.produce(topic, key=b"app-1", value=f"event-{i}".encode())
     assert producer.flush(30) == 0
@@ -36,7 +36,7 @@ def test_kafka_topic_produce_consume_and_committed_offset(kafka: Kafka) -> None:
     group = f"smoke-{uuid.uuid4().hex[:8]}"
     consumer = Consumer(
         {
-            "bootstrap.servers": kafka.bootstrap,
+            **kafka.connection().config(),
             "group.id": group,
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,

@@ -114,6 +114,52 @@ database.secretName when that role has none (one role for everything, the fallba
 - name: LOG_LEVEL
   value: {{ .ctx.Values.logLevel | quote }}
 {{- end }}
+{{/*
+How a Kafka client of the release connects: (dict "ctx" $ "principal" "publisher"). Over SASL
+the user name and password come from the service's credentials Secret (kafka.credentialSecrets,
+by default the operator's `<pipeline>-kafka-<principal>`); the CA from kafka.caSecret.
+*/}}
+{{- define "loan-prequal.kafkaEnv" -}}
+{{- $kafka := .ctx.Values.kafka }}
+- name: KAFKA_SECURITY_PROTOCOL
+  value: {{ $kafka.securityProtocol | quote }}
+{{- if hasPrefix "SASL_" $kafka.securityProtocol }}
+{{- $secret := default (printf "%s-kafka-%s" (include "loan-prequal.pipelineName" .ctx) .principal) (get ($kafka.credentialSecrets | default dict) .principal) }}
+- name: KAFKA_SASL_MECHANISM
+  value: {{ $kafka.saslMechanism | quote }}
+- name: KAFKA_SASL_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: username
+- name: KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: password
+{{- end }}
+{{- if $kafka.caSecret.name }}
+- name: KAFKA_SSL_CA_LOCATION
+  value: /etc/prequal/kafka-ca/{{ $kafka.caSecret.key }}
+{{- end }}
+{{- end }}
+{{- define "loan-prequal.kafkaCaMount" -}}
+{{- if .Values.kafka.caSecret.name }}
+- name: kafka-ca
+  mountPath: /etc/prequal/kafka-ca
+  readOnly: true
+{{- end }}
+{{- end }}
+{{- define "loan-prequal.kafkaCaVolume" -}}
+{{- if .Values.kafka.caSecret.name }}
+- name: kafka-ca
+  secret:
+    secretName: {{ .Values.kafka.caSecret.name }}
+    items:
+      - key: {{ .Values.kafka.caSecret.key }}
+        path: {{ .Values.kafka.caSecret.key }}
+{{- end }}
+{{- end }}
 {{- define "loan-prequal.databaseSecret" -}}
 {{- $secrets := .ctx.Values.database.roleSecrets | default dict }}
 {{- default .ctx.Values.database.secretName (get $secrets .role) }}

@@ -24,6 +24,7 @@ from devstack.hydra import fetch_token
 from devstack.net import free_port
 from devstack.platform import LocalPlatform, Ports
 from prequal.kafka import create_producer
+from prequal.kafka_security import KafkaConnection
 from tests.applications import application, marked_email, marked_phone, synthetic_pan
 from tests.polling import wait_until
 
@@ -123,10 +124,10 @@ def _instant(prometheus_url: str, expr: str) -> list[dict[str, Any]]:
     return result
 
 
-def _poison_record(bootstrap: str, topic: str) -> None:
+def _poison_record(connection: KafkaConnection, topic: str) -> None:
     """A record no consumer can ever process: the credit-service dead-letters it at once."""
     errors: list[str | None] = []
-    producer = create_producer(bootstrap, "observability-test")
+    producer = create_producer(connection, "observability-test")
     producer.produce(topic, b"poison-key", b"{not json", [], errors.append)
     assert producer.flush(10) == 0
     assert errors == [None]
@@ -194,7 +195,7 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
             interval=0.5,
             what="the consumers' DLQ counters scraped at 0",
         )
-        _poison_record(platform.kafka.bootstrap, f"{prefix}loan_applications_submitted")
+        _poison_record(platform.kafka.connection(), f"{prefix}loan_applications_submitted")
         _broken_pipeline(platform)
         with httpx.Client(base_url=platform.prometheus.url, timeout=10) as prometheus:
             yield Observed(platform, prometheus, load)

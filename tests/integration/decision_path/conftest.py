@@ -35,6 +35,7 @@ from prequal.consumer import (
 )
 from prequal.db import migrate
 from prequal.kafka import create_consumer, create_producer, create_topics
+from prequal.kafka_security import KafkaConnection
 from prequal.pan import Keyring, blind_index, to_transport
 from tests.applications import synthetic_pan
 
@@ -82,7 +83,7 @@ def topics(kafka: Kafka) -> Topics:
     suffix = uuid.uuid4().hex[:8]
     names = Topics(f"submitted-{suffix}", f"reports-{suffix}")
     create_topics(
-        kafka.bootstrap,
+        kafka.connection(),
         {
             names.submitted: 3,
             names.reports: 3,
@@ -207,8 +208,8 @@ def report_payload(app: Application, score: int) -> dict[str, Any]:
 class Producer:
     """Writes records as the outbox publisher does (binary CloudEvents), or broken on purpose."""
 
-    def __init__(self, bootstrap: str) -> None:
-        self._producer = create_producer(bootstrap, "decision-path-tests")
+    def __init__(self, connection: KafkaConnection) -> None:
+        self._producer = create_producer(connection, "decision-path-tests")
 
     def send(
         self,
@@ -249,7 +250,7 @@ def _json(payload: dict[str, Any]) -> bytes:
 
 @pytest.fixture
 def producer(kafka: Kafka) -> Iterator[Producer]:
-    made = Producer(kafka.bootstrap)
+    made = Producer(kafka.connection())
     yield made
     del made
     gc.collect()
@@ -276,8 +277,8 @@ class RunningConsumer:
 class ConsumerFactory:
     """Starts runtimes in threads; everything started is stopped at the end of the test."""
 
-    def __init__(self, bootstrap: str, database_url: str) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, connection: KafkaConnection, database_url: str) -> None:
+        self.kafka = connection
         self.database_url = database_url
         self.started: list[RunningConsumer] = []
 
@@ -296,9 +297,9 @@ class ConsumerFactory:
         runtime: ConsumerRuntime[Any] = ConsumerRuntime(
             topic=topic,
             group=group,
-            consumer=create_consumer(self.bootstrap, group, f"{group}-test"),
+            consumer=create_consumer(self.kafka, group, f"{group}-test"),
             handler=handler,
-            dead_letters=DeadLetterWriter(create_producer(self.bootstrap, f"{group}-dlq-test")),
+            dead_letters=DeadLetterWriter(create_producer(self.kafka, f"{group}-dlq-test")),
             connect=lambda: psycopg.connect(url, autocommit=True, connect_timeout=3),
             metrics=ConsumerMetrics(registry),
             retry=retry or RetryPolicy(max_attempts=3, initial_backoff=0.05, max_backoff=0.2),
@@ -350,7 +351,7 @@ class ConsumerFactory:
 
 @pytest.fixture
 def consumers(kafka: Kafka, database_url: str) -> Iterator[ConsumerFactory]:
-    factory = ConsumerFactory(kafka.bootstrap, database_url)
+    factory = ConsumerFactory(kafka.connection(), database_url)
     try:
         yield factory
     finally:
@@ -375,7 +376,7 @@ class World:
     topics: Topics
     producer: Producer
     consumers: ConsumerFactory
-    bootstrap: str
+    kafka: KafkaConnection  # the broker's super user: test topics have no ACLs
     sealing: SealingKeys
 
 
@@ -389,7 +390,9 @@ def world(  # noqa: PLR0917 - composes the fixtures once for every test
     kafka: Kafka,
     sealing_keys: SealingKeys,
 ) -> World:
-    return World(database_url, keyring, topics, producer, consumers, kafka.bootstrap, sealing_keys)
+    return World(
+        database_url, keyring, topics, producer, consumers, kafka.connection(), sealing_keys
+    )
 
 
 def application_status(database_url: str, application_id: uuid.UUID) -> str:

@@ -101,7 +101,7 @@ def start_dispatcher(
     world: World, policy: DeliveryPolicy, resolver: egress.Resolver | None = None
 ) -> Iterator[Dispatcher]:
     topic = f"decided-{uuid.uuid4().hex[:8]}"
-    create_topics(world.bootstrap, {topic: 3, dlq.dlq_topic(topic): 1})
+    create_topics(world.kafka, {topic: 3, dlq.dlq_topic(topic): 1})
     wake = threading.Event()
     world.consumers.start(topic, GROUP, ParkingHandler(wake))
     deliverer = Deliverer(

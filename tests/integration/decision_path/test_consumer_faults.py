@@ -41,6 +41,7 @@ from prequal.kafka import (
     create_topics,
     read_topic,
 )
+from prequal.kafka_security import KafkaConnection
 from tests.kafka_reader import read_records
 from tests.polling import wait_until
 
@@ -54,15 +55,15 @@ from .conftest import (
 )
 
 
-def _single_partition_topics(bootstrap: str) -> Topics:
+def _single_partition_topics(connection: KafkaConnection) -> Topics:
     suffix = uuid.uuid4().hex[:8]
     names = Topics(f"submitted-1p-{suffix}", f"reports-1p-{suffix}")
-    create_topics(bootstrap, {names.reports: 1, dlq.dlq_topic(names.reports): 1})
+    create_topics(connection, {names.reports: 1, dlq.dlq_topic(names.reports): 1})
     return names
 
 
-def _dead_letters_of(bootstrap: str, topic: str, event_id: uuid.UUID) -> int:
-    records = read_records(bootstrap, dlq.dlq_topic(topic), until=1, timeout=5)
+def _dead_letters_of(connection: KafkaConnection, topic: str, event_id: uuid.UUID) -> int:
+    records = read_records(connection, dlq.dlq_topic(topic), until=1, timeout=5)
     return sum(1 for r in records if r.header("ce_id") == str(event_id))
 
 
@@ -102,7 +103,7 @@ def _runtime(
         group=GROUP_DECISION,
         consumer=consumer,
         handler=handler,
-        dead_letters=DeadLetterWriter(create_producer(world.bootstrap, "faults-dlq")),
+        dead_letters=DeadLetterWriter(create_producer(world.kafka, "faults-dlq")),
         connect=lambda: psycopg.connect(url, autocommit=True, connect_timeout=3),
         metrics=ConsumerMetrics(registry),
         retry=RetryPolicy(max_attempts=3, initial_backoff=0.05, max_backoff=0.2),
@@ -137,7 +138,7 @@ def test_a_stop_during_a_retry_wait_leaves_the_record_to_the_next_owner(world: W
     assert first.sample("dlq_records_total", topic=dlq.dlq_topic(topics.reports)) == 0
     world.consumers.decision(topics)  # the next owner, with a policy the record passes
     wait_until(lambda: application_status(world.database_url, app.id) != "PENDING")
-    assert read_topic(world.bootstrap, dlq.dlq_topic(topics.reports)) == []
+    assert read_topic(world.kafka, dlq.dlq_topic(topics.reports)) == []
 
 
 # --- hole 8: one dead letter per event id and group ------------------------------------------
@@ -167,7 +168,7 @@ class _PoisonThenOutage:
 
 
 def test_a_poison_record_found_before_an_outage_is_dead_lettered_once(world: World) -> None:
-    topics = _single_partition_topics(world.bootstrap)
+    topics = _single_partition_topics(world.kafka)
     poison = insert_application(world.database_url, world.keyring)
     trigger = insert_application(world.database_url, world.keyring)
     poison_id = world.producer.event(
@@ -183,14 +184,14 @@ def test_a_poison_record_found_before_an_outage_is_dead_lettered_once(world: Wor
         key=str(trigger.id),
     )
     handler = _PoisonThenOutage(poison.id, trigger.id)
-    consumer = create_consumer(world.bootstrap, GROUP_DECISION, "faults-poison")
+    consumer = create_consumer(world.kafka, GROUP_DECISION, "faults-poison")
     running = _run(_runtime(world, topics.reports, handler, consumer, CollectorRegistry()))
     try:
         wait_until(lambda: application_status(world.database_url, trigger.id) == "PRE_APPROVED")
         assert handler.triggered
     finally:
         running.stop()
-    assert _dead_letters_of(world.bootstrap, topics.reports, poison_id) == 1
+    assert _dead_letters_of(world.kafka, topics.reports, poison_id) == 1
 
 
 class _OffsetsNeverCommitted(EventConsumer):
@@ -205,7 +206,7 @@ class _OffsetsNeverCommitted(EventConsumer):
 
 
 def test_a_dead_letter_is_not_written_again_by_the_next_owner_after_a_crash(world: World) -> None:
-    topics = _single_partition_topics(world.bootstrap)
+    topics = _single_partition_topics(world.kafka)
     ghost = uuid.uuid4()  # no such application: poison (UnknownApplicationError)
     payload = report_payload(insert_application(world.database_url, world.keyring), 700)
     payload["application_id"] = str(ghost)
@@ -214,7 +215,7 @@ def test_a_dead_letter_is_not_written_again_by_the_next_owner_after_a_crash(worl
     )
     handler = DecisionHandler(DecisionPolicy(), DecisionMetrics(CollectorRegistry()))
     crashed_registry = CollectorRegistry()
-    real = create_consumer(world.bootstrap, GROUP_DECISION, "faults-crashed")
+    real = create_consumer(world.kafka, GROUP_DECISION, "faults-crashed")
     crashed = _run(
         _runtime(
             world,
@@ -230,7 +231,7 @@ def test_a_dead_letter_is_not_written_again_by_the_next_owner_after_a_crash(worl
     finally:
         crashed.stop()
     heir_registry = CollectorRegistry()
-    heir_consumer = create_consumer(world.bootstrap, GROUP_DECISION, "faults-heir")
+    heir_consumer = create_consumer(world.kafka, GROUP_DECISION, "faults-heir")
     heir = _run(_runtime(world, topics.reports, handler, heir_consumer, heir_registry))
     duplicate = {"topic": topics.reports, "group": GROUP_DECISION}
     try:
@@ -243,7 +244,7 @@ def test_a_dead_letter_is_not_written_again_by_the_next_owner_after_a_crash(worl
         )
     finally:
         heir.stop()
-    assert _dead_letters_of(world.bootstrap, topics.reports, event_id) == 1
+    assert _dead_letters_of(world.kafka, topics.reports, event_id) == 1
 
 
 # --- hole 6: offsets only for settled records ------------------------------------------------

@@ -61,7 +61,7 @@ def test_poison_submissions_are_dead_lettered_at_once_and_the_consumer_keeps_goi
         topics.submitted, events.APPLICATION_SUBMITTED, submitted_payload(good, keyring), key=key
     )
 
-    dead = read_records(world.bootstrap, dlq.dlq_topic(topics.submitted), until=5)
+    dead = read_records(world.kafka, dlq.dlq_topic(topics.submitted), until=5)
     assert len(dead) == 5
     classes = sorted(str(r.header(dlq.ERROR_CLASS)) for r in dead)
     assert classes == sorted(
@@ -81,7 +81,7 @@ def test_poison_submissions_are_dead_lettered_at_once_and_the_consumer_keeps_goi
     # Where each one was: its partition and offset in the original topic, by ce_id.
     originals = {
         r.header("ce_id"): (str(r.partition), str(r.offset))
-        for r in read_records(world.bootstrap, topics.submitted, until=6)
+        for r in read_records(world.kafka, topics.submitted, until=6)
     }
     started = datetime.now(UTC) - timedelta(minutes=5)
     for record in dead:
@@ -152,7 +152,7 @@ def test_a_report_for_an_unknown_application_is_dead_lettered(world: World) -> N
         report_payload(known, 700),
         key=str(known.id),
     )
-    letters = read_records(world.bootstrap, dlq.dlq_topic(topics.reports), until=2)
+    letters = read_records(world.kafka, dlq.dlq_topic(topics.reports), until=2)
     mismatch = next(r for r in letters if "does not match" in str(r.header(dlq.ERROR_MESSAGE)))
     assert mismatch.header(dlq.ERROR_CLASS) == "PoisonRecordError"
     (dead,) = [r for r in letters if r is not mismatch]
@@ -181,7 +181,7 @@ def test_a_record_failing_for_its_own_reasons_is_retried_then_dead_lettered(worl
             report_payload(app, 700),
             key=str(app.id),
         )
-    (dead,) = read_records(world.bootstrap, dlq.dlq_topic(topics.reports), until=1)
+    (dead,) = read_records(world.kafka, dlq.dlq_topic(topics.reports), until=1)
     assert dead.header(dlq.ERROR_CLASS) == "NumericValueOutOfRange"
     assert dead.header(dlq.ATTEMPTS) == "3"
     wait_until(lambda: application_status(database_url, fine.id) == "PRE_APPROVED")
@@ -243,6 +243,6 @@ def test_a_postgresql_outage_holds_records_without_dead_lettering_them(
     for app in apps:
         wait_until(lambda app=app: application_status(database_url, app.id) == "PRE_APPROVED")
     assert decision.sample("dlq_records_total", topic=dlq.dlq_topic(topics.reports)) == 0
-    assert read_topic(world.bootstrap, dlq.dlq_topic(topics.reports)) == []
+    assert read_topic(world.kafka, dlq.dlq_topic(topics.reports)) == []
     processed = {"topic": topics.reports, "group": GROUP_DECISION, "outcome": "processed"}
     assert decision.sample("consumer_records_total", **processed) == 1 + len(apps)

@@ -31,7 +31,7 @@ from .conftest import (
 @pytest.fixture
 def decided_topic(world: World) -> str:
     name = f"decided-{uuid.uuid4().hex[:8]}"
-    create_topics(world.bootstrap, {name: 3, dlq.dlq_topic(name): 1})
+    create_topics(world.kafka, {name: 3, dlq.dlq_topic(name): 1})
     return name
 
 
@@ -69,12 +69,12 @@ def test_a_decision_is_published_once_on_the_decided_topic(
         tmp_path,
         base_env(
             DATABASE_URL=world.database_url,
-            KAFKA_BOOTSTRAP_SERVERS=world.bootstrap,
+            **world.kafka.environment(),
             OUTBOX_POLL_INTERVAL_SECONDS="0.5",
         ),
     )
     try:
-        records = read_records(world.bootstrap, decided_topic, until=1)
+        records = read_records(world.kafka, decided_topic, until=1)
     finally:
         publisher.process.stop()
 

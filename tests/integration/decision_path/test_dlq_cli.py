@@ -14,7 +14,9 @@ from outbox_publisher.publisher import Publisher
 from outbox_publisher.settings import PublisherSettings
 from prequal import dlq, events
 from prequal.kafka import read_topic
+from prequal.kafka_security import KafkaConnection
 from prequalctl.main import main as prequalctl
+from tests.kafka_reader import settings_of
 from tests.polling import wait_until
 
 from .conftest import World, application_status, insert_application, submitted_payload
@@ -32,15 +34,16 @@ def _audit_writes_refused(database_url: str, refused: bool) -> None:
             conn.execute("ALTER TABLE audit_log DROP CONSTRAINT ck_test_refuse")
 
 
-def _end_offsets(bootstrap: str, topic: str) -> int:
-    return len(read_topic(bootstrap, topic))
+def _end_offsets(connection: KafkaConnection, topic: str) -> int:
+    return len(read_topic(connection, topic))
 
 
 def test_list_show_and_replay_after_the_cause_is_fixed(
     world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("SECRETS_DIR", "/nonexistent")
-    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", world.bootstrap)
+    for name, value in world.kafka.environment().items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("TOPIC_APPLICATIONS_SUBMITTED", world.topics.submitted)
     monkeypatch.setenv("TOPIC_CREDIT_REPORTS", world.topics.reports)
     app = insert_application(world.database_url, world.keyring)
@@ -80,10 +83,10 @@ def test_list_show_and_replay_after_the_cause_is_fixed(
     world.consumers.credit(world.topics, world.keyring)
     world.consumers.decision(world.topics)
     publisher = _publisher(world)
-    before = _end_offsets(world.bootstrap, world.topics.submitted)
+    before = _end_offsets(world.kafka, world.topics.submitted)
     assert prequalctl(["dlq", "replay", "--topic", dead_topic, "--offset", "0", "--dry-run"]) == 0
     assert f"to {world.topics.submitted}" in capsys.readouterr().out
-    assert _end_offsets(world.bootstrap, world.topics.submitted) == before, "a dry run sent"
+    assert _end_offsets(world.kafka, world.topics.submitted) == before, "a dry run sent"
     assert prequalctl(["dlq", "replay", "--topic", dead_topic, "--offset", "0"]) == 0
     assert "replayed 1 record(s)" in capsys.readouterr().out
 
@@ -118,7 +121,7 @@ def _publisher(world: World) -> _RunningPublisher:
     """The real outbox publisher, in-process: it carries the credit report to decision-service."""
     settings = PublisherSettings(
         database_url=world.database_url,  # type: ignore[arg-type]
-        kafka_bootstrap_servers=world.bootstrap,
+        **settings_of(world.kafka),
         topic_applications_submitted=world.topics.submitted,
         topic_credit_reports=world.topics.reports,
         outbox_workers=1,

@@ -50,4 +50,4 @@ def test_a_legacy_ciphertext_under_a_key_not_distributed_yet_waits_for_it_instea
     assert credit.sample("dlq_records_total", topic=dlq.dlq_topic(topics.submitted)) == 0
     mounted["v3"] = rotated.keys["v3"]  # the kubelet brings the new Secret to the pod
     wait_until(lambda: credit.sample("credit_reports_total") == 1)
-    assert read_topic(world.bootstrap, dlq.dlq_topic(topics.submitted)) == []
+    assert read_topic(world.kafka, dlq.dlq_topic(topics.submitted)) == []

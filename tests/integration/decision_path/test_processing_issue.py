@@ -41,7 +41,7 @@ def test_a_dead_letter_is_recorded_on_the_application_until_a_replay_succeeds(
     world.producer.event(
         topics.reports, events.CREDIT_REPORT_GENERATED, report_payload(app, 700), key=str(app.id)
     )
-    (dead,) = read_records(world.bootstrap, dlq.dlq_topic(topics.reports), until=1)
+    (dead,) = read_records(world.kafka, dlq.dlq_topic(topics.reports), until=1)
     wait_until(lambda: _row(url, app.id)[1] is not None)
     status, code, message, since = _row(url, app.id)
     assert (status, code) == ("PENDING", "NumericValueOutOfRange")

@@ -57,7 +57,7 @@ def test_an_erased_applications_event_is_dead_lettered_with_its_reason(world: Wo
             sealed_payload(app, blob),
             key=str(app.id),
         )
-    dead = read_records(world.bootstrap, dlq.dlq_topic(world.topics.submitted), until=1)
+    dead = read_records(world.kafka, dlq.dlq_topic(world.topics.submitted), until=1)
     assert len(dead) == 1
     assert dead[0].key == str(erased.id).encode()
     assert dead[0].header(dlq.ERROR_CLASS) == "PersonalDataErasedError"
@@ -114,4 +114,4 @@ def test_a_data_key_sealed_to_a_pair_not_distributed_yet_waits_for_it(world: Wor
     # The kubelet brings the rotated Secret (both private keys) to the pod.
     mounted[0] = Keys(sealing.Opener({**world.sealing.private_keys, "s2": new.private}))
     wait_until(lambda: credit.sample("credit_reports_total") == 1)
-    assert read_topic(world.bootstrap, dlq_topic) == []
+    assert read_topic(world.kafka, dlq_topic) == []

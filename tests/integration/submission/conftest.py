@@ -54,7 +54,7 @@ def pan_keys() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def topic(kafka: Kafka) -> str:
     name = f"submitted-{uuid.uuid4().hex[:8]}"
-    create_topics(kafka.bootstrap, {name: 3})
+    create_topics(kafka.connection(), {name: 3})
     return name
 
 
@@ -167,7 +167,7 @@ def start_publisher(
 def publisher_env(database_url: str, kafka: Kafka, topic: str) -> dict[str, str]:
     return base_env(
         DATABASE_URL=as_role(database_url, roles.RoleNames().of("publisher")),
-        KAFKA_BOOTSTRAP_SERVERS=kafka.bootstrap,
+        **kafka.environment(),
         TOPIC_APPLICATIONS_SUBMITTED=topic,
         OUTBOX_POLL_INTERVAL_SECONDS="0.5",
         OUTBOX_BACKOFF_MAX_SECONDS="2",

@@ -58,7 +58,7 @@ def _unpublished(database_url: str) -> int:
 @pytest.fixture
 def fresh_topic(kafka: Kafka) -> str:
     name = f"pub-{uuid.uuid4().hex[:8]}"
-    create_topics(kafka.bootstrap, {name: 3})
+    create_topics(kafka.connection(), {name: 3})
     return name
 
 
@@ -101,7 +101,7 @@ def test_submitted_applications_arrive_keyed_with_cloudevents_headers_and_encryp
             ]
     finally:
         api.process.stop()
-    records = read_records(kafka.bootstrap, topic, until=5, timeout=30)
+    records = read_records(kafka.connection(), topic, until=5, timeout=30)
     assert sorted((r.key or b"").decode() for r in records) == sorted(ids)
     with psycopg.connect(database_url) as conn:
         event_ids: dict[str, str] = dict(
@@ -148,7 +148,7 @@ def test_events_of_one_application_keep_their_order_with_two_publishers(
         )
         apps = [uuid.uuid4() for _ in range(40)]
         _insert_events(database_url, fresh_topic, apps, per_app=25)
-        records = read_records(kafka.bootstrap, fresh_topic, until=1000, timeout=60)
+        records = read_records(kafka.connection(), fresh_topic, until=1000, timeout=60)
     finally:
         first.process.stop()
         second.process.stop()
@@ -165,8 +165,8 @@ def test_kafka_down_keeps_the_backlog_in_postgres_and_drains_after_restart(
     # The broker stopped here is this module's own: a restart that failed would not take the
     # session's broker, and every later test, with it.
     topic = f"pub-{uuid.uuid4().hex[:8]}"
-    create_topics(private_kafka.bootstrap, {topic: 3})
-    env = {**publisher_env, "KAFKA_BOOTSTRAP_SERVERS": private_kafka.bootstrap}
+    create_topics(private_kafka.connection(), {topic: 3})
+    env = {**publisher_env, **private_kafka.environment()}
     proc = start_publisher(tmp_path, env, OUTBOX_DELIVERY_TIMEOUT_SECONDS="3")
     private_kafka.stop()
     try:
@@ -182,7 +182,7 @@ def test_kafka_down_keeps_the_backlog_in_postgres_and_drains_after_restart(
     finally:
         private_kafka.start()
     try:
-        records = read_records(private_kafka.bootstrap, topic, until=100, timeout=90, settle=1)
+        records = read_records(private_kafka.connection(), topic, until=100, timeout=90, settle=1)
         wait_until(
             lambda: _unpublished(database_url) == 0,
             timeout=30,
@@ -222,7 +222,9 @@ def test_publisher_killed_mid_batch_loses_nothing_and_resends_with_the_same_ce_i
             interval=0.2,
             what="the survivor to drain the outbox",
         )
-        records = read_records(kafka.bootstrap, fresh_topic, until=len(ids), timeout=60, settle=2)
+        records = read_records(
+            kafka.connection(), fresh_topic, until=len(ids), timeout=60, settle=2
+        )
     finally:
         survivor.process.stop()
     by_id: dict[str, set[bytes]] = defaultdict(set)
@@ -265,7 +267,7 @@ def test_a_surviving_publisher_takes_over_the_lanes_of_a_killed_one(
             what="the survivor to take every lane",
         )
         ids = _insert_events(database_url, fresh_topic, [uuid.uuid4() for _ in range(64)], 2)
-        records = read_records(kafka.bootstrap, fresh_topic, until=len(ids), timeout=60)
+        records = read_records(kafka.connection(), fresh_topic, until=len(ids), timeout=60)
     finally:
         survivor.process.stop()
     assert {r.header("ce_id") for r in records} == {str(i) for i in ids}

@@ -27,7 +27,7 @@ from prequal import outbox
 from prequal.events import APPLICATION_SUBMITTED
 from prequal.kafka import EventProducer, create_producer, create_topics
 from tests.integration.tcp_proxy import TcpProxy
-from tests.kafka_reader import read_records
+from tests.kafka_reader import read_records, settings_of
 from tests.polling import wait_until
 
 
@@ -61,7 +61,7 @@ def _lane_locks(database_url: str) -> int:
 @pytest.fixture
 def fresh_topic(kafka: Kafka) -> str:
     name = f"pubfault-{uuid.uuid4().hex[:8]}"
-    create_topics(kafka.bootstrap, {name: 3})
+    create_topics(kafka.connection(), {name: 3})
     return name
 
 
@@ -92,7 +92,7 @@ def run_publisher(database_url: str, kafka: Kafka, fresh_topic: str) -> Iterator
     ) -> Running:
         settings = PublisherSettings(
             database_url=url or database_url,  # type: ignore[arg-type]
-            kafka_bootstrap_servers=kafka.bootstrap,
+            **settings_of(kafka.connection()),
             topic_applications_submitted=fresh_topic,
             outbox_workers=1,
             outbox_poll_interval_seconds=0.2,
@@ -135,14 +135,14 @@ def test_a_fatal_producer_error_replaces_the_producer_and_the_lanes_keep_publish
     made: list[EventProducer] = []
 
     def producers(worker: int) -> EventProducer:
-        real = create_producer(kafka.bootstrap, f"pubfault-{worker}-{len(made)}")
+        real = create_producer(kafka.connection(), f"pubfault-{worker}-{len(made)}")
         made.append(_FatalOnce(real._producer) if not made else real)
         return made[-1]
 
     ids = _insert_events(database_url, fresh_topic, 20)
     running = run_publisher(producers)  # type: ignore[operator]
     wait_until(lambda: _unpublished(database_url) == 0, timeout=30)
-    records = read_records(kafka.bootstrap, fresh_topic, until=20, timeout=30)
+    records = read_records(kafka.connection(), fresh_topic, until=20, timeout=30)
     assert {r.header("ce_id") for r in records} == ids
     assert len(made) == 2, "the failed worker got a new producer"
     assert running.publisher.healthy()
@@ -158,7 +158,7 @@ def test_a_worker_that_cannot_be_rebuilt_stops_the_process_and_frees_its_lanes(
     def producers(worker: int) -> EventProducer:
         if made:
             raise KafkaException(KafkaError(KafkaError._INVALID_ARG, "injected: cannot build"))
-        made.append(_FatalOnce(create_producer(kafka.bootstrap, f"pubfault-{worker}")._producer))
+        made.append(_FatalOnce(create_producer(kafka.connection(), f"pubfault-{worker}")._producer))
         return made[-1]
 
     _insert_events(database_url, "pubfault-never-sent", 1)
@@ -189,7 +189,7 @@ def test_a_graceful_stop_keeps_the_lanes_until_the_batch_in_flight_is_confirmed(
     entered, release = threading.Event(), threading.Event()
 
     def producers(worker: int) -> EventProducer:
-        held = _HeldFlush(create_producer(kafka.bootstrap, f"pubheld-{worker}")._producer)
+        held = _HeldFlush(create_producer(kafka.connection(), f"pubheld-{worker}")._producer)
         held.entered, held.release = entered, release
         return held
 
@@ -224,7 +224,7 @@ def test_a_partitioned_publisher_loses_its_lanes_to_another_within_the_lease_idl
     proxied = database_url.replace(f":{port}/", f":{proxy.port}/")
 
     def producers(worker: int) -> EventProducer:
-        return create_producer(kafka.bootstrap, f"partition-{worker}")
+        return create_producer(kafka.connection(), f"partition-{worker}")
 
     try:
         run_publisher(producers, url=proxied, lease_idle=7, delivery_timeout=1)  # type: ignore[operator]
@@ -236,7 +236,7 @@ def test_a_partitioned_publisher_loses_its_lanes_to_another_within_the_lease_idl
         took_over = time.monotonic() - cut
         ids = _insert_events(database_url, fresh_topic, 20)
         wait_until(lambda: _unpublished(database_url) == 0, timeout=30)
-        records = read_records(kafka.bootstrap, fresh_topic, until=20, timeout=30)
+        records = read_records(kafka.connection(), fresh_topic, until=20, timeout=30)
         assert {r.header("ce_id") for r in records} >= ids
     finally:
         proxy.close()  # the partitioned instance learns now, and can stop

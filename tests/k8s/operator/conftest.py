@@ -11,7 +11,7 @@ import sys
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -114,6 +114,8 @@ class OperatorProcess:
     log_path: Path
     metrics_port: int
     liveness_port: int
+    # The operator's Kafka identity (the broker's super user), as KAFKA_* settings.
+    kafka_env: dict[str, str] = field(default_factory=dict)
     process: ManagedProcess | None = None
 
     @property
@@ -135,6 +137,7 @@ class OperatorProcess:
             "OPERATOR_MAX_BACKOFF_SECONDS": "8",
             "OPERATOR_KEY_DISTRIBUTION_SECONDS": "4",
             "LOG_LEVEL": "INFO",
+            **self.kafka_env,
         }
         self.process = ManagedProcess(
             "loan-operator",
@@ -180,7 +183,13 @@ def operator(
 ) -> Iterator[OperatorProcess]:
     directory = tmp_path_factory.mktemp("loan-operator")
     kubeconfig = _service_account_kubeconfig(control_plane, api, directory / "kubeconfig")
-    proc = OperatorProcess(kubeconfig, directory / "operator.log", free_port(), free_port())
+    proc = OperatorProcess(
+        kubeconfig,
+        directory / "operator.log",
+        free_port(),
+        free_port(),
+        kafka_env=kafka.environment(),
+    )
     try:
         yield proc.start()
     finally:
@@ -198,7 +207,7 @@ def namespace(api: client.ApiClient) -> Iterator[str]:
 
 @pytest.fixture(scope="package")
 def kafka_admin(kafka: Kafka) -> AdminClient:
-    return AdminClient({"bootstrap.servers": kafka.bootstrap})
+    return AdminClient(kafka.connection().config())
 
 
 def pipeline_body(name: str, bootstrap: str, prefix: str, **spec: Any) -> dict[str, Any]:

@@ -28,14 +28,14 @@ def consumer_spec(name: str, topic: str, group: str, **overrides: Any) -> dict[s
 
 
 def produce(kafka: Kafka, topic: str, count: int) -> None:
-    producer = Producer({"bootstrap.servers": kafka.bootstrap})
+    producer = Producer(kafka.connection().config())
     for i in range(count):
         producer.produce(topic, key=f"app-{i}".encode(), value=b"{}", partition=i % 3)
     assert producer.flush(30) == 0
 
 
 def commit_to_end(kafka: Kafka, admin: AdminClient, topic: str, group: str) -> None:
-    consumer = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": group})
+    consumer = Consumer({**kafka.connection().config(), "group.id": group})
     try:
         partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
         ends = [TopicPartition(topic, p, consumer.get_watermark_offsets(

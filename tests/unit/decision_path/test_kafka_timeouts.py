@@ -13,8 +13,10 @@ from collections.abc import Callable
 import pytest
 
 from prequal.kafka import create_consumer, create_producer
+from prequal.kafka_security import KafkaConnection
 
-NOWHERE = "127.0.0.1:9"  # discard port: nothing answers, and nothing is needed to answer
+# The discard port: nothing answers, and nothing is needed to answer.
+NOWHERE = KafkaConnection("127.0.0.1:9")
 
 
 def _returns_within(seconds: float, call: Callable[[], object]) -> bool:

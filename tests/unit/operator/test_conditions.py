@@ -30,7 +30,13 @@ def test_transition_time_moves_only_when_status_changes() -> None:
 
 def test_ready_carries_the_first_failing_reason() -> None:
     conditions = {}
-    for type_, ok in (("TopicsReady", False), ("SecretsReady", True), ("ScalingActive", False)):
+    parts = (
+        ("TopicsReady", False),
+        ("SecretsReady", True),
+        ("KafkaAccessReady", True),
+        ("ScalingActive", False),
+    )
+    for type_, ok in parts:
         conditions = set_condition(
             conditions, type_, ok=ok, reason=f"R{type_}", message="m", generation=1, now="t"
         )
@@ -40,7 +46,7 @@ def test_ready_carries_the_first_failing_reason() -> None:
 
 def test_ready_is_true_when_every_part_is() -> None:
     conditions = {}
-    for type_ in ("TopicsReady", "SecretsReady", "ScalingActive"):
+    for type_ in ("TopicsReady", "SecretsReady", "KafkaAccessReady", "ScalingActive"):
         conditions = set_condition(
             conditions, type_, ok=True, reason="Ok", message="", generation=1, now="t"
         )
