@@ -11,35 +11,23 @@ verifies with the Standard Webhooks library."""
 from __future__ import annotations
 
 import re
-import socket
-import threading
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import psycopg
 import pytest
-from prometheus_client import CollectorRegistry
 
-from prequal import egress, sealing
+from prequal import sealing
 from prequalctl.main import main as prequalctl
 from tests.integration.decision_path.webhook_receiver import Receiver, serve_receiver
-from tests.polling import wait_until
-from webhook_dispatcher.delivery import Deliverer, DeliveryMetrics, DeliveryPolicy
+from tests.integration.submission.parked_deliveries import HOOKS_HOST, deliver_parked
 
-HOOKS_HOST = "hooks.example.test"  # resolves only in the dispatcher's resolver below
 PAIRS = {"w1": sealing.generate_key_pair(), "w2": sealing.generate_key_pair()}
 
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     yield from serve_receiver()
-
-
-def _resolver(host: str, port: int, **kwargs: Any) -> list[tuple[Any, ...]]:
-    if host != HOOKS_HOST:
-        raise socket.gaierror(socket.EAI_NONAME, "unknown")
-    return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
 
 
 def _public(*key_ids: str) -> str:
@@ -85,49 +73,6 @@ def _sealed_with(database_url: str) -> dict[uuid.UUID, str]:
     return {r[0]: sealing.sealed_key_id(bytes(r[1])) for r in rows}
 
 
-def _deliver(database_url: str, opener: sealing.Opener, endpoints: dict[str, uuid.UUID]) -> None:
-    """Parks one delivery per endpoint and runs a deliverer holding `opener` until each is
-    delivered (a receiver that cannot verify answers 400, so delivered means verified)."""
-    parked = {uuid.uuid4(): endpoint_id for endpoint_id in endpoints.values()}
-    with psycopg.connect(database_url) as conn:
-        for delivery, endpoint_id in parked.items():
-            conn.execute(
-                "INSERT INTO webhook_deliveries (id, endpoint_id, event_id, application_id, "
-                'payload) VALUES (%s, %s, %s, %s, \'{"type": "test"}\')',
-                (delivery, endpoint_id, uuid.uuid4(), uuid.uuid4()),
-            )
-    policy = DeliveryPolicy(
-        timeout=3.0,
-        max_attempts=1,
-        poll_interval=0.1,
-        allowed_networks=egress.parse_networks("127.0.0.0/8"),
-    )
-    deliverer = Deliverer(
-        lambda: psycopg.connect(database_url, autocommit=True),
-        policy,
-        DeliveryMetrics(CollectorRegistry()),
-        opener,
-        resolver=_resolver,
-    )
-    thread = threading.Thread(target=deliverer.run, daemon=True)
-    thread.start()
-    try:
-
-        def statuses() -> dict[str, str]:
-            with psycopg.connect(database_url) as conn:
-                rows = conn.execute(
-                    "SELECT status, last_error FROM webhook_deliveries WHERE id = ANY(%s)",
-                    (list(parked),),
-                ).fetchall()
-            return {str(s): str(e) for s, e in rows}
-
-        wait_until(lambda: "PENDING" not in statuses(), what="every delivery to be attempted")
-        assert set(statuses()) == {"DELIVERED"}, statuses()
-    finally:
-        deliverer.stop()
-        thread.join(10)
-
-
 def test_deliveries_verify_before_during_and_after_a_dispatcher_key_rotation(
     database_url: str,
     receiver: Receiver,
@@ -140,18 +85,18 @@ def test_deliveries_verify_before_during_and_after_a_dispatcher_key_rotation(
     # Before: one pair.
     phase.api(_public("w1"), "w1")
     endpoints["before"], _ = _create(receiver, "before", capsys)
-    _deliver(database_url, _dispatcher("w1"), endpoints)
+    deliver_parked(database_url, _dispatcher("w1"), endpoints.values())
 
     # Distribute: the dispatcher gets w2 first; the API (its public keys too) still seals to w1.
     phase.api(_public("w1", "w2"), "w1")
     endpoints["distributing"], _ = _create(receiver, "distributing", capsys)
-    _deliver(database_url, _dispatcher("w1", "w2"), endpoints)
+    deliver_parked(database_url, _dispatcher("w1", "w2"), endpoints.values())
 
     # Activate: the API seals to w2; old secrets still open.
     phase.api(_public("w1", "w2"), "w2")
     endpoints["active"], _ = _create(receiver, "active", capsys)
     assert sorted(_sealed_with(database_url).values()) == ["w1", "w1", "w2"]
-    _deliver(database_url, _dispatcher("w1", "w2"), endpoints)
+    deliver_parked(database_url, _dispatcher("w1", "w2"), endpoints.values())
 
     # Reseal without the dispatcher's private keys moves nothing and says why.
     assert prequalctl(["webhooks", "reseal"]) == 0
@@ -172,6 +117,6 @@ def test_deliveries_verify_before_during_and_after_a_dispatcher_key_rotation(
     assert "0 sealed signing secrets moved" in capsys.readouterr().out
 
     # After: w1 retired; the dispatcher holds w2 alone and every endpoint still verifies.
-    _deliver(database_url, _dispatcher("w2"), endpoints)
+    deliver_parked(database_url, _dispatcher("w2"), endpoints.values())
     assert [len(receiver.of(name)) for name in endpoints] == [4, 3, 2]
     assert all(r.verified for name in endpoints for r in receiver.of(name))

@@ -8,29 +8,23 @@ multicast or unspecified address (or a name that resolves to one)."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
-from prometheus_client import CollectorRegistry
 
 from devstack.tools import tool
-from prequal import egress, sealing, webhooks
+from prequal import sealing, webhooks
 from prequal.webhook_secrets import open_secret
 from prequalctl.main import main as prequalctl
 from tests.integration.decision_path.webhook_receiver import Receiver, serve_receiver
 from tests.integration.submission.conftest import ApiProcess
-from tests.polling import wait_until
-from webhook_dispatcher.delivery import Deliverer, DeliveryMetrics, DeliveryPolicy
+from tests.integration.submission.parked_deliveries import HOOKS_HOST, deliver_parked
 
 ENDPOINTS = "/webhooks/endpoints"
-HOOKS_HOST = "hooks.example.test"  # resolves nowhere but in the dispatcher's resolver below
 
 
 @pytest.fixture
@@ -41,12 +35,6 @@ def receiver() -> Iterator[Receiver]:
 def _opener(pan_keys: dict[str, str]) -> sealing.Opener:
     private = pan_keys["WEBHOOK_SEALING_PRIVATE_KEYS"]
     return sealing.Opener(sealing.parse_key_list(private, "WEBHOOK_SEALING_PRIVATE_KEYS"))
-
-
-def _resolver(host: str, port: int, **kwargs: Any) -> list[tuple[Any, ...]]:
-    if host != HOOKS_HOST:
-        raise socket.gaierror(socket.EAI_NONAME, "unknown")
-    return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
 
 
 def _pg_dump(database_url: str) -> bytes:
@@ -60,46 +48,6 @@ def _forms(secret: str) -> list[bytes]:
     """Every way the secret could sit in a dump: as issued, its base64, its bytes in hex."""
     raw = webhooks.secret_key(secret)
     return [secret.encode(), secret.removeprefix("whsec_").encode(), raw.hex().encode()]
-
-
-def _deliver(database_url: str, opener: sealing.Opener, endpoint_id: uuid.UUID) -> None:
-    """Parks one delivery for the endpoint and runs a dispatcher until it is delivered."""
-    delivery = uuid.uuid4()
-    with psycopg.connect(database_url) as conn:
-        conn.execute(
-            "INSERT INTO webhook_deliveries (id, endpoint_id, event_id, application_id, payload) "
-            'VALUES (%s, %s, %s, %s, \'{"type": "test"}\')',
-            (delivery, endpoint_id, uuid.uuid4(), uuid.uuid4()),
-        )
-    policy = DeliveryPolicy(
-        timeout=3.0,
-        max_attempts=1,
-        poll_interval=0.1,
-        allowed_networks=(egress.parse_networks("127.0.0.0/8")),
-    )
-    deliverer = Deliverer(
-        lambda: psycopg.connect(database_url, autocommit=True),
-        policy,
-        DeliveryMetrics(CollectorRegistry()),
-        opener,
-        resolver=_resolver,
-    )
-    thread = threading.Thread(target=deliverer.run, daemon=True)
-    thread.start()
-    try:
-
-        def status() -> str:
-            with psycopg.connect(database_url) as conn:
-                row = conn.execute(
-                    "SELECT status FROM webhook_deliveries WHERE id = %s", (delivery,)
-                ).fetchone()
-            return str(row[0]) if row else ""
-
-        wait_until(lambda: status() != "PENDING")
-        assert status() == "DELIVERED"
-    finally:
-        deliverer.stop()
-        thread.join(10)
 
 
 def test_no_secret_is_in_a_dump_and_deliveries_verify_with_the_secret_shown_once(
@@ -129,7 +77,7 @@ def test_no_secret_is_in_a_dump_and_deliveries_verify_with_the_secret_shown_once
         open_secret(opener, bytes(row[1]), uuid.uuid4())  # bound to its endpoint id
 
     receiver.endpoint("shown", shown)
-    _deliver(database_url, opener, endpoint_id)
+    deliver_parked(database_url, opener, [endpoint_id])
     [got] = receiver.of("shown")
     assert got.verified, "the delivery did not verify with the secret the API showed"
 
@@ -151,7 +99,7 @@ def test_a_plaintext_secret_from_before_0011_signs_until_reseal_seals_it(
         )
     receiver.endpoint("legacy", legacy)
     opener = _opener(pan_keys)
-    _deliver(database_url, opener, endpoint_id)
+    deliver_parked(database_url, opener, [endpoint_id])
     assert any(form in _pg_dump(database_url) for form in _forms(legacy)), "test premise"
 
     monkeypatch.setenv("DATABASE_URL", database_url)
@@ -166,7 +114,7 @@ def test_a_plaintext_secret_from_before_0011_signs_until_reseal_seals_it(
     dump = _pg_dump(database_url)
     for form in _forms(legacy):
         assert form not in dump
-    _deliver(database_url, opener, endpoint_id)
+    deliver_parked(database_url, opener, [endpoint_id])
     assert [r.verified for r in receiver.of("legacy")] == [True, True]
 
 

@@ -301,7 +301,7 @@ def _token_kubeconfig(installed: Installed, path: Path) -> Path:
 
 
 def test_the_operator_reconciles_the_release_under_the_charts_service_account(
-    installed: Installed, tmp_path: Path
+    installed: Installed, kafka: Kafka, tmp_path: Path
 ) -> None:
     kubeconfig = _token_kubeconfig(installed, tmp_path / "kubeconfig")
     whoami = run(tool("kubectl"), "--kubeconfig", str(kubeconfig), "auth", "whoami", "-o", "json")
@@ -333,6 +333,8 @@ def test_the_operator_reconciles_the_release_under_the_charts_service_account(
     ]
     env = {
         **os.environ,
+        # The chart's kafka.credentialsSecret, as the fixture's broker knows it (a super user).
+        **kafka.environment(),
         "KUBECONFIG": str(kubeconfig),
         "METRICS_HOST": LOOPBACK,
         "METRICS_PORT": str(metrics_port),

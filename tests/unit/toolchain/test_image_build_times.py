@@ -4,33 +4,18 @@ but has no build time (the cold CI run's `build_seconds is None` failure)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-REPO = Path(__file__).parents[3]
-SCRIPT = REPO / "images" / "build.py"
-
-
-def _module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("image_build", SCRIPT)
-    assert spec
-    assert spec.loader
-    module = importlib.util.module_from_spec(spec)
-    # Its dataclasses look their module up by name while they are being made.
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.unit.toolchain import load_script
 
 
 def test_a_built_images_time_is_on_disk_before_the_run_ends(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    build = _module()
+    build = load_script("images/build.py", "image_build")
     times_file = tmp_path / "build-seconds.json"
     monkeypatch.setattr(build, "TIMES", times_file)
     labels: dict[str, str] = {}

@@ -3,25 +3,17 @@ lock, every package with its hashes, and none of the dev tools."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import tomllib
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-REPO = Path(__file__).parents[3]
-SCRIPT = REPO / "images" / "runtime-requirements.py"
+from tests.unit.toolchain import REPO, load_script
 
 
 def _module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("runtime_requirements", SCRIPT)
-    assert spec
-    assert spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("images/runtime-requirements.py", "runtime_requirements")
 
 
 def _names(entries: list[str]) -> set[str]:
