@@ -229,22 +229,30 @@ def http_jwks_fetcher(url: str, timeout: float = 3.0) -> FetchJwks:
     return fetch
 
 
+async def authorize(
+    request: Request, authorization: str | None, scope: str, limiter: str
+) -> Principal:
+    """The caller's Principal, if its token is valid and has `scope` and the client is within
+    the rate limit named `limiter` (app.state.rate_limits): 401, then 403, then 429."""
+    kind, token = get_authorization_scheme_param(authorization)
+    if kind.lower() != "bearer" or not token:
+        raise _unauthorized("a bearer token is required (Authorization: Bearer …)", error="")
+    validator: TokenValidator = request.app.state.token_validator
+    found = await validator.validate(token)
+    if scope not in found.scopes:
+        raise _forbidden(scope)
+    await request.app.state.rate_limits[limiter].check(found.client_id)
+    return found
+
+
 def require_scope(scope: str, limiter: str) -> Callable[..., Awaitable[Principal]]:
-    """A FastAPI dependency: the caller's Principal, if its token is valid and has `scope`
-    and the client is within the rate limit named `limiter` (app.state.rate_limits)."""
+    """A FastAPI dependency: `authorize` for `scope` and `limiter` (the hot routes call it
+    directly: prequal_api.direct_route)."""
 
     async def principal(
         request: Request,
         authorization: str | None = Security(client_credentials, scopes=[scope]),
     ) -> Principal:
-        kind, token = get_authorization_scheme_param(authorization)
-        if kind.lower() != "bearer" or not token:
-            raise _unauthorized("a bearer token is required (Authorization: Bearer …)", error="")
-        validator: TokenValidator = request.app.state.token_validator
-        found = await validator.validate(token)
-        if scope not in found.scopes:
-            raise _forbidden(scope)
-        await request.app.state.rate_limits[limiter].check(found.client_id)
-        return found
+        return await authorize(request, authorization, scope, limiter)
 
     return principal

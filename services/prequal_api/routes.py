@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import re
 import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute, serialize_response
 from pydantic import Field, WithJsonSchema
+from starlette.exceptions import HTTPException
 
-from prequal_api.auth import SCOPE_ERASE, SCOPE_READ, SCOPE_WRITE, Principal, require_scope
+from prequal_api.auth import (
+    SCOPE_ERASE,
+    SCOPE_READ,
+    SCOPE_WRITE,
+    Principal,
+    authorize,
+    require_scope,
+)
+from prequal_api.direct_route import DirectRoute, shortcut
 from prequal_api.errors import ApiError, request_id_of
 from prequal_api.schemas import (
     Accepted,
@@ -23,7 +35,8 @@ from prequal_api.schemas import (
 from prequal_api.services import Services
 from prequal_api.waiting import MAX_WAIT_SECONDS, DecisionListener
 
-router = APIRouter()
+# The hot routes' shortcuts answer well-formed requests with plain calls (direct_route.py).
+router = APIRouter(route_class=DirectRoute)
 
 _RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "string"}}}
 _CHALLENGE = {
@@ -71,9 +84,10 @@ _GET_ERRORS: dict[int | str, dict[str, Any]] = {
 
 # Up to 255 characters, not all blank: the blank check is the handler's, so its 422 can say
 # "must not be empty"; the document states both so a generated key is one the API takes.
+IDEMPOTENCY_KEY_MAX = 255
 IdempotencyKey = Annotated[
     str,
-    Field(max_length=255),
+    Field(max_length=IDEMPOTENCY_KEY_MAX),
     WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 255, "pattern": r"\S"}),
 ]
 
@@ -81,6 +95,31 @@ IdempotencyKey = Annotated[
 def _services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
+
+
+async def _submit_directly(request: Request, _route: APIRoute) -> Response | None:
+    """`submit_application` for a JSON body that validates; None leaves the rest to FastAPI
+    (the same `json.loads` and model validation as FastAPI's: pydantic's JSON mode would read
+    `1e5` as 100000 where this reads 100000.0, and the event and idempotency fingerprint carry
+    the amount as written)."""
+    headers = request.headers
+    key = headers.get("idempotency-key")
+    if headers.get("content-type") != "application/json" or (
+        key is not None and len(key) > IDEMPOTENCY_KEY_MAX
+    ):
+        return None
+    try:
+        raw = await request.body()
+    except HTTPException:
+        raise  # the 413 of the streaming cap (limits.py)
+    except Exception:  # noqa: BLE001 - FastAPI's handler answers an unreadable body, as before
+        return None
+    try:
+        body = ApplicationRequest.model_validate(json.loads(raw))
+    except Exception:  # noqa: BLE001 - not JSON, not valid: FastAPI's 422 names the fields
+        return None
+    caller = await authorize(request, headers.get("authorization") or None, SCOPE_WRITE, "post")
+    return await submit_application(body, request, caller, key)
 
 
 @router.post(
@@ -91,6 +130,7 @@ def _services(request: Request) -> Services:
     summary="Submit a loan application",
     operation_id="submitApplication",
 )
+@shortcut(_submit_directly)
 async def submit_application(
     body: ApplicationRequest,
     request: Request,
@@ -118,6 +158,34 @@ async def submit_application(
     return JSONResponse(result.body, status_code=result.status_code, headers=headers)
 
 
+# The canonical spelling only: pydantic and uuid.UUID agree on it (uuid.UUID also takes
+# hyphens anywhere, pydantic does not), so other spellings go to FastAPI's validation.
+_CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}\Z")
+
+
+async def _status_directly(request: Request, route: APIRoute) -> Response | None:
+    """`application_status` without `wait` for a canonical id, serialized by FastAPI's own
+    response serializer; None leaves the rest (long polls, odd ids) to FastAPI."""
+    raw_id = request.path_params.get("application_id", "")
+    if request.scope.get("query_string") or not _CANONICAL_UUID.match(raw_id):
+        return None
+    authorization = request.headers.get("authorization") or None
+    caller = await authorize(request, authorization, SCOPE_READ, "get")
+    status = await application_status(uuid.UUID(raw_id), request, caller)
+    content = await serialize_response(
+        field=route.response_field,
+        response_content=status,
+        include=route.response_model_include,
+        exclude=route.response_model_exclude,
+        by_alias=route.response_model_by_alias,
+        exclude_unset=route.response_model_exclude_unset,
+        exclude_defaults=route.response_model_exclude_defaults,
+        exclude_none=route.response_model_exclude_none,
+        dump_json=True,
+    )
+    return Response(content=content, media_type="application/json")
+
+
 @router.get(
     "/applications/{application_id}/status",
     response_model=ApplicationStatus,
@@ -125,6 +193,7 @@ async def submit_application(
     summary="Status of an application",
     operation_id="getApplicationStatus",
 )
+@shortcut(_status_directly)
 async def application_status(
     application_id: uuid.UUID,
     request: Request,
