@@ -6,7 +6,12 @@ less CPU than the API it measures. Two phases:
 
 - latency: an open loop at a fixed 300 requests/s; each latency counts from the moment the
   request was due, so a stalled server cannot hide queueing (no coordinated omission);
-- throughput: a closed loop at a fixed concurrency of 16 for 10 s.
+- throughput: a closed loop at a fixed concurrency of 16 for 10 s;
+- status reads: `GET /applications/{id}/status` of the applications just accepted, a closed loop
+  at the same concurrency for 5 s.
+
+CPU per request (the API process's user + system time over the closed loops, divided by the
+requests answered) moves least on a shared machine: `api_cpu_ms_per_post`, `api_cpu_ms_per_get`.
 
 Every request carries a distinct synthetic PAN, so each one is a real 202 insert, and a bearer
 token from a real ORY Hydra (JWT access token), validated by the API against Hydra's JWKS. The
@@ -41,6 +46,7 @@ LATENCY_SECONDS = 20.0
 WARMUP_SECONDS = 3.0
 CONCURRENCY = 16
 THROUGHPUT_SECONDS = 10.0
+STATUS_SECONDS = 5.0
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _counter = itertools.count(1)
 VALIDATIONS = 5000
@@ -88,15 +94,19 @@ class Connection:
         self.reader, self.writer = reader, writer
 
     async def post(self) -> int:
-        self.writer.write(_request())
+        status, _ = await self.exchange(_request())
+        return status
+
+    async def exchange(self, request: bytes) -> tuple[int, bytes]:
+        self.writer.write(request)
         status_line = await self.reader.readline()
         length = 0
         while (line := await self.reader.readline()) not in (b"\r\n", b""):
             name, _, value = line.partition(b":")
             if name.lower() == b"content-length":
                 length = int(value)
-        await self.reader.readexactly(length)
-        return int(status_line.split()[1])
+        body = await self.reader.readexactly(length)
+        return int(status_line.split()[1]), body
 
 
 async def _connect(port: int, count: int) -> list[Connection]:
@@ -135,15 +145,39 @@ async def _open_loop(port: int, rate: float, seconds: float) -> tuple[list[float
     return latencies, errors
 
 
-async def _closed_loop(port: int, concurrency: int, seconds: float) -> int:
+async def _closed_loop(port: int, concurrency: int, seconds: float) -> list[str]:
+    """The ids of the applications accepted."""
     conns = await _connect(port, concurrency)
     deadline = time.monotonic() + seconds
+    accepted: list[str] = []
+
+    async def worker(conn: Connection) -> None:
+        while time.monotonic() < deadline:
+            status, body = await conn.exchange(_request())
+            if status == 202:
+                accepted.append(json.loads(body)["application_id"])
+
+    await asyncio.gather(*(worker(c) for c in conns))
+    return accepted
+
+
+async def _status_loop(port: int, ids: list[str], concurrency: int, seconds: float) -> int:
+    """Status reads of `ids`, round robin, for `seconds`: how many answered 200."""
+    conns = await _connect(port, concurrency)
+    deadline = time.monotonic() + seconds
+    turn = itertools.cycle(ids)
     done = 0
 
     async def worker(conn: Connection) -> None:
         nonlocal done
         while time.monotonic() < deadline:
-            if await conn.post() == 202:
+            request = (
+                f"GET /applications/{next(turn)}/status HTTP/1.1\r\nHost: bench\r\n".encode()
+                + _bearer
+                + b"\r\n"
+            )
+            status, _ = await conn.exchange(request)
+            if status == 200:
                 done += 1
 
     await asyncio.gather(*(worker(c) for c in conns))
@@ -195,6 +229,7 @@ def run(workdir: Path) -> dict[str, float]:
             "OIDC_JWKS_URL": hydra.jwks_url,
             # One client is the whole load here: its rate limit would cap the measurement.
             "RATE_LIMIT_POST_PER_SECOND": "0",
+            "RATE_LIMIT_GET_PER_SECOND": "0",
             **generate_keys("v1"),
         }
         api = ManagedProcess(
@@ -209,11 +244,16 @@ def run(workdir: Path) -> dict[str, float]:
         rss = PeakRss({"api": api.pid})
         asyncio.run(_open_loop(port, 100, WARMUP_SECONDS))
         latencies, errors = asyncio.run(_open_loop(port, RATE, LATENCY_SECONDS))
-        cpu = psutil.Process(api.pid).cpu_times()
-        completed = asyncio.run(_closed_loop(port, CONCURRENCY, THROUGHPUT_SECONDS))
-        after = psutil.Process(api.pid).cpu_times()
+        process = psutil.Process(api.pid)
+        cpu = process.cpu_times()
+        accepted = asyncio.run(_closed_loop(port, CONCURRENCY, THROUGHPUT_SECONDS))
+        completed = len(accepted)
+        after = process.cpu_times()
         # CPU per POST moves least on a shared, noisy machine: compare this one first.
         cpu_ms = (after.user + after.system - cpu.user - cpu.system) * 1000 / max(completed, 1)
+        read = asyncio.run(_status_loop(port, accepted, CONCURRENCY, STATUS_SECONDS))
+        last = process.cpu_times()
+        get_cpu_ms = (last.user + last.system - after.user - after.system) * 1000 / max(read, 1)
         peak = rss.stop()["api"]
     finally:
         if api is not None:
@@ -232,6 +272,8 @@ def run(workdir: Path) -> dict[str, float]:
         "api_post_concurrency": float(CONCURRENCY),
         "api_peak_rss_mb": round(peak, 1),
         "api_cpu_ms_per_post": round(cpu_ms, 3),
+        "api_get_rps": round(read / STATUS_SECONDS, 1),
+        "api_cpu_ms_per_get": round(get_cpu_ms, 3),
         "api_token_validation_us": round(validation_us, 2),
         "api_token_verify_us": round(verify_us, 1),
         "api_jwks_fetches": float(jwks_fetches),
