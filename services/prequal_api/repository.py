@@ -197,7 +197,7 @@ async def stored_response(
         "SELECT index_key_id, request_hmac, status_code, response FROM idempotency_keys "
         "WHERE key_hmac = ANY(%s::bytea[]) AND created_at > now() - make_interval(secs => %s) "
         "ORDER BY created_at DESC LIMIT 1",
-        (key_hmacs, retention_seconds),
+        (bytea_array(key_hmacs), retention_seconds),
     )
     row = await cur.fetchone()
     if row is None:
