@@ -15,8 +15,8 @@
   name as `Host` and TLS SNI, so a second lookup cannot send it elsewhere (DNS rebinding).
 - **Send.** A worker thread POSTs the Standard Webhooks body with `webhook-id` (the event id,
   the same on every retry), `webhook-timestamp` and `webhook-signature`, with a timeout for
-  the whole attempt. 2xx is delivered; anything else (a status, a timeout, a refused
-  connection) is a failed attempt.
+  each phase of the attempt (connect, send, each read). 2xx is delivered; anything else (a
+  status, a timeout, a refused connection) is a failed attempt.
 - **Record.** Delivered; or parked again with exponential backoff and the error; or, after
   `max_attempts`, `DEAD` (kept, replayable with `prequalctl webhooks replay`). The same
   statement gives the slot back.
@@ -273,19 +273,19 @@ class Deliverer:
 
     def _record(self, claimed: Claimed, failure: Failure | None) -> None:
         extra = {"delivery_id": str(claimed.id), "endpoint_id": str(claimed.endpoint_id)}
-        held = Held(claimed.endpoint_id, claimed.slot, 0.0)
+        slot = (claimed.endpoint_id, claimed.slot)  # given back by the outcome's statement
         if failure is None:
-            self._execute(DELIVERED_SQL, outcome_params(claimed.id, held), fetch=False)
+            self._execute(DELIVERED_SQL, outcome_params(claimed.id, *slot), fetch=False)
             self.metrics.attempts.labels("delivered").inc()
             log.info("delivered on attempt %d", claimed.attempts, extra=extra)
             return
         error = failure.error
         if failure.final:
-            self._execute(DEAD_SQL, outcome_params(claimed.id, held, error=error), fetch=False)
+            self._execute(DEAD_SQL, outcome_params(claimed.id, *slot, error=error), fetch=False)
             self.metrics.attempts.labels("refused" if error.startswith("refused") else "dead").inc()
             log.warning("dead at once, not retried: %s", error, extra=extra)
         elif claimed.attempts >= self.policy.max_attempts:
-            self._execute(DEAD_SQL, outcome_params(claimed.id, held, error=error), fetch=False)
+            self._execute(DEAD_SQL, outcome_params(claimed.id, *slot, error=error), fetch=False)
             self.metrics.attempts.labels("dead").inc()
             log.warning(
                 "dead after %d attempts (%s); `prequalctl webhooks replay` sends it again",
@@ -296,7 +296,7 @@ class Deliverer:
         else:
             delay = self.policy.backoff(claimed.attempts)
             self._execute(
-                RETRY_SQL, outcome_params(claimed.id, held, delay=delay, error=error), fetch=False
+                RETRY_SQL, outcome_params(claimed.id, *slot, delay=delay, error=error), fetch=False
             )
             self.metrics.attempts.labels("retry").inc()
             log.info(

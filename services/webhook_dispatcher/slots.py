@@ -12,8 +12,10 @@ more than `endpoint_concurrency` attempts in flight from all the replicas togeth
   expired, so the row is not returned and its delivery is not claimed (it stays parked, due, for
   the next claim). Inserts go in (endpoint, slot) order, so two replicas never wait on each
   other in a cycle.
-- **Give back** (a CTE of each outcome's statement): DELETE of the slot, only while
-  this delivery still holds it.
+- **Give back** (a CTE of each outcome's statement): the slot's expiry is set to
+  `-infinity`, only while this delivery still holds it. The row stays: an endpoint has at most
+  `endpoint_concurrency` of them, and taking and giving back are then updates of columns no
+  index covers (HOT, no index entry written or left dead), not an insert and a delete.
 - **Lease.** A slot expires with the delivery row's lease (timeout + margin), so a dispatcher
   killed mid-attempt blocks at most that long. An attempt still running at half its lease
   renews the slot and the row's lease together (RENEW_SQL, one statement for every such
@@ -74,7 +76,7 @@ RETURNING d.id, d.endpoint_id, d.event_id, d.payload::text, d.attempts, e.url, e
 # Each outcome's statement gives the slot back (the CTE), only while this delivery holds it.
 DELIVERED_SQL = """
 WITH released AS (
-    DELETE FROM webhook_endpoint_slots
+    UPDATE webhook_endpoint_slots SET expires_at = '-infinity'
     WHERE endpoint_id = %(endpoint)s AND slot = %(slot)s AND delivery_id = %(delivery)s
 )
 UPDATE webhook_deliveries SET status = 'DELIVERED', delivered_at = now(), last_error = NULL
@@ -82,7 +84,7 @@ WHERE id = %(delivery)s AND status = 'PENDING'
 """
 RETRY_SQL = """
 WITH released AS (
-    DELETE FROM webhook_endpoint_slots
+    UPDATE webhook_endpoint_slots SET expires_at = '-infinity'
     WHERE endpoint_id = %(endpoint)s AND slot = %(slot)s AND delivery_id = %(delivery)s
 )
 UPDATE webhook_deliveries
@@ -91,7 +93,7 @@ WHERE id = %(delivery)s AND status = 'PENDING'
 """
 DEAD_SQL = """
 WITH released AS (
-    DELETE FROM webhook_endpoint_slots
+    UPDATE webhook_endpoint_slots SET expires_at = '-infinity'
     WHERE endpoint_id = %(endpoint)s AND slot = %(slot)s AND delivery_id = %(delivery)s
 )
 UPDATE webhook_deliveries SET status = 'DEAD', last_error = %(error)s
@@ -128,9 +130,11 @@ class Held:
     leased_at: float  # time.monotonic()
 
 
-def outcome_params(delivery: uuid.UUID, held: Held, **fields: object) -> dict[str, object]:
+def outcome_params(
+    delivery: uuid.UUID, endpoint: uuid.UUID, slot: int, **fields: object
+) -> dict[str, object]:
     """Parameters of an outcome's statement: the delivery, the slot it gives back, `fields`."""
-    return {"delivery": delivery, "endpoint": held.endpoint_id, "slot": held.slot, **fields}
+    return {"delivery": delivery, "endpoint": endpoint, "slot": slot, **fields}
 
 
 def renew_params(held: dict[uuid.UUID, Held], lease: float) -> dict[str, object]:

@@ -224,26 +224,29 @@ def test_only_the_webhook_dispatcher_takes_and_gives_back_endpoint_slots(
     claim = {"per_endpoint": 2, "free": 4, "lease": 35.0}
     assert dispatcher.execute(slots.CLAIM_SQL, claim).fetchall() == []
     delivery = uuid.uuid4()
-    held = slots.Held(uuid.uuid4(), 0, 0.0)
+    endpoint = uuid.uuid4()
     dispatcher.execute(
         "INSERT INTO webhook_endpoint_slots VALUES (%s, 0, %s, now() + interval '30 s')",
-        (held.endpoint_id, delivery),
+        (endpoint, delivery),
     )
-    renewed = dispatcher.execute(slots.RENEW_SQL, slots.renew_params({delivery: held}, 35.0))
+    renewed = dispatcher.execute(slots.RENEW_SQL, slots.renew_params({delivery: slots.Held(endpoint, 0, 0.0)}, 35.0))
     assert renewed.fetchall() == []  # no such delivery row: the slot alone is renewed
     for sql, extra in (
         (slots.DELIVERED_SQL, {}),
         (slots.RETRY_SQL, {"delay": 1.0, "error": "HTTP 500"}),
         (slots.DEAD_SQL, {"error": "HTTP 500"}),
     ):
-        dispatcher.execute(sql, slots.outcome_params(delivery, held, **extra))
-    left = dispatcher.execute("SELECT count(*) FROM webhook_endpoint_slots").fetchone()
-    assert left == (0,)
+        dispatcher.execute(sql, slots.outcome_params(delivery, endpoint, 0, **extra))
+    held = dispatcher.execute(
+        "SELECT count(*) FROM webhook_endpoint_slots WHERE expires_at > now()"
+    ).fetchone()
+    assert held == (0,)
     dispatcher.commit()
     for service in ("api", "publisher", "credit", "decision", "auditor"):
         other = connect(service)
         assert refused(other, "SELECT * FROM webhook_endpoint_slots"), service
-        assert refused(other, "DELETE FROM webhook_endpoint_slots"), service
+        assert refused(other, "UPDATE webhook_endpoint_slots SET expires_at = now()"), service
+    assert refused(dispatcher, "DELETE FROM webhook_endpoint_slots")
 
 
 def test_the_auditor_reads_the_audit_trail_and_nothing_else(connect: Connect) -> None:

@@ -7,14 +7,18 @@ as the parking consumer would have parked them, so every process is due to send 
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
+from prometheus_client import CollectorRegistry
 
 from devstack.kafka import Kafka
 from devstack.services import DISPATCHER, RunningService, Services
@@ -26,8 +30,9 @@ from prequal.kafka_acl import PipelineTopics, pipeline_grants
 from prequal.webhook_secrets import seal_secret
 from prequalctl.keys import generate_keys
 from tests.polling import wait_until
+from webhook_dispatcher.delivery import Deliverer, DeliveryMetrics, DeliveryPolicy
 
-from .dispatch_rig import statuses
+from .dispatch_rig import LOOPBACK, OPENER, register, statuses
 from .webhook_receiver import HANG, SLOW, Receiver, serve_receiver
 
 LIMIT = 2
@@ -186,3 +191,89 @@ def test_a_killed_dispatchers_slots_come_back_after_the_lease_and_not_before(
         what="the stuck endpoint's slots to come back after the lease",
     )
     assert receiver.of("stuck")[LIMIT].wall >= freed_at - 0.05
+
+
+class Trickling(BaseHTTPRequestHandler):
+    """Answers 204 one header line every 0.5 s for `seconds`: each read is within the timeout,
+    the whole attempt is not. Counts the requests open at once."""
+
+    seconds = 7.0
+    lock = threading.Lock()
+    open = 0
+    peak = 0
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        cls = type(self)
+        with cls.lock:
+            cls.open += 1
+            cls.peak = max(cls.peak, cls.open)
+        try:
+            self.send_response_only(204)
+            for line in range(int(self.seconds / 0.5)):
+                self.send_header("x-pad", str(line))
+                self.flush_headers()
+                time.sleep(0.5)
+            self.send_header("content-length", "0")
+            self.end_headers()
+        except OSError:
+            pass  # the dispatcher gave up
+        finally:
+            with cls.lock:
+                cls.open -= 1
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_an_attempt_longer_than_its_lease_renews_it_and_keeps_its_slot(database_url: str) -> None:
+    """Lease 3 s (timeout 2 s + margin 1 s), an answer that takes 7 s: without renewal a second
+    deliverer would find the row due and the slot expired, and send the delivery again."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Trickling)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    host, port = server.server_address[:2]
+    endpoint_id = register(
+        database_url, "client-trickle", f"http://{host!s}:{port}/hooks/t", webhooks.new_secret()
+    )
+    policy = DeliveryPolicy(
+        timeout=2.0,
+        lease_margin=1.0,
+        max_attempts=3,
+        workers=2,
+        endpoint_concurrency=1,
+        poll_interval=0.1,
+        allowed_networks=LOOPBACK,
+    )
+    deliverers = [
+        Deliverer(
+            lambda: psycopg.connect(database_url, autocommit=True),
+            policy,
+            DeliveryMetrics(CollectorRegistry()),
+            OPENER,
+        )
+        for _ in range(2)
+    ]
+    threads = [threading.Thread(target=d.run, daemon=True) for d in deliverers]
+    for thread in threads:
+        thread.start()
+    try:
+        park(database_url, endpoint_id, 1)
+        wait_until(
+            lambda: statuses(database_url, endpoint_id) == ["DELIVERED"],
+            timeout=30,
+            what="the trickled delivery",
+        )
+        with psycopg.connect(database_url) as conn:
+            row = conn.execute(
+                "SELECT attempts FROM webhook_deliveries WHERE endpoint_id = %s", (endpoint_id,)
+            ).fetchone()
+        assert row == (1,), "the delivery was attempted again while its first attempt ran"
+        assert Trickling.peak == 1
+    finally:
+        for deliverer in deliverers:
+            deliverer.stop()
+        for thread in threads:
+            thread.join(10)
+        server.shutdown()
+        server.server_close()

@@ -6,12 +6,16 @@ endpoint's numbered slots, 0 to the limit - 1, as a row of this table keyed by (
 the primary key lets one holder have a slot at a time, whichever process asks. The dispatcher
 takes a slot in the statement that claims the delivery (`INSERT … ON CONFLICT DO UPDATE … WHERE
 expires_at <= now()`: a free or expired slot) and gives it back in the statement that records
-the attempt's outcome (DELETE), so it costs no statement of its own.
+the attempt's outcome (its expiry set to `-infinity`), so it costs no statement of its own. A
+slot's row, once made, stays (at most the limit's number per endpoint): taking and giving back
+update only columns no index covers, so they are HOT updates (fillfactor 50 leaves them room
+on the page).
 
 A slot carries a lease (`expires_at`), the same as the delivery row's: a dispatcher that dies
 mid-attempt leaves its slots behind, and they are free again when the lease ends. No foreign key
-to `webhook_endpoints`: a deleted endpoint's slots are at most its limit of rows, freed by their
-holders or expired, and a key would cost the claim a lookup and the API a cascade grant.
+to `webhook_endpoints`: a deleted endpoint leaves at most its limit of rows here (a few dozen
+bytes each, never read again), and a key would cost every claim a lookup and the API a cascade
+grant.
 
 UNLOGGED, as `rate_limit_buckets` (migration 0013): taking and giving back a slot writes no WAL.
 After a crash of PostgreSQL, or on a promoted standby, the table is empty; the attempts in
@@ -42,7 +46,7 @@ def upgrade() -> None:
             delivery_id uuid NOT NULL,
             expires_at timestamptz NOT NULL,
             CONSTRAINT pk_webhook_endpoint_slots PRIMARY KEY (endpoint_id, slot)
-        )
+        ) WITH (fillfactor = 50)
         """
     )
 
