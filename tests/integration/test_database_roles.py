@@ -229,7 +229,8 @@ def test_only_the_webhook_dispatcher_takes_and_gives_back_endpoint_slots(
         "INSERT INTO webhook_endpoint_slots VALUES (%s, 0, %s, now() + interval '30 s')",
         (endpoint, delivery),
     )
-    renewed = dispatcher.execute(slots.RENEW_SQL, slots.renew_params({delivery: slots.Held(endpoint, 0, 0.0)}, 35.0))
+    mine = {delivery: slots.Held(endpoint, 0, 0.0)}
+    renewed = dispatcher.execute(slots.RENEW_SQL, slots.renew_params(mine, 35.0))
     assert renewed.fetchall() == []  # no such delivery row: the slot alone is renewed
     for sql, extra in (
         (slots.DELIVERED_SQL, {}),
