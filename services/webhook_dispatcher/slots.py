@@ -33,9 +33,8 @@ WITH held AS (
     SELECT endpoint_id, slot FROM webhook_endpoint_slots WHERE expires_at > now()
 ), busy AS (
     SELECT endpoint_id, count(*) AS n FROM held GROUP BY endpoint_id
-), due AS (
-    SELECT w.id, w.endpoint_id,
-        row_number() OVER (PARTITION BY w.endpoint_id ORDER BY w.next_attempt_at, w.id) AS n
+), picked AS (
+    SELECT w.id, w.endpoint_id, w.next_attempt_at
     FROM webhook_endpoints e
     LEFT JOIN busy ON busy.endpoint_id = e.id
     CROSS JOIN LATERAL (
@@ -47,6 +46,11 @@ WITH held AS (
     ) w
     WHERE e.enabled
     LIMIT %(free)s
+), due AS (
+    -- Numbered apart from `picked`, so its LIMIT stops the walk over the endpoints early.
+    SELECT id, endpoint_id,
+        row_number() OVER (PARTITION BY endpoint_id ORDER BY next_attempt_at, id) AS n
+    FROM picked
 ), open_slots AS (
     SELECT ep.endpoint_id, s.slot,
         row_number() OVER (PARTITION BY ep.endpoint_id ORDER BY s.slot) AS n

@@ -21,6 +21,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from devstack.kafka import Kafka
+from devstack.postgres import Postgres
 from devstack.services import DISPATCHER, RunningService, Services
 from prequal import sealing, webhooks
 from prequal.db import roles
@@ -29,6 +30,7 @@ from prequal.kafka import create_topics
 from prequal.kafka_acl import PipelineTopics, pipeline_grants
 from prequal.webhook_secrets import seal_secret
 from prequalctl.keys import generate_keys
+from tests.integration.tcp_proxy import TcpProxy
 from tests.polling import wait_until
 from webhook_dispatcher.delivery import Deliverer, DeliveryMetrics, DeliveryPolicy
 
@@ -277,3 +279,69 @@ def test_an_attempt_longer_than_its_lease_renews_it_and_keeps_its_slot(database_
             thread.join(10)
         server.shutdown()
         server.server_close()
+
+
+def test_with_postgresql_unreachable_an_unrecorded_attempt_keeps_its_slot_until_the_lease(
+    postgres: Postgres, database_url: str, receiver: Receiver
+) -> None:
+    """The outage behaviour docs/webhooks.md states: an outcome that cannot be recorded leaves
+    the row and its slot to their lease; both come back together, and the attempt is made
+    again with the same webhook-id. The fault: the dispatcher's connection to PostgreSQL is cut
+    while the receiver holds its request, so the outcome's statement is the one that fails."""
+    proxies = [TcpProxy(postgres.port)]
+    proxied = database_url.replace(f":{postgres.port}/", "PORT")
+
+    def connect() -> psycopg.Connection[Any]:
+        port = proxies[-1].port
+        # A bounded connect, as the dispatcher's own (main.py): a closed proxy may still queue
+        # connections it never accepts.
+        url = proxied.replace("PORT", f":{port}/")
+        return psycopg.connect(url, autocommit=True, connect_timeout=2)
+
+    secret = webhooks.new_secret()
+    url = receiver.endpoint("cut", secret, [HANG])
+    endpoint_id = register(database_url, "client-cut", url, secret)
+    policy = DeliveryPolicy(
+        timeout=5.0,
+        lease_margin=2.0,
+        max_attempts=3,
+        workers=2,
+        endpoint_concurrency=1,
+        poll_interval=0.1,
+        allowed_networks=LOOPBACK,
+    )
+    deliverer = Deliverer(connect, policy, DeliveryMetrics(CollectorRegistry()), OPENER)
+    thread = threading.Thread(target=deliverer.run, daemon=True)
+    thread.start()
+    try:
+        park(database_url, endpoint_id, 1)
+        wait_until(lambda: receiver.of("cut"), timeout=20, what="the first attempt")
+        [lease_end] = leases(database_url, endpoint_id)
+        proxies[-1].close()  # PostgreSQL unreachable: its socket reset, no new connection
+        receiver.release.set()  # the receiver answers 204; the outcome cannot be recorded
+        wait_until(lambda: receiver.open["cut"] == 0, timeout=10, what="the answer")
+        time.sleep(0.5)
+        proxies.append(TcpProxy(postgres.port))  # back
+
+        wait_until(
+            lambda: statuses(database_url, endpoint_id) == ["DELIVERED"],
+            timeout=30,
+            what="the attempt made again after its lease",
+        )
+        first, second = receiver.of("cut")
+        assert second.wall >= lease_end.timestamp() - 0.05, "sent again before the lease ended"
+        assert first.headers["webhook-id"] == second.headers["webhook-id"]
+        with psycopg.connect(database_url) as conn:
+            row = conn.execute(
+                "SELECT d.attempts, count(s.*) FILTER (WHERE s.expires_at > now()) "
+                "FROM webhook_deliveries d LEFT JOIN webhook_endpoint_slots s "
+                "ON s.endpoint_id = d.endpoint_id WHERE d.endpoint_id = %s GROUP BY d.attempts",
+                (endpoint_id,),
+            ).fetchone()
+        assert row == (2, 0)  # attempted twice; no slot left held
+        assert thread.is_alive()
+    finally:
+        deliverer.stop()
+        thread.join(10)
+        for proxy in proxies:
+            proxy.close()
