@@ -1,10 +1,13 @@
 """Sending parked deliveries: claimed with a lease, POSTed signed, recorded, retried later.
 
-- **Claim.** One statement picks due `PENDING` rows endpoint by endpoint, at most as many per
-  endpoint as it has free slots in this process (`endpoint_concurrency` minus its attempts in
-  flight) and at most as many in all as there are idle workers (`FOR UPDATE SKIP LOCKED`, so
-  replicas never claim the same row). Claiming counts the attempt and moves `next_attempt_at`
-  a lease ahead (timeout + 30 s): if this process dies mid-attempt, the row is due again then.
+- **Claim.** One statement picks due `PENDING` rows endpoint by endpoint, each with one of the
+  endpoint's concurrency slots, which every replica shares (webhook_dispatcher.slots: at most
+  `endpoint_concurrency` attempts per endpoint across all dispatchers), and at most as many in
+  all as there are idle workers (`FOR UPDATE SKIP LOCKED`, so replicas never claim the same
+  row). A due row without a free slot stays parked and due. Claiming counts the attempt and
+  moves `next_attempt_at` and the slot's expiry a lease ahead (timeout + margin, 30 s): if this
+  process dies mid-attempt, the row is due and the slot free again then; an attempt still
+  running at half its lease renews both.
 - **Guard.** The worker opens the endpoint's sealed signing secret (prequal.webhook_secrets)
   and resolves the endpoint's name once (prequal.egress): an address in a network webhooks may
   not reach is refused, recorded `DEAD` at once with the reason, never retried (a replay tries
@@ -12,13 +15,15 @@
   name as `Host` and TLS SNI, so a second lookup cannot send it elsewhere (DNS rebinding).
 - **Send.** A worker thread POSTs the Standard Webhooks body with `webhook-id` (the event id,
   the same on every retry), `webhook-timestamp` and `webhook-signature`, with a timeout for
-  the whole attempt. 2xx is delivered; anything else (a status, a timeout, a refused
-  connection) is a failed attempt.
+  each phase of the attempt (connect, send, each read). 2xx is delivered; anything else (a
+  status, a timeout, a refused connection) is a failed attempt.
 - **Record.** Delivered; or parked again with exponential backoff and the error; or, after
-  `max_attempts`, `DEAD` (kept, replayable with `prequalctl webhooks replay`).
+  `max_attempts`, `DEAD` (kept, replayable with `prequalctl webhooks replay`). The same
+  statement gives the slot back.
 
-A slow endpoint therefore holds at most `endpoint_concurrency` workers for at most the timeout
-each; other endpoints keep the rest, and neither the consumer nor decisions wait for any of it.
+A slow endpoint therefore holds at most `endpoint_concurrency` workers, of all the replicas
+together, for about the timeout each; other endpoints keep the rest, and neither the consumer
+nor decisions wait for any of it.
 """
 
 from __future__ import annotations
@@ -29,7 +34,6 @@ import socket
 import threading
 import time
 import uuid
-from collections import Counter as Tally
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -42,46 +46,18 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prequal import egress, sealing
 from prequal.webhook_secrets import open_secret
 from prequal.webhooks import signed_headers
+from webhook_dispatcher.slots import (
+    CLAIM_SQL,
+    DEAD_SQL,
+    DELIVERED_SQL,
+    RENEW_SQL,
+    RETRY_SQL,
+    Held,
+    outcome_params,
+    renew_params,
+)
 
 log = logging.getLogger(__name__)
-
-LEASE_MARGIN_SECONDS = 30.0
-
-CLAIM_SQL = """
-WITH busy AS (
-    SELECT * FROM unnest(%(busy_ids)s::uuid[], %(busy_counts)s::int[]) AS b(endpoint_id, n)
-), claimed AS (
-    SELECT w.id FROM webhook_endpoints e
-    LEFT JOIN busy ON busy.endpoint_id = e.id
-    CROSS JOIN LATERAL (
-        SELECT id FROM webhook_deliveries
-        WHERE endpoint_id = e.id AND status = 'PENDING' AND next_attempt_at <= now()
-        ORDER BY next_attempt_at
-        LIMIT greatest(%(per_endpoint)s - coalesce(busy.n, 0), 0)
-        FOR UPDATE SKIP LOCKED
-    ) w
-    WHERE e.enabled
-    LIMIT %(free)s
-)
-UPDATE webhook_deliveries d
-SET attempts = d.attempts + 1, next_attempt_at = now() + make_interval(secs => %(lease)s)
-FROM claimed c, webhook_endpoints e
-WHERE d.id = c.id AND e.id = d.endpoint_id
-RETURNING d.id, d.endpoint_id, d.event_id, d.payload::text, d.attempts, e.url, e.secret,
-    e.sealed_secret
-"""
-DELIVERED_SQL = (
-    "UPDATE webhook_deliveries SET status = 'DELIVERED', delivered_at = now(), "
-    "last_error = NULL WHERE id = %s AND status = 'PENDING'"
-)
-RETRY_SQL = (
-    "UPDATE webhook_deliveries SET next_attempt_at = now() + make_interval(secs => %s), "
-    "last_error = %s WHERE id = %s AND status = 'PENDING'"
-)
-DEAD_SQL = (
-    "UPDATE webhook_deliveries SET status = 'DEAD', last_error = %s "
-    "WHERE id = %s AND status = 'PENDING'"
-)
 
 
 @dataclass(frozen=True)
@@ -93,8 +69,14 @@ class DeliveryPolicy:
     workers: int = 8
     endpoint_concurrency: int = 2
     poll_interval: float = 1.0
+    # An attempt's lease (its row's and its slot's) is the timeout plus this margin.
+    lease_margin: float = 30.0
     # Networks delivered to although not public (WEBHOOK_ALLOWED_NETWORKS); none in production.
     allowed_networks: tuple[egress.Network, ...] = ()
+
+    @property
+    def lease(self) -> float:
+        return self.timeout + self.lease_margin
 
     def backoff(self, attempts: int) -> float:
         """Seconds before the next attempt after `attempts` failed ones."""
@@ -112,6 +94,7 @@ class Claimed:
     url: str
     secret: str | None  # plaintext: a row from before migration 0011 not resealed yet
     sealed_secret: bytes | None
+    slot: int
 
 
 @dataclass(frozen=True)
@@ -164,7 +147,7 @@ class Deliverer:
         self.wake = wake or threading.Event()
         self._stopping = threading.Event()
         self._lock = threading.Lock()
-        self._in_flight: Tally[uuid.UUID] = Tally()
+        self._held: dict[uuid.UUID, Held] = {}  # by delivery id: this process's attempts
         self._conn: psycopg.Connection[Any] | None = None
         # No proxy from the environment: the guard checks the address connected to, itself.
         self._http = httpx.Client(timeout=policy.timeout, follow_redirects=False, trust_env=False)
@@ -179,30 +162,55 @@ class Deliverer:
                 self.wake.clear()
                 for claimed in self._claim():
                     pool.submit(self._attempt, claimed)
-                self.wake.wait(self.policy.poll_interval)
+                self._renew()
+                self.wake.wait(min(self.policy.poll_interval, self.policy.lease / 4))
         self._http.close()
         self._close()
 
     def _claim(self) -> list[Claimed]:
         with self._lock:
-            free = self.policy.workers - sum(self._in_flight.values())
-            busy = {k: v for k, v in self._in_flight.items() if v}
+            free = self.policy.workers - len(self._held)
         if free <= 0:
             return []
         params = {
-            "busy_ids": list(busy),
-            "busy_counts": list(busy.values()),
             "per_endpoint": self.policy.endpoint_concurrency,
             "free": free,
-            "lease": self.policy.timeout + LEASE_MARGIN_SECONDS,
+            "lease": self.policy.lease,
         }
+        leased_at = time.monotonic()
         rows = self._execute(CLAIM_SQL, params)
         claimed = [Claimed(*row) for row in rows]
         with self._lock:
             for c in claimed:
-                self._in_flight[c.endpoint_id] += 1
-            self.metrics.in_flight.set(sum(self._in_flight.values()))
+                self._held[c.id] = Held(c.endpoint_id, c.slot, leased_at)
+            self.metrics.in_flight.set(len(self._held))
         return claimed
+
+    def _renew(self) -> None:
+        """Extends the lease of every attempt of this process past half of it, in one statement,
+        so a slot never lapses under an attempt that is still running."""
+        now = time.monotonic()
+        with self._lock:
+            due = {
+                delivery: held
+                for delivery, held in self._held.items()
+                if now - held.leased_at >= self.policy.lease / 2
+            }
+        if not due:
+            return
+        rows = self._execute(RENEW_SQL, renew_params(due, self.policy.lease))
+        renewed = {row[0] for row in rows}
+        with self._lock:
+            for delivery in renewed:
+                if delivery in self._held:
+                    self._held[delivery].leased_at = now
+        if len(renewed) < len(due):
+            log.warning(
+                "%d of %d long attempts could not renew their lease (database unreachable, or "
+                "the lease ran out and the slot was taken); retrying",
+                len(due) - len(renewed),
+                len(due),
+            )
 
     def _attempt(self, claimed: Claimed) -> None:
         try:
@@ -211,8 +219,8 @@ class Deliverer:
             log.exception("recording delivery %s failed; it is retried after its lease", claimed.id)
         finally:
             with self._lock:
-                self._in_flight[claimed.endpoint_id] -= 1
-                self.metrics.in_flight.set(sum(self._in_flight.values()))
+                self._held.pop(claimed.id, None)
+                self.metrics.in_flight.set(len(self._held))
             self.wake.set()
 
     def _secret(self, claimed: Claimed) -> str:
@@ -265,18 +273,19 @@ class Deliverer:
 
     def _record(self, claimed: Claimed, failure: Failure | None) -> None:
         extra = {"delivery_id": str(claimed.id), "endpoint_id": str(claimed.endpoint_id)}
+        slot = (claimed.endpoint_id, claimed.slot)  # given back by the outcome's statement
         if failure is None:
-            self._execute(DELIVERED_SQL, (claimed.id,), fetch=False)
+            self._execute(DELIVERED_SQL, outcome_params(claimed.id, *slot), fetch=False)
             self.metrics.attempts.labels("delivered").inc()
             log.info("delivered on attempt %d", claimed.attempts, extra=extra)
             return
         error = failure.error
         if failure.final:
-            self._execute(DEAD_SQL, (error, claimed.id), fetch=False)
+            self._execute(DEAD_SQL, outcome_params(claimed.id, *slot, error=error), fetch=False)
             self.metrics.attempts.labels("refused" if error.startswith("refused") else "dead").inc()
             log.warning("dead at once, not retried: %s", error, extra=extra)
         elif claimed.attempts >= self.policy.max_attempts:
-            self._execute(DEAD_SQL, (error, claimed.id), fetch=False)
+            self._execute(DEAD_SQL, outcome_params(claimed.id, *slot, error=error), fetch=False)
             self.metrics.attempts.labels("dead").inc()
             log.warning(
                 "dead after %d attempts (%s); `prequalctl webhooks replay` sends it again",
@@ -286,7 +295,9 @@ class Deliverer:
             )
         else:
             delay = self.policy.backoff(claimed.attempts)
-            self._execute(RETRY_SQL, (delay, error, claimed.id), fetch=False)
+            self._execute(
+                RETRY_SQL, outcome_params(claimed.id, *slot, delay=delay, error=error), fetch=False
+            )
             self.metrics.attempts.labels("retry").inc()
             log.info(
                 "attempt %d failed (%s); next in %.1f s",

@@ -30,6 +30,7 @@ def policy_of(settings: DispatcherSettings) -> DeliveryPolicy:
         workers=settings.webhook_workers,
         endpoint_concurrency=settings.webhook_endpoint_concurrency,
         poll_interval=settings.webhook_poll_interval_seconds,
+        lease_margin=settings.webhook_lease_margin_seconds,
         allowed_networks=settings.allowed_networks(),
     )
 
@@ -71,7 +72,7 @@ def main() -> int:
     sender = threading.Thread(target=deliverer.run, name="deliverer", daemon=True)
     sender.start()
     log.info(
-        "delivering with %d workers, %d per endpoint, %g s timeout, %d attempts; "
+        "delivering with %d workers, %d per endpoint across replicas, %g s timeout, %d attempts; "
         "non-public networks allowed: %s",
         policy.workers,
         policy.endpoint_concurrency,

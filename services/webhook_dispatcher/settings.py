@@ -2,8 +2,10 @@
 
 How a slow or failing endpoint is kept from hurting anything else: each attempt has a timeout
 (`WEBHOOK_TIMEOUT_SECONDS`), at most `WEBHOOK_ENDPOINT_CONCURRENCY` attempts per endpoint run at
-once in this process, out of `WEBHOOK_WORKERS` in all; a failed attempt parks the delivery in
-PostgreSQL until its backoff ends. After `WEBHOOK_MAX_ATTEMPTS` attempts it is dead.
+once across every dispatcher process (slots shared in PostgreSQL), out of `WEBHOOK_WORKERS` per
+process; a failed attempt parks the delivery in PostgreSQL until its backoff ends. After
+`WEBHOOK_MAX_ATTEMPTS` attempts it is dead. An attempt's lease, after which a killed process's
+attempt is made again and its slot is free, is the timeout plus `WEBHOOK_LEASE_MARGIN_SECONDS`.
 
 It alone holds `WEBHOOK_SEALING_PRIVATE_KEYS` (it opens the endpoints' sealed signing secrets),
 and it delivers only to public addresses unless `WEBHOOK_ALLOWED_NETWORKS` allows more.
@@ -27,7 +29,11 @@ class DispatcherSettings(ConsumerSettings, WebhookSealingPrivateKeySettings, Web
     webhook_backoff_initial_seconds: float = Field(default=2.0, gt=0)
     webhook_backoff_max_seconds: float = Field(default=600.0, gt=0)
     webhook_workers: int = Field(default=8, ge=1, le=256)
+    # Per endpoint, across every replica; replicas should agree on it (the bound is the
+    # largest value any running replica has).
     webhook_endpoint_concurrency: int = Field(default=2, ge=1, le=64)
+    # How long after the timeout a killed dispatcher's attempts keep their slots and rows.
+    webhook_lease_margin_seconds: float = Field(default=30.0, ge=1, le=600)
     # How often due deliveries are looked for when nothing wakes the dispatcher earlier.
     webhook_poll_interval_seconds: float = Field(default=1.0, gt=0)
 

@@ -31,6 +31,7 @@ from prequalctl.main import main as prequalctl
 from tests.applications import application
 from tests.integration.submission.conftest import base_env, start_api
 from tests.tokens import Oidc
+from webhook_dispatcher import slots
 
 Denied = psycopg.errors.InsufficientPrivilege
 Conn = psycopg.Connection[tuple[object, ...]]
@@ -212,6 +213,41 @@ def test_the_webhook_dispatcher_reads_endpoints_and_nothing_personal(connect: Co
     assert refused(dispatcher, "SELECT email, monthly_income FROM applications")
     assert refused(dispatcher, "DELETE FROM webhook_endpoints")
     assert refused(dispatcher, "SELECT payload FROM outbox_events")
+
+
+def test_only_the_webhook_dispatcher_takes_and_gives_back_endpoint_slots(
+    connect: Connect,
+) -> None:
+    """The shared per-endpoint concurrency slots (migration 0015): the dispatcher's claim takes
+    them, its renewal extends them, its outcome statements give them back; no other role."""
+    dispatcher = connect("webhooks")
+    claim = {"per_endpoint": 2, "free": 4, "lease": 35.0}
+    assert dispatcher.execute(slots.CLAIM_SQL, claim).fetchall() == []
+    delivery = uuid.uuid4()
+    endpoint = uuid.uuid4()
+    dispatcher.execute(
+        "INSERT INTO webhook_endpoint_slots VALUES (%s, 0, %s, now() + interval '30 s')",
+        (endpoint, delivery),
+    )
+    mine = {delivery: slots.Held(endpoint, 0, 0.0)}
+    renewed = dispatcher.execute(slots.RENEW_SQL, slots.renew_params(mine, 35.0))
+    assert renewed.fetchall() == []  # no such delivery row: the slot alone is renewed
+    for sql, extra in (
+        (slots.DELIVERED_SQL, {}),
+        (slots.RETRY_SQL, {"delay": 1.0, "error": "HTTP 500"}),
+        (slots.DEAD_SQL, {"error": "HTTP 500"}),
+    ):
+        dispatcher.execute(sql, slots.outcome_params(delivery, endpoint, 0, **extra))
+    held = dispatcher.execute(
+        "SELECT count(*) FROM webhook_endpoint_slots WHERE expires_at > now()"
+    ).fetchone()
+    assert held == (0,)
+    dispatcher.commit()
+    for service in ("api", "publisher", "credit", "decision", "auditor"):
+        other = connect(service)
+        assert refused(other, "SELECT * FROM webhook_endpoint_slots"), service
+        assert refused(other, "UPDATE webhook_endpoint_slots SET expires_at = now()"), service
+    assert refused(dispatcher, "DELETE FROM webhook_endpoint_slots")
 
 
 def test_the_auditor_reads_the_audit_trail_and_nothing_else(connect: Connect) -> None:

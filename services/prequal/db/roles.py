@@ -90,6 +90,8 @@ GRANTS: Mapping[str, tuple[LiteralString, ...]] = {
         *_CONSUMER,
         "GRANT SELECT ON webhook_endpoints TO {role}",
         "GRANT SELECT, INSERT, UPDATE ON webhook_deliveries TO {role}",
+        # Per-endpoint concurrency slots shared by every replica (taken, renewed, given back).
+        "GRANT SELECT, INSERT, UPDATE ON webhook_endpoint_slots TO {role}",
     ),
     # `prequalctl audit`: reads the audit trail, nothing else.
     "auditor": ("GRANT SELECT ON audit_log TO {role}",),

@@ -1,9 +1,10 @@
 """A real HTTP receiver on loopback for the dispatcher's tests.
 
-Each endpoint is a path (`/hooks/<name>`) with a script of answers: a status code, or `HANG`
-(hold the request until the test releases it, so a timeout happens without sleeping). Every
-request is recorded with whether its Standard Webhooks signature verified, checked with the
-reference `standardwebhooks` package and the endpoint's secret.
+Each endpoint is a path (`/hooks/<name>`) with a script of answers: a status code, `HANG`
+(hold the request until the test releases it, so a timeout happens without sleeping) or `SLOW`
+(hold it `slow_seconds`, then 204). Every request is recorded with whether its Standard Webhooks
+signature verified, checked with the reference `standardwebhooks` package and the endpoint's
+secret; `peak` is the most requests each endpoint had open at once.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from standardwebhooks import Webhook, WebhookVerificationError
 
 HANG = -1
+SLOW = -2
 
 
 @dataclass
@@ -27,6 +29,7 @@ class Received:
     body: bytes
     verified: bool
     at: float
+    wall: float = field(default_factory=time.time)
 
 
 @dataclass
@@ -37,6 +40,9 @@ class Receiver:
     received: list[Received] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    slow_seconds: float = 0.5
+    open: dict[str, int] = field(default_factory=dict)
+    peak: dict[str, int] = field(default_factory=dict)
 
     def url(self, name: str) -> str:
         host, port = self.server.server_address[:2]
@@ -67,10 +73,19 @@ class Receiver:
                 verified = False
         with self.lock:
             self.received.append(Received(name, headers, body, verified, time.monotonic()))
-        if status == HANG:
-            self.release.wait(60)
-            return 204
-        return status if verified else 400
+            self.open[name] = self.open.get(name, 0) + 1
+            self.peak[name] = max(self.peak.get(name, 0), self.open[name])
+        try:
+            if status == HANG:
+                self.release.wait(60)
+                return 204
+            if status == SLOW:
+                time.sleep(self.slow_seconds)
+                return 204 if verified else 400
+            return status if verified else 400
+        finally:
+            with self.lock:
+                self.open[name] -= 1
 
 
 def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
