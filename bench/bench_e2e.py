@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import psycopg
+import e2e_stats
 from measure import CpuTime, PeakRss, Profiles
 
 from decision_service.policy import DecisionPolicy, ManualReviewOffer
@@ -254,7 +255,11 @@ def _topics(kafka: Kafka) -> None:
 
 
 def run(workdir: Path) -> dict[str, float]:
-    postgres = Postgres(workdir / "postgres" / "data", durable=True).start()
+    postgres = Postgres(
+        workdir / "postgres" / "data",
+        durable=True,
+        settings=e2e_stats.PG_SETTINGS if e2e_stats.enabled() else {},
+    ).start()
     kafka = _kafka(workdir)
     services: Services | None = None
     hydra: Hydra | None = None
@@ -283,6 +288,12 @@ def run(workdir: Path) -> dict[str, float]:
         _wait_final(url, [i for i, _ in warmup], timeout=300)
         time.sleep(2)
 
+        stats = None
+        if e2e_stats.enabled():
+            stats = e2e_stats.E2eStats(
+                url, _pid(kafka.process), kafka.data_dir / "logs", PROFILES / "e2e-stats.json"
+            )
+            stats.start()
         cpu = CpuTime(
             {
                 **pids,
@@ -297,6 +308,8 @@ def run(workdir: Path) -> dict[str, float]:
         final = _wait_final(url, [i for i, _ in accepted], timeout=600)
         finished = max(final.values()) if final else time.time()
         cpu_spent = cpu.spent()
+        if stats is not None:
+            stats.stop(len(final))
         burst = _latencies(accepted, final)
 
         time.sleep(2)
