@@ -32,8 +32,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Literal
 
-import psycopg
 import e2e_stats
+import psycopg
 from measure import CpuTime, PeakRss, Profiles
 
 from decision_service.policy import DecisionPolicy, ManualReviewOffer
@@ -286,14 +286,10 @@ def run(workdir: Path) -> dict[str, float]:
         # Warm-up: connections, caches, consumer group assignment, the JVM's compiled code.
         warmup = asyncio.run(_post_all(api, WARMUP_APPS, None))
         _wait_final(url, [i for i, _ in warmup], timeout=300)
-        time.sleep(2)
-
-        stats = None
-        if e2e_stats.enabled():
-            stats = e2e_stats.E2eStats(
-                url, _pid(kafka.process), kafka.data_dir / "logs", PROFILES / "e2e-stats.json"
-            )
-            stats.start()
+        # Settle after the warm-up; with BENCH_E2E_STATS=1, reset the statistics too.
+        stats = e2e_stats.settle(
+            url, _pid(kafka.process), kafka.data_dir / "logs", PROFILES / "e2e-stats.json"
+        )
         cpu = CpuTime(
             {
                 **pids,
@@ -308,8 +304,7 @@ def run(workdir: Path) -> dict[str, float]:
         final = _wait_final(url, [i for i, _ in accepted], timeout=600)
         finished = max(final.values()) if final else time.time()
         cpu_spent = cpu.spent()
-        if stats is not None:
-            stats.stop(len(final))
+        e2e_stats.report(stats, len(final))
         burst = _latencies(accepted, final)
 
         time.sleep(2)

@@ -41,6 +41,21 @@ def enabled() -> bool:
     return os.environ.get("BENCH_E2E_STATS", "") not in {"", "0"}
 
 
+def settle(url: str, kafka_pid: int, kafka_logs: Path, out: Path) -> E2eStats | None:
+    """Waits 2 s after the warm-up; when enabled, starts counting from here."""
+    if not enabled():
+        time.sleep(2)
+        return None
+    stats = E2eStats(url, kafka_pid, kafka_logs, out)
+    stats.start()
+    return stats
+
+
+def report(stats: E2eStats | None, apps: int) -> None:
+    if stats is not None:
+        stats.stop(apps)
+
+
 class E2eStats:
     """Reset with `start()` after the warm-up, read with `stop(apps)` after the run."""
 
@@ -68,7 +83,7 @@ class E2eStats:
         self.bytes_in: dict[str, float] = {}
 
     def start(self) -> None:
-        time.sleep(1.5)  # backends flush their statistics at most once a second
+        time.sleep(2)  # backends flush their statistics at most once a second
         with psycopg.connect(self.url, autocommit=True) as conn:
             conn.execute("SELECT pg_stat_statements_reset()")
             conn.execute("SELECT pg_stat_reset()")
