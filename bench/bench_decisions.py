@@ -11,6 +11,7 @@ per decision, over the last 10,000 (the first 2,000 warm the caches and prepared
 
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -31,7 +32,9 @@ from prequal.kafka import InboundRecord
 
 WARMUP = 2_000
 MEASURED = 10_000
-BATCH = 25  # about what one poll brings decision-service at 300 applications/s
+# About what one poll brings decision-service at 300 applications/s; BENCH_DECISIONS_BATCH=5
+# is what it brings at the 100 applications/s of a loaded e2e run.
+BATCH = int(os.environ.get("BENCH_DECISIONS_BATCH", "25"))
 TOPIC, GROUP = "credit_reports_generated", "decision-service"
 
 

@@ -32,6 +32,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Literal
 
+import e2e_stats
 import psycopg
 from measure import CpuTime, PeakRss, Profiles
 
@@ -254,7 +255,11 @@ def _topics(kafka: Kafka) -> None:
 
 
 def run(workdir: Path) -> dict[str, float]:
-    postgres = Postgres(workdir / "postgres" / "data", durable=True).start()
+    postgres = Postgres(
+        workdir / "postgres" / "data",
+        durable=True,
+        settings=e2e_stats.PG_SETTINGS if e2e_stats.enabled() else {},
+    ).start()
     kafka = _kafka(workdir)
     services: Services | None = None
     hydra: Hydra | None = None
@@ -281,8 +286,10 @@ def run(workdir: Path) -> dict[str, float]:
         # Warm-up: connections, caches, consumer group assignment, the JVM's compiled code.
         warmup = asyncio.run(_post_all(api, WARMUP_APPS, None))
         _wait_final(url, [i for i, _ in warmup], timeout=300)
-        time.sleep(2)
-
+        # Settle after the warm-up; with BENCH_E2E_STATS=1, reset the statistics too.
+        stats = e2e_stats.settle(
+            url, _pid(kafka.process), kafka.data_dir / "logs", PROFILES / "e2e-stats.json"
+        )
         cpu = CpuTime(
             {
                 **pids,
@@ -297,6 +304,7 @@ def run(workdir: Path) -> dict[str, float]:
         final = _wait_final(url, [i for i, _ in accepted], timeout=600)
         finished = max(final.values()) if final else time.time()
         cpu_spent = cpu.spent()
+        e2e_stats.report(stats, len(final))
         burst = _latencies(accepted, final)
 
         time.sleep(2)

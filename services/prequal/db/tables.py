@@ -96,6 +96,8 @@ applications = Table(
         "pan_index_key_id",
         postgresql_where=text("pan_index_key_id IS NOT NULL"),
     ),
+    # Room on each page for the decision's update of its rows, in place (migration 0016).
+    postgresql_with={"fillfactor": 75},
 )
 
 # The data key of each application, sealed with HPKE to the credit service (migration 0007).

@@ -48,6 +48,9 @@ def test_db_upgrade_creates_the_tables_and_indexes_and_is_idempotent(postgres: P
                 "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'"
             ).fetchall()
         )
+        fillfactor = conn.execute(
+            "SELECT reloptions FROM pg_class WHERE relname = 'applications'"
+        ).fetchone()
         version_column = conn.execute(
             "SELECT column_default FROM information_schema.columns "
             "WHERE table_name = 'applications' AND column_name = 'version'"
@@ -64,6 +67,7 @@ def test_db_upgrade_creates_the_tables_and_indexes_and_is_idempotent(postgres: P
     assert "(pan_blind_index, created_at)" in indexes["ix_applications_pan_recent"]
     assert "(consumer_group, event_id)" in indexes["pk_processed_messages"]
     assert version_column == ("1",)
+    assert fillfactor == (["fillfactor=75"],)  # migration 0016: decisions update in place
 
 
 def test_upgrade_to_0010_labels_existing_indexes_with_the_legacy_key_id_v0(
