@@ -43,11 +43,11 @@ own = {
 }
 
 
-def metadata(config):
+def metadata(config, timeout=6):
     errors = []
     admin = AdminClient({**config, "error_cb": lambda e: errors.append(e.name())})
     try:
-        return {"ok": True, "topics": sorted(admin.list_topics(timeout=15).topics)}
+        return {"ok": True, "topics": sorted(admin.list_topics(timeout=timeout).topics)}
     except KafkaException as exc:
         return {"ok": False, "error": exc.args[0].name(), "errors": errors}
 
@@ -85,7 +85,7 @@ def produce(topic):
 
 
 print(json.dumps({
-    "own principal": metadata(own),
+    "own principal": metadata(own, timeout=20),
     "plaintext": metadata({**tls, "security.protocol": "plaintext"}),
     "TLS without SASL": metadata(tls),
     "wrong password": metadata({**own, "sasl.password": secrets.token_urlsafe(32)}),
