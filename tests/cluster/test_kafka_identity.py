@@ -49,7 +49,8 @@ def metadata(config, timeout=6):
     try:
         return {"ok": True, "topics": sorted(admin.list_topics(timeout=timeout).topics)}
     except KafkaException as exc:
-        return {"ok": False, "error": exc.args[0].name(), "errors": errors}
+        admin.poll(1)  # serves error_cb: why the broker connection failed
+        return {"ok": False, "error": exc.args[0].name(), "errors": sorted(set(errors))}
 
 
 def consume(topic, group):
@@ -167,7 +168,7 @@ def test_the_broker_refuses_who_has_no_credentials_or_acts_as_another_service(
         assert results[no_identity]["ok"] is False, results
     for bad_login in ("wrong password", "unknown user"):
         assert results[bad_login]["ok"] is False, results
-        assert results[bad_login]["errors"][:1] == ["_AUTHENTICATION"], results
+        assert "_AUTHENTICATION" in results[bad_login]["errors"], results
     read = results["read another service's topic"]
     assert read["ok"] is False, results
     assert read["error"] in {"GROUP_AUTHORIZATION_FAILED", "TOPIC_AUTHORIZATION_FAILED"}, results
