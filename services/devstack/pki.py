@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
@@ -141,11 +141,65 @@ def _write(
 
 
 @dataclass(frozen=True)
+class ServingMaterial:
+    """A fresh CA and one server certificate it signed, as PEM bytes (nothing on disk).
+
+    The CA's key is not kept: nothing here signs a second certificate with it. `key` is PKCS#8,
+    which Kafka's PEM key store reads without a password.
+    """
+
+    ca_cert: bytes
+    server_cert: bytes
+    key: bytes = field(repr=False)
+
+    @property
+    def keystore(self) -> bytes:
+        """Key and certificate in one PEM: Kafka's `ssl.keystore.type=PEM` key store."""
+        return self.key + self.server_cert
+
+
+def serving_material(
+    common_name: str, dns_names: tuple[str, ...] = (), ips: tuple[str, ...] = ()
+) -> ServingMaterial:
+    ca_key = _key()
+    ca_name = _name(f"{common_name}-ca")
+    ca = (
+        _builder(ca_name, ca_name, ca_key)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = _key()
+    cert = (
+        _builder(_name(common_name), ca_name, key)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    *(x509.DNSName(name) for name in dns_names),
+                    *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips),
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return ServingMaterial(
+        ca.public_bytes(serialization.Encoding.PEM),
+        cert.public_bytes(serialization.Encoding.PEM),
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+
+
+@dataclass(frozen=True)
 class ServingPki:
     """A CA of its own and one server certificate it signed (the local Kafka broker's).
 
-    The key is PKCS#8 PEM, which Kafka's PEM key store reads without a password; the files are
-    written once and reused, so clients that trust `ca_cert` keep trusting it across restarts.
+    The files are written once and reused, so clients that trust `ca_cert` keep trusting it
+    across restarts.
     """
 
     directory: Path
@@ -162,37 +216,10 @@ class ServingPki:
         if self.keystore.exists():
             return self
         self.directory.mkdir(parents=True, exist_ok=True)
-        ca_key = _key()
-        ca_name = _name(f"{self.common_name}-ca")
-        ca = (
-            _builder(ca_name, ca_name, ca_key)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(ca_key, hashes.SHA256())
-        )
-        key = _key()
-        cert = (
-            _builder(_name(self.common_name), ca_name, key)
-            .add_extension(
-                x509.SubjectAlternativeName(
-                    [
-                        x509.DNSName("localhost"),
-                        *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in self.ips),
-                    ]
-                ),
-                critical=False,
-            )
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
-            .sign(ca_key, hashes.SHA256())
-        )
-        self.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-        pem_cert = cert.public_bytes(serialization.Encoding.PEM)
-        pkcs8 = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        self.server_cert.write_bytes(pem_cert)
-        for path, data in ((self.server_key, pkcs8), (self.keystore, pkcs8 + pem_cert)):
+        made = serving_material(self.common_name, ("localhost",), self.ips)
+        self.ca_cert.write_bytes(made.ca_cert)
+        self.server_cert.write_bytes(made.server_cert)
+        for path, data in ((self.server_key, made.key), (self.keystore, made.keystore)):
             path.touch(mode=0o600)
             path.write_bytes(data)
         return self

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from devstack import cluster_kafka
 from devstack.cluster import API_NODE_PORT, PROMETHEUS_NODE_PORT, LocalCluster
 from devstack.node import ingress
 from devstack.node.network import NODE_IP
@@ -102,6 +103,8 @@ class Workloads:
 
     def install(self, progress: ProgressFn, platform_values: Sequence[str] = ()) -> None:
         kubectl = self.cluster.kubectl
+        progress("generating the dev Kafka's CA, certificate and SCRAM Secrets (never committed)")
+        cluster_kafka.install(kubectl)
         progress("applying manifests/dev (PostgreSQL, Kafka) and manifests/monitoring (Prometheus)")
         kubectl("apply", "-f", str(REPO_ROOT / "manifests" / "dev"))
         kubectl("apply", "-f", "-", stdin=self.monitoring())

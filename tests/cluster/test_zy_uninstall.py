@@ -2,15 +2,55 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+from devstack import cluster_kafka
 from devstack.workloads import NAMESPACE, RELEASE, split_image
 from tests.cluster.conftest import RunningCluster
 from tests.polling import wait_until
 
 LIST_TOPICS = (
-    "from confluent_kafka.admin import AdminClient;"
-    "admin = AdminClient({'bootstrap.servers': 'kafka.lending.svc.cluster.local:9092'});"
+    "import os; from confluent_kafka.admin import AdminClient;"
+    "admin = AdminClient({'bootstrap.servers': 'kafka.lending.svc.cluster.local:9092',"
+    " 'security.protocol': 'sasl_ssl', 'sasl.mechanism': 'SCRAM-SHA-512',"
+    " 'sasl.username': os.environ['USERNAME'], 'sasl.password': os.environ['PASSWORD'],"
+    " 'ssl.ca.location': '/etc/kafka-ca/ca.crt'});"
     "print('\\n'.join(sorted(admin.list_topics(timeout=20).topics)))"
 )
+# The broker shows a principal the topics it may use: prequalctl's (kept after the uninstall,
+# like every Kafka credentials Secret of the pipeline) may write the event topics.
+PRINCIPAL_SECRET = f"{RELEASE}-kafka-prequalctl"
+
+
+def _list_topics_pod(image: str) -> dict[str, Any]:
+    """The pod's spec (as `kubectl run --overrides`): prequalctl's login and the dev CA."""
+    secret = {"name": PRINCIPAL_SECRET}
+    return {
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [
+                {
+                    "name": "list-topics",
+                    "image": image,
+                    "imagePullPolicy": "Never",
+                    "command": ["python", "-c", LIST_TOPICS],
+                    "env": [
+                        {
+                            "name": "USERNAME",
+                            "valueFrom": {"secretKeyRef": {**secret, "key": "username"}},
+                        },
+                        {
+                            "name": "PASSWORD",
+                            "valueFrom": {"secretKeyRef": {**secret, "key": "password"}},
+                        },
+                    ],
+                    "volumeMounts": [{"name": "ca", "mountPath": "/etc/kafka-ca"}],
+                }
+            ],
+            "volumes": [{"name": "ca", "secret": {"secretName": cluster_kafka.CA_SECRET}}],
+        }
+    }
 
 
 def _left(cluster: RunningCluster) -> list[str]:
@@ -39,12 +79,7 @@ def test_uninstall_leaves_only_the_retained_topics(cluster: RunningCluster) -> N
         "list-topics",
         "--restart=Never",
         f"--image={repository}:{tag}",
-        "--image-pull-policy=Never",
-        "--command",
-        "--",
-        "python",
-        "-c",
-        LIST_TOPICS,
+        f"--overrides={json.dumps(_list_topics_pod(f'{repository}:{tag}'))}",
     )
     try:
         cluster.kubectl(

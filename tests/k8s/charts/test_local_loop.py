@@ -211,6 +211,11 @@ def test_tiltfile_logic_against_the_real_charts() -> None:
     assert before("crds", "loan-operator")
     assert before("postgres", "prequal-api")
     assert before("kafka", "prequal-api")
+    # The dev Kafka's CA, certificate and SCRAM Secrets are made before the broker and the
+    # operator start, by the module `make cluster` runs too.
+    assert before("kafka-identity", "kafka")
+    assert before("kafka-identity", "loan-operator")
+    assert "-m devstack.cluster_kafka --context kind-prequal" in resources["kafka-identity"]["cmd"]
     assert before("prequal-migrations", "prequal-api")
     for consumer in ("prequal-credit", "prequal-decision", "prequal-webhooks", "prequal-publisher"):
         assert before("pipeline", consumer)
