@@ -10,6 +10,7 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
+from loan_operator.deletion import PipelineDeletion
 from loan_operator.handlers import register
 from loan_operator.kafka_admin import KafkaAdmins
 from loan_operator.kube import Kube, api_client_from_environment
@@ -64,10 +65,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         manage_principals=settings.kafka_security_protocol.startswith("SASL_"),
     )
 
+    deletion = PipelineDeletion(
+        reconciler.kafka,
+        metrics,
+        reconciler.report,
+        reconciler.principals,
+        max_backoff=settings.max_backoff_seconds,
+    )
+
     def make_worker(body: Mapping[str, Any]) -> PipelineWorker:
         return PipelineWorker(
             body,
             reconciler,
+            deletion,
             kube,
             resync=settings.resync_seconds,
             max_backoff=settings.max_backoff_seconds,
@@ -75,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     supervisor = Supervisor(make_worker)
     registry = kopf.OperatorRegistry()
-    register(registry, supervisor)
+    register(registry, supervisor, deletion)
     kopf.run(
         registry=registry,
         standalone=True,

@@ -1,10 +1,12 @@
 """One thread per LoanPipeline: when to converge, when to poll lag, how long to back off.
 
 kopf's timers and daemons would do this, but kopf puts a finalizer on every object that has
-one (`requires_finalizer=True` in kopf.on.timer/daemon): with the operator gone, deleting a
-LoanPipeline — or its namespace — would hang forever. So kopf only watches (`on.event`, no
-finalizer) and this module keeps the clock: converge on a new generation, on every resync and,
-after a failure, with exponential backoff; poll each consumer at its `pollingIntervalSeconds`.
+one (`requires_finalizer=True` in kopf.on.timer/daemon), held for as long as the daemon runs.
+So kopf only watches (`on.event`) and this module keeps the clock: converge on a new
+generation, on every resync and, after a failure, with exponential backoff; poll each consumer
+at its `pollingIntervalSeconds`. The one finalizer the operator uses guards the Kafka cleanup
+of a deletion and is kopf's on.delete (handlers.py, deletion.py): while it holds, this thread
+does nothing; once the object is gone it deletes the topics if the policy says so.
 """
 
 from __future__ import annotations
@@ -16,16 +18,15 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from loan_operator.backoff import backoff
+from loan_operator.deletion import PipelineDeletion
+from loan_operator.kafka_principals import FINALIZER
 from loan_operator.kube import Kube, PipelineRef
-from loan_operator.reconcile import PipelineState, Reconciler
+from loan_operator.pipeline_state import PipelineState
+from loan_operator.reconcile import Reconciler
 from loan_operator.spec import PipelineSpec, parse_spec
 
 log = logging.getLogger("loan_operator")
-
-
-def backoff(failures: int, cap: float) -> float:
-    """1, 2, 4, … seconds, capped: a broken Kafka is retried, never hammered."""
-    return float(min(2 ** max(failures - 1, 0), cap))
 
 
 class PipelineWorker:
@@ -33,6 +34,7 @@ class PipelineWorker:
         self,
         body: Mapping[str, Any],
         reconciler: Reconciler,
+        deletion: PipelineDeletion,
         kube: Kube,
         *,
         resync: float,
@@ -42,6 +44,7 @@ class PipelineWorker:
         meta = body["metadata"]
         self.ref = PipelineRef(meta["namespace"], meta["name"], meta["uid"])
         self.reconciler = reconciler
+        self.deletion = deletion
         self.kube = kube
         self.resync = resync
         self.max_backoff = max_backoff
@@ -91,9 +94,10 @@ class PipelineWorker:
                 spec = None
             if self._gone:
                 if spec is not None:
-                    self.reconciler.remove(self.ref, spec)
+                    self.deletion.remove_topics(self.ref, spec)
                 return
             deleting = bool(body["metadata"].get("deletionTimestamp"))
+            self.state.deletion_guarded = FINALIZER in (body["metadata"].get("finalizers") or ())
             if spec is not None and not deleting:
                 try:
                     self._step(spec, int(body["metadata"].get("generation") or 0))

@@ -1,17 +1,34 @@
 """The operator gives each service of a pipeline its own Kafka principal: a SCRAM user whose
 password is in a Secret it creates, and ACLs that let the principal do what the design lets
-it and nothing else (checked by the broker itself)."""
+it and nothing else (checked by the broker itself). Deleting the pipeline takes them away
+before the object goes (a finalizer): the user can no longer log in, its ACLs are gone, its
+Secrets follow; the key Secrets stay. With the broker hanging, the deletion waits and says
+why, and completes once the broker answers again."""
 
 from __future__ import annotations
 
 import dataclasses
+import signal
+import time
 import uuid
 
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import (
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+)
+
 from devstack.kafka import Kafka
+from loan_operator.kafka_principals import FINALIZER
 from prequal.kafka import create_producer
 from prequal.kafka_acl import CREDIT_SERVICE, PUBLISHER, SERVICE_PRINCIPALS
 from prequal.kafka_security import KafkaConnection
-from tests.k8s.operator.conftest import OperatorProcess, Pipelines, pipeline_body
+from tests.k8s.operator.conftest import OperatorProcess, Pipelines, pipeline_body, wait_for
 
 
 def _produce(connection: KafkaConnection, topic: str) -> str | None:
@@ -54,3 +71,125 @@ def test_each_service_gets_a_principal_its_secret_and_only_its_grants(
     assert refused is not None
     assert "authorization failed" in refused.lower()
     assert _produce(as_role(CREDIT_SERVICE), f"{submitted}_dlq") is None
+
+
+def _scram_users(admin: AdminClient, users: list[str]) -> set[str]:
+    """Which of these users the broker holds a SCRAM credential for."""
+    present = set()
+    futures = admin.describe_user_scram_credentials(users, request_timeout=10)
+    assert isinstance(futures, dict)
+    for user, future in futures.items():
+        try:
+            future.result(10)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.RESOURCE_NOT_FOUND:
+                raise
+            continue
+        present.add(user)
+    return present
+
+
+def _acls_naming(admin: AdminClient, users: list[str]) -> list[AclBinding]:
+    bindings: list[AclBinding] = []
+    for user in users:
+        query = AclBindingFilter(
+            ResourceType.ANY,
+            None,  # type: ignore[arg-type]
+            ResourcePatternType.ANY,
+            f"User:{user}",
+            None,  # type: ignore[arg-type]
+            AclOperation.ANY,
+            AclPermissionType.ANY,
+        )
+        bindings += admin.describe_acls(query, request_timeout=10).result(10)
+    return bindings
+
+
+def _authentication_refused(connection: KafkaConnection, topic: str) -> bool:
+    """A new client logging in as this user is refused by the broker (not merely slow)."""
+    errors: list[KafkaError] = []
+    producer = Producer({**connection.config(), "error_cb": errors.append})
+    producer.produce(topic, b"value")
+    deadline = time.monotonic() + 30
+    while not errors and time.monotonic() < deadline:
+        producer.poll(0.5)
+    producer.purge()
+    return bool(errors) and errors[0].code() == KafkaError._AUTHENTICATION
+
+
+KEY_SECRETS = ("retail-pan-keys", "retail-pan-keys-api", "retail-pan-keys-index")
+
+
+def test_deleting_a_pipeline_removes_its_users_acls_and_credentials_but_keeps_its_keys(
+    operator: OperatorProcess, pipelines: Pipelines, kafka: Kafka, kafka_admin: AdminClient
+) -> None:
+    ns = pipelines.namespace
+    pipelines.create_db_secret("retail-db")
+    pipelines.create(pipeline_body("retail", kafka.bootstrap, f"{ns}."))
+    pipelines.wait_condition("retail", "KafkaAccessReady", "True")
+    pipelines.wait_condition("retail", "SecretsReady", "True")
+    assert (pipelines.get("retail") or {})["metadata"]["finalizers"] == [FINALIZER]
+    users = [f"{ns}.retail.{role}" for role in SERVICE_PRINCIPALS]
+    publisher = pipelines.secret("retail-kafka-publisher") or {}
+    as_publisher = dataclasses.replace(
+        kafka.connection(),
+        sasl_username=publisher["username"],
+        sasl_password=publisher["password"],
+    )
+    submitted = f"{ns}.loan_applications_submitted"
+    assert _produce(as_publisher, submitted) is None  # the identity works before
+    assert _scram_users(kafka_admin, users) == set(users)
+    assert _acls_naming(kafka_admin, users)
+    keys = {name: pipelines.secret(name) for name in KEY_SECRETS}
+    assert all(keys.values())
+
+    pipelines.delete("retail")
+    wait_for(lambda: pipelines.get("retail") is None, 30, "the LoanPipeline to be gone")
+
+    assert _scram_users(kafka_admin, users) == set()
+    assert _acls_naming(kafka_admin, users) == []
+    assert _authentication_refused(as_publisher, submitted)
+    wait_for(
+        lambda: all(
+            pipelines.secret(f"retail-kafka-{role}") is None for role in SERVICE_PRINCIPALS
+        ),
+        30,
+        "the credentials Secrets to follow their pipeline (garbage collector)",
+    )
+    assert {name: pipelines.secret(name) for name in KEY_SECRETS} == keys  # byte for byte
+    [removed] = pipelines.events("KafkaAccessRemoved")
+    assert removed.type == "Normal"
+    assert publisher["password"] not in operator.log()
+
+
+def test_deletion_waits_while_kafka_hangs_says_why_and_completes_when_it_is_back(
+    operator: OperatorProcess, pipelines: Pipelines, kafka: Kafka, kafka_admin: AdminClient
+) -> None:
+    ns = pipelines.namespace
+    pipelines.create_db_secret("retail-db")
+    pipelines.create(pipeline_body("retail", kafka.bootstrap, f"{ns}."))
+    pipelines.wait_condition("retail", "KafkaAccessReady", "True")
+    users = [f"{ns}.retail.{role}" for role in SERVICE_PRINCIPALS]
+    assert kafka.process is not None
+
+    # The fault: the broker stops answering (SIGSTOP), so every request times out.
+    kafka.process.signal(signal.SIGSTOP)
+    try:
+        pipelines.delete("retail")
+        [blocked] = wait_for(
+            lambda: pipelines.events("KafkaCleanupBlocked"), 60, "a Warning Event saying why"
+        )
+        assert blocked.type == "Warning"
+        assert blocked.message.startswith("KafkaUnreachable: ")
+        assert "prequal.dev/skip-kafka-cleanup=true" in blocked.message  # the way out
+        time.sleep(10)  # a few retries (backoff capped at 8 s here)
+        waiting = pipelines.get("retail")
+        assert waiting is not None, "deleted while its users could not be removed"
+        assert waiting["metadata"]["deletionTimestamp"]
+        assert len(pipelines.events("KafkaCleanupBlocked")) == 1  # per reason, not per retry
+    finally:
+        kafka.process.signal(signal.SIGCONT)
+
+    wait_for(lambda: pipelines.get("retail") is None, 90, "the deletion to complete")
+    assert _scram_users(kafka_admin, users) == set()
+    assert _acls_naming(kafka_admin, users) == []
