@@ -1,11 +1,22 @@
-"""The kopf registrations: watch LoanPipelines and hand every event to the supervisor; hold
-deletion until the pipeline's Kafka users and ACLs are gone.
+"""The kopf registrations: watch LoanPipelines and hand every event to the supervisor; run
+the orphan sweep alongside.
 
-Thin on purpose. There are no change handlers, timers or daemons. The one `on.delete` handler
-(only when the operator manages Kafka principals) gives each LoanPipeline kopf's finalizer,
-named `prequal.dev/kafka-access`; kopf writes nothing else to a LoanPipeline but its retry
-bookkeeping during a deletion (annotations `kopf.zalando.org/…`). It keeps no "last handled
-configuration": with no create/update handlers there is no diff to compute (_NoDiffBase).
+Thin on purpose. No change handlers, timers or daemons, and no finalizer: deleting a
+LoanPipeline never waits for the operator (deletion.py). The one `on.delete` handler is
+optional (`requires_finalizer=False`), for two reasons:
+
+- kopf is configured with the finalizer name an earlier version held,
+  `prequal.dev/kafka-access`; with a registered resource-changing handler and none that needs
+  a finalizer, kopf removes that finalizer from every LoanPipeline still carrying it (at its
+  first event after an upgrade, e.g. the initial listing), so old pipelines stop blocking
+  their deletion. This is why the operator keeps `patch` on loanpipelines.
+- kopf calls an optional deletion handler only while some other handler holds its finalizer,
+  which never happens here; the real cleanup at deletion runs in the pipeline's worker when the
+  watch reports the object gone. Should kopf call it all the same, it is the same best-effort
+  cleanup.
+
+It keeps no "last handled configuration": with no create/update handlers there is no diff to
+compute (_NoDiffBase).
 """
 
 from __future__ import annotations
@@ -16,8 +27,10 @@ from typing import Any
 import kopf
 
 from loan_operator.deletion import PipelineDeletion
-from loan_operator.kafka_principals import FINALIZER
-from loan_operator.kube import GROUP, PLURAL, VERSION
+from loan_operator.kafka_principals import LEGACY_FINALIZER
+from loan_operator.kube import GROUP, PLURAL, VERSION, PipelineRef
+from loan_operator.orphan_sweep import OrphanSweep
+from loan_operator.spec import parse_spec
 from loan_operator.worker import Supervisor
 
 
@@ -33,7 +46,10 @@ class _NoDiffBase(kopf.DiffBaseStorage):
 
 
 def register(
-    registry: kopf.OperatorRegistry, supervisor: Supervisor, deletion: PipelineDeletion
+    registry: kopf.OperatorRegistry,
+    supervisor: Supervisor,
+    deletion: PipelineDeletion,
+    sweep: OrphanSweep,
 ) -> None:
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -43,7 +59,7 @@ def register(
         settings.posting.level = logging.WARNING
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
-        settings.persistence.finalizer = FINALIZER
+        settings.persistence.finalizer = LEGACY_FINALIZER
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage()
         settings.persistence.diffbase_storage = _NoDiffBase()
 
@@ -57,16 +73,18 @@ def register(
     def pipeline_event(type: str | None, body: kopf.Body, **_: Any) -> None:
         supervisor.observe(type, body)
 
-    if deletion.guards_access:
-        # Not optional: kopf adds the finalizer to every LoanPipeline and removes it once this
-        # returns. It retries for as long as it raises (no retry limit, no timeout); a
-        # pipeline annotated prequal.dev/skip-kafka-cleanup=true is let go at the next try.
-        @kopf.on.delete(GROUP, VERSION, PLURAL, id="kafka-access", registry=registry)
-        def remove_kafka_access(body: kopf.Body, retry: int, **_: Any) -> None:
-            blocked = deletion.remove_access(body)
-            if blocked is not None:
-                delay = deletion.retry_delay(blocked, retry + 1)
-                raise kopf.TemporaryError(f"{blocked.reason}: {blocked.message}", delay=delay)
+    @kopf.on.delete(GROUP, VERSION, PLURAL, id="kafka-access", optional=True, registry=registry)
+    def remove_kafka_access(body: kopf.Body, **_: Any) -> None:
+        meta = body["metadata"]
+        try:
+            spec = parse_spec(body.get("spec") or {})
+        except (KeyError, TypeError, ValueError):
+            return  # never converged: no user was made for it
+        deletion.remove_access(PipelineRef(meta["namespace"], meta["name"], meta["uid"]), spec)
+
+    @kopf.on.startup(registry=registry)
+    def start_sweep(**_: Any) -> None:
+        sweep.start()
 
     @kopf.on.probe(id="pipelines", registry=registry)
     def pipelines(**_: Any) -> int:
@@ -74,4 +92,5 @@ def register(
 
     @kopf.on.cleanup(registry=registry)
     def stop(**_: Any) -> None:
+        sweep.stop()
         supervisor.stop()

@@ -59,6 +59,25 @@ class KafkaAccessAdmin:
                 present.add(name)
         return present
 
+    def all_scram_users(self) -> set[str]:
+        """Every user the cluster holds a SCRAM-SHA-512 credential for (the orphan sweep)."""
+        try:
+            future = self._client.describe_user_scram_credentials(
+                None, request_timeout=self.timeout
+            )
+        except Exception as exc:
+            raise translate(exc) from exc
+        assert not isinstance(future, dict)  # one future for all users when none is named
+        descriptions = result(future, self.timeout)
+        return {
+            name
+            for name, description in descriptions.items()
+            if any(
+                info.mechanism == ScramMechanism.SCRAM_SHA_512
+                for info in description.scram_credential_infos
+            )
+        }
+
     def set_scram_passwords(self, passwords: Mapping[str, str]) -> None:
         """Creates or replaces each user's SCRAM-SHA-512 credential (random salt)."""
         if not passwords:
@@ -152,16 +171,6 @@ class KafkaAccessAdmin:
             return 0
         futures = self._client.delete_acls(filters, request_timeout=self.timeout)
         return sum(len(result(f, self.timeout)) for f in futures.values())
-
-    def acls_of(self, principals: Iterable[str]) -> int:
-        """How many ACLs the broker answering still lists for these users."""
-        count = 0
-        for principal in sorted(set(principals)):
-            future = self._client.describe_acls(
-                _principal_filter(principal), request_timeout=self.timeout
-            )
-            count += len(result(future, self.timeout))
-        return count
 
 
 def _principal_filter(principal: str) -> AclBindingFilter:

@@ -7,9 +7,10 @@ overwritten (ownership.secret_claim). A password is written to the broker when i
 created, or when the broker has no credential for the user (a new cluster): the Secret stays
 the one truth. ACL creation is idempotent on the broker.
 
-Deleting a pipeline removes its users and every ACL naming them (`remove`, called behind the
-finalizer: deletion.py), and the credentials Secrets follow through their ownerReference to the
-LoanPipeline (the garbage collector; the operator needs no `delete` on Secrets). No other live
+Deleting a pipeline removes its users and every ACL naming them (`remove`: best effort when the
+operator sees the deletion, deletion.py, else the orphan sweep, orphan_sweep.py), and the
+credentials Secrets follow through their ownerReference to the LoanPipeline (the garbage
+collector; the operator needs no `delete` on Secrets). No other live
 pipeline can share a user: namespaces have no dots and roles have none, so `ns.p.r` names one
 pipeline (namespace, name) and one role; a pipeline of the same name is created only once the
 old one is gone. Key Secrets never get an ownerReference here: only a Secret that holds
@@ -32,8 +33,9 @@ from prequal.kafka_acl import CONSUMERS, SERVICE_PRINCIPALS, PipelineTopics, pip
 Problem = tuple[str, str]  # (condition reason, message)
 USERNAME_KEY = "username"
 PASSWORD_KEY = "password"  # noqa: S105 - the Secret's key name
-# Held on every LoanPipeline (when principals are managed) until its users are removed.
-FINALIZER = "prequal.dev/kafka-access"
+# The finalizer an earlier version held on every LoanPipeline until its users were removed;
+# kopf, configured with this name and no handler needing a finalizer, strips it (handlers.py).
+LEGACY_FINALIZER = "prequal.dev/kafka-access"
 
 
 def credentials_secret_name(pipeline: str, role: str) -> str:
@@ -58,20 +60,11 @@ class KafkaPrincipals:
         self.enabled = enabled
 
     def converge(
-        self, ref: PipelineRef, spec: PipelineSpec, admin: KafkaAdmin, *, guarded: bool = True
+        self, ref: PipelineRef, spec: PipelineSpec, admin: KafkaAdmin
     ) -> tuple[bool, str, str]:
-        """(ok, reason, message) for the KafkaAccessReady condition. Nothing is made on the
-        broker before the pipeline carries the deletion finalizer (`guarded`): a pipeline
-        deleted in between would otherwise leave users behind."""
+        """(ok, reason, message) for the KafkaAccessReady condition."""
         if not self.enabled:
             return (True, "NotManaged", "the operator's Kafka connection is not SASL")
-        if not guarded:
-            return (
-                False,
-                "KafkaUsersPending",
-                f"waiting for the finalizer {FINALIZER} (kopf adds it; the operator needs "
-                "`patch` on loanpipelines), so that deleting the pipeline removes its users",
-            )
         try:
             problem = self.ensure(ref, spec, admin)
         except KafkaUnreachable as exc:
@@ -147,11 +140,6 @@ class KafkaPrincipals:
             if secret is not None:
                 self._own(ref, name, secret)
         return deleted, revoked
-
-    def remaining(self, ref: PipelineRef, admin: KafkaAdmin) -> tuple[set[str], int]:
-        """What the broker answering still lists: (users with a credential, their ACLs)."""
-        users = self.users(ref)
-        return admin.scram_users(users), admin.acls_of(users)
 
     def _own(self, ref: PipelineRef, name: str, secret: SecretData) -> None:
         """An ownerReference to the pipeline on its credentials Secret, so the garbage collector

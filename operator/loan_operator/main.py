@@ -15,6 +15,7 @@ from loan_operator.handlers import register
 from loan_operator.kafka_admin import KafkaAdmins
 from loan_operator.kube import Kube, api_client_from_environment
 from loan_operator.metrics import Metrics
+from loan_operator.orphan_sweep import OrphanSweep
 from loan_operator.reconcile import Reconciler
 from loan_operator.settings import Settings
 from loan_operator.worker import PipelineWorker, Supervisor
@@ -70,7 +71,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         metrics,
         reconciler.report,
         reconciler.principals,
-        max_backoff=settings.max_backoff_seconds,
+    )
+    sweep = OrphanSweep(
+        kube,
+        reconciler.kafka,
+        namespaces=args.namespace,
+        interval=settings.orphan_sweep_seconds,
     )
 
     def make_worker(body: Mapping[str, Any]) -> PipelineWorker:
@@ -83,9 +89,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             max_backoff=settings.max_backoff_seconds,
         )
 
-    supervisor = Supervisor(make_worker)
+    supervisor = Supervisor(make_worker, sweep.saw)
     registry = kopf.OperatorRegistry()
-    register(registry, supervisor, deletion)
+    register(registry, supervisor, deletion, sweep)
     kopf.run(
         registry=registry,
         standalone=True,

@@ -52,8 +52,6 @@ class PipelineState:
     index_key_rotation: dict[str, str] | None = None
     # The same for the webhook dispatcher's key pair, with its Secret's name.
     webhook_key_rotation: dict[str, str] | None = None
-    # Whether the LoanPipeline carries the finalizer that removes its Kafka users on deletion.
-    deletion_guarded: bool = False
 
     @classmethod
     def resume(cls, ref: PipelineRef, status: Mapping[str, Any]) -> PipelineState:

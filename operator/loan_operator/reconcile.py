@@ -188,9 +188,7 @@ class Reconciler:
 
     def _converge_access(self, state: PipelineState, spec: PipelineSpec, generation: int) -> bool:
         admin = self.kafka(spec.kafka.bootstrap_servers)
-        ok, reason, message = self.principals.converge(
-            state.ref, spec, admin, guarded=state.deletion_guarded
-        )
+        ok, reason, message = self.principals.converge(state.ref, spec, admin)
         self.report.condition(
             state, cond.KAFKA_ACCESS_READY, generation, ok=ok, reason=reason, message=message
         )

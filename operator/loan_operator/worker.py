@@ -4,9 +4,9 @@ kopf's timers and daemons would do this, but kopf puts a finalizer on every obje
 one (`requires_finalizer=True` in kopf.on.timer/daemon), held for as long as the daemon runs.
 So kopf only watches (`on.event`) and this module keeps the clock: converge on a new
 generation, on every resync and, after a failure, with exponential backoff; poll each consumer
-at its `pollingIntervalSeconds`. The one finalizer the operator uses guards the Kafka cleanup
-of a deletion and is kopf's on.delete (handlers.py, deletion.py): while it holds, this thread
-does nothing; once the object is gone it deletes the topics if the policy says so.
+at its `pollingIntervalSeconds`. No finalizer: once the watch reports the object gone, this
+thread removes its Kafka users (best effort; the orphan sweep catches what it cannot) and
+deletes the topics if the policy says so (deletion.py), then ends.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from typing import Any
 
 from loan_operator.backoff import backoff
 from loan_operator.deletion import PipelineDeletion
-from loan_operator.kafka_principals import FINALIZER
 from loan_operator.kube import Kube, PipelineRef
 from loan_operator.pipeline_state import PipelineState
 from loan_operator.reconcile import Reconciler
@@ -94,10 +93,10 @@ class PipelineWorker:
                 spec = None
             if self._gone:
                 if spec is not None:
+                    self.deletion.remove_access(self.ref, spec)
                     self.deletion.remove_topics(self.ref, spec)
                 return
             deleting = bool(body["metadata"].get("deletionTimestamp"))
-            self.state.deletion_guarded = FINALIZER in (body["metadata"].get("finalizers") or ())
             if spec is not None and not deleting:
                 try:
                     self._step(spec, int(body["metadata"].get("generation") or 0))
@@ -135,8 +134,13 @@ class PipelineWorker:
 class Supervisor:
     """Starts a worker for each LoanPipeline kopf reports, and retires it when it is deleted."""
 
-    def __init__(self, make_worker: Callable[[Mapping[str, Any]], PipelineWorker]) -> None:
+    def __init__(
+        self,
+        make_worker: Callable[[Mapping[str, Any]], PipelineWorker],
+        saw: Callable[[Mapping[str, Any]], None] = lambda body: None,
+    ) -> None:
         self.make_worker = make_worker
+        self.saw = saw  # told of every pipeline the watch reports (the orphan sweep)
         self._workers: dict[str, PipelineWorker] = {}
         self._lock = threading.Lock()
         self._stopped = False
@@ -149,6 +153,7 @@ class Supervisor:
             # A finished worker (its pipeline deleted) is dropped on the next event.
             self._workers = {k: w for k, w in self._workers.items() if w.alive or k == uid}
             worker = self._workers.get(uid)
+            self.saw(body)
             if event_type == "DELETED":
                 if worker is None:
                     worker = self.make_worker(body)

@@ -94,9 +94,10 @@ them. Every rule is about namespaced objects: with watchNamespaces the operator 
 cluster-wide (kopf's CRD scanning is off, and it watches named namespaces, never Namespaces).
 */}}
 {{- define "loan-operator.rules" -}}
-# kopf watches LoanPipelines, and patches them only for its finalizer prequal.dev/kafka-access
-# and its retry annotations while a deletion waits for the Kafka cleanup; the scaler lists them
-# to see which pipeline named a Deployment first.
+# kopf watches LoanPipelines and adds no finalizer; it patches one only to strip the finalizer
+# prequal.dev/kafka-access an earlier version held (so its deletion does not hang). The scaler
+# lists them to see which pipeline named a Deployment first; the orphan sweep lists them to
+# learn which still exist (a list by name: no `get`).
 - apiGroups: [prequal.dev]
   resources: [loanpipelines]
   verbs: [list, watch, patch]

@@ -216,7 +216,7 @@ def test_migrations_hook_is_accepted_by_the_api_server(installed: Installed) -> 
 NEEDED = [
     ("list", "loanpipelines.prequal.dev"),
     ("watch", "loanpipelines.prequal.dev"),
-    ("patch", "loanpipelines.prequal.dev"),  # kopf's finalizer for the Kafka cleanup
+    ("patch", "loanpipelines.prequal.dev"),  # kopf strips an earlier version's finalizer
     ("patch", "loanpipelines.prequal.dev/status"),
     ("create", "events"),
     ("get", "secrets"),

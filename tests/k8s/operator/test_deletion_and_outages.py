@@ -1,7 +1,5 @@
-"""Deletion never hangs silently: with Kafka unreachable it waits, says why, and lets go when
-the pipeline is annotated prequal.dev/skip-kafka-cleanup=true; with the operator gone it waits
-for the operator. Topics follow deletionPolicy. An unreachable Kafka is a condition and a
-backoff, not a crash loop."""
+"""Deletion never hangs — with Kafka unreachable, or with the operator gone — and topics follow
+deletionPolicy. An unreachable Kafka is a condition and a backoff, not a crash loop."""
 
 from __future__ import annotations
 
@@ -12,8 +10,7 @@ from confluent_kafka.admin import AdminClient
 
 from devstack.kafka import Kafka
 from devstack.net import free_port
-from loan_operator.deletion import SKIP_ANNOTATION
-from loan_operator.kafka_principals import FINALIZER
+from loan_operator.kafka_principals import LEGACY_FINALIZER
 from tests.k8s.operator.conftest import OperatorProcess, Pipelines, pipeline_body, wait_for
 
 
@@ -31,12 +28,11 @@ def test_delete_policy_deletes_the_topics_and_retain_keeps_them(
     pipelines.create(pipeline_body("b", kafka.bootstrap, f"{ns}.b."))
     pipelines.wait_condition("a", "TopicsReady", "True")
     pipelines.wait_condition("b", "TopicsReady", "True")
-    # The one finalizer: the Kafka users' cleanup (the fixture's operator connects over SASL).
-    assert (pipelines.get("a") or {})["metadata"].get("finalizers") == [FINALIZER]
+    assert not (pipelines.get("a") or {})["metadata"].get("finalizers")
 
     pipelines.delete("a")
     pipelines.delete("b")
-    wait_for(lambda: pipelines.get("a") is None and pipelines.get("b") is None, 30, "both gone")
+    wait_for(lambda: pipelines.get("a") is None and pipelines.get("b") is None, 5, "both gone")
     wait_for(
         lambda: not topic_exists(kafka_admin, f"{ns}.a.loan_applications_submitted_dlq"),
         30,
@@ -48,7 +44,7 @@ def test_delete_policy_deletes_the_topics_and_retain_keeps_them(
     assert pipelines.events("TopicsDeleted")
 
 
-def test_unreachable_kafka_is_a_condition_with_backoff_and_deletion_waits_until_told_to_skip(
+def test_unreachable_kafka_is_a_condition_with_backoff_and_deletion_does_not_hang(
     operator: OperatorProcess, pipelines: Pipelines
 ) -> None:
     nowhere = f"127.0.0.1:{free_port()}"  # nothing listens here
@@ -70,8 +66,6 @@ def test_unreachable_kafka_is_a_condition_with_backoff_and_deletion_waits_until_
     topics = pipelines.wait_condition("retail", "TopicsReady", "False", "KafkaUnreachable")
     assert nowhere in topics["message"]
     pipelines.wait_condition("retail", "ScalingActive", "False", "KafkaUnreachable")
-    # Users are made only once the deletion finalizer is on: a pass or so later.
-    pipelines.wait_condition("retail", "KafkaAccessReady", "False", "KafkaUnreachable")
     assert pipelines.wait_condition("retail", "Ready", "False")["reason"] == "KafkaUnreachable"
     assert pipelines.replicas("retail-credit") == 1  # nothing is scaled on guesswork
     events = len(pipelines.events("KafkaUnreachable"))
@@ -90,51 +84,28 @@ def test_unreachable_kafka_is_a_condition_with_backoff_and_deletion_waits_until_
     failed = f'loan_operator_errors_total{{namespace="{pipelines.namespace}",pipeline="retail",'
     assert f'{failed}reason="KafkaUnreachable"}}' in operator.metrics()
 
-    # Its Kafka users may exist there: the deletion waits for their cleanup and says why.
+    started = time.monotonic()
     pipelines.delete("retail")
-    [blocked] = wait_for(
-        lambda: pipelines.events("KafkaCleanupBlocked"), 30, "a Warning Event saying why"
-    )
-    assert blocked.type == "Warning"
-    assert nowhere in blocked.message
-    assert "prequal.dev/skip-kafka-cleanup=true" in blocked.message
-    time.sleep(5)
-    assert pipelines.get("retail") is not None
-    assert len(pipelines.events("KafkaCleanupBlocked")) == 1  # per reason, not per retry
-
-    # The way out: the annotation lets it go, leaving the users (named in a Warning Event).
-    pipelines.annotate("retail", {SKIP_ANNOTATION: "true"})
-    wait_for(lambda: pipelines.get("retail") is None, 30, "the LoanPipeline to be gone")
-    [skipped] = pipelines.events("KafkaCleanupSkipped")
-    assert skipped.type == "Warning"
-    assert f"{pipelines.namespace}.retail.publisher" in skipped.message
+    wait_for(lambda: pipelines.get("retail") is None, 5, "the LoanPipeline to be gone")
+    assert time.monotonic() - started < 5
     failed = wait_for(lambda: pipelines.events("TopicDeletionFailed"), 60, "a give-up Event")
     assert failed[0].type == "Warning"
 
 
-def test_deletion_while_the_operator_is_gone_waits_for_it_and_completes_when_it_is_back(
-    operator: OperatorProcess, pipelines: Pipelines, kafka: Kafka, kafka_admin: AdminClient
+def test_deletion_does_not_hang_while_the_operator_is_gone(
+    operator: OperatorProcess, pipelines: Pipelines, kafka: Kafka
 ) -> None:
-    ns = pipelines.namespace
     pipelines.create_db_secret("retail-db")
-    pipelines.create(pipeline_body("retail", kafka.bootstrap, f"{ns}.", deletionPolicy="Delete"))
+    pipelines.create(
+        pipeline_body("retail", kafka.bootstrap, f"{pipelines.namespace}.", deletionPolicy="Delete")
+    )
     pipelines.wait_condition("retail", "Ready", "True")
     operator.stop()
     try:
         pipelines.delete("retail")
-        time.sleep(3)
-        # Nobody can remove its Kafka users: it waits (kubectl shows it Terminating).
-        waiting = pipelines.get("retail")
-        assert waiting is not None
-        assert waiting["metadata"]["finalizers"] == [FINALIZER]
+        wait_for(lambda: pipelines.get("retail") is None, 5, "deletion without the operator")
     finally:
         operator.start()
-    wait_for(lambda: pipelines.get("retail") is None, 60, "the deletion to complete")
-    wait_for(
-        lambda: not topic_exists(kafka_admin, f"{ns}.loan_applications_submitted"),
-        30,
-        "Delete-policy topics to be deleted",
-    )
 
 
 def test_metrics_and_liveness_endpoints(
@@ -177,3 +148,20 @@ def test_metrics_and_liveness_endpoints(
     assert "# TYPE loan_operator_errors_total counter" in text
     with urllib.request.urlopen(operator.liveness_url, timeout=5) as resp:  # noqa: S310
         assert resp.status == 200
+
+
+def test_the_finalizer_of_an_earlier_version_is_stripped_so_deletion_does_not_hang(
+    operator: OperatorProcess, pipelines: Pipelines, kafka: Kafka
+) -> None:
+    pipelines.create_db_secret("retail-db")
+    pipelines.create(pipeline_body("retail", kafka.bootstrap, f"{pipelines.namespace}."))
+    pipelines.wait_condition("retail", "TopicsReady", "True")
+    # What a pipeline made by the version that held deletion for the Kafka cleanup carries.
+    pipelines.patch_metadata("retail", {"finalizers": [LEGACY_FINALIZER]})
+    wait_for(
+        lambda: not (pipelines.get("retail") or {})["metadata"].get("finalizers"),
+        30,
+        "the operator to strip the old finalizer",
+    )
+    pipelines.delete("retail")
+    wait_for(lambda: pipelines.get("retail") is None, 5, "the LoanPipeline to be gone")

@@ -1,9 +1,9 @@
 """The operator gives each service of a pipeline its own Kafka principal: a SCRAM user whose
 password is in a Secret it creates, and ACLs that let the principal do what the design lets
-it and nothing else (checked by the broker itself). Deleting the pipeline takes them away
-before the object goes (a finalizer): the user can no longer log in, its ACLs are gone, its
-Secrets follow; the key Secrets stay. With the pipeline's Kafka unreachable, the deletion
-waits and says why, and completes once Kafka answers."""
+it and nothing else (checked by the broker itself). Deleting the pipeline never waits for them
+(no finalizer) and takes them away: at once when the operator sees the deletion and Kafka
+answers (the user can no longer log in, its ACLs are gone, its Secrets follow; the key Secrets
+stay), else by the orphan sweep once Kafka answers or the operator is back."""
 
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ from confluent_kafka.admin import (
 
 from devstack.kafka import Kafka
 from devstack.net import free_port
-from loan_operator.kafka_principals import FINALIZER
 from prequal.kafka import create_producer
 from prequal.kafka_acl import CREDIT_SERVICE, PUBLISHER, SERVICE_PRINCIPALS
 from prequal.kafka_security import KafkaConnection
@@ -128,7 +127,7 @@ def test_deleting_a_pipeline_removes_its_users_acls_and_credentials_but_keeps_it
     pipelines.create(pipeline_body("retail", kafka.bootstrap, f"{ns}."))
     pipelines.wait_condition("retail", "KafkaAccessReady", "True")
     pipelines.wait_condition("retail", "SecretsReady", "True")
-    assert (pipelines.get("retail") or {})["metadata"]["finalizers"] == [FINALIZER]
+    assert not (pipelines.get("retail") or {})["metadata"].get("finalizers")
     users = [f"{ns}.retail.{role}" for role in SERVICE_PRINCIPALS]
     publisher = pipelines.secret("retail-kafka-publisher") or {}
     as_publisher = dataclasses.replace(
@@ -144,10 +143,12 @@ def test_deleting_a_pipeline_removes_its_users_acls_and_credentials_but_keeps_it
     assert all(keys.values())
 
     pipelines.delete("retail")
-    wait_for(lambda: pipelines.get("retail") is None, 30, "the LoanPipeline to be gone")
+    wait_for(lambda: pipelines.get("retail") is None, 5, "the LoanPipeline to be gone at once")
 
-    assert _scram_users(kafka_admin, users) == set()
-    assert _acls_naming(kafka_admin, users) == []
+    # Removed when the operator sees the deletion, before any sweep may (the sweep leaves a
+    # pipeline the watch reported within its interval, 5 s here, alone; its deletion counts).
+    wait_for(lambda: _scram_users(kafka_admin, users) == set(), 4, "no SCRAM credential")
+    wait_for(lambda: _acls_naming(kafka_admin, users) == [], 10, "no ACL naming them")
     assert _authentication_refused(as_publisher, submitted)
     wait_for(
         lambda: all(
@@ -162,14 +163,19 @@ def test_deleting_a_pipeline_removes_its_users_acls_and_credentials_but_keeps_it
     assert publisher["password"] not in operator.log()
 
 
-def test_deletion_waits_while_kafka_is_unreachable_says_why_and_completes_once_it_answers(
+def test_kafka_unreachable_at_deletion_the_pipeline_goes_at_once_the_sweep_removes_its_users(
     operator: OperatorProcess, pipelines: Pipelines, kafka: Kafka, kafka_admin: AdminClient
 ) -> None:
     ns = pipelines.namespace
     pipelines.create_db_secret("retail-db")
+    pipelines.create_db_secret("keeper-db")
     pipelines.create(pipeline_body("retail", kafka.bootstrap, f"{ns}."))
+    # Another pipeline on the same Kafka: the sweep must leave its users alone.
+    pipelines.create(pipeline_body("keeper", kafka.bootstrap, f"{ns}.keeper."))
     pipelines.wait_condition("retail", "KafkaAccessReady", "True")
+    pipelines.wait_condition("keeper", "KafkaAccessReady", "True")
     users = [f"{ns}.retail.{role}" for role in SERVICE_PRINCIPALS]
+    kept = {f"{ns}.keeper.{role}" for role in SERVICE_PRINCIPALS}
 
     # The fault: the pipeline's Kafka address stops answering (it now names a closed port; the
     # session's broker is shared, and a stopped or frozen broker comes back too slowly here).
@@ -177,22 +183,40 @@ def test_deletion_waits_while_kafka_is_unreachable_says_why_and_completes_once_i
     pipelines.patch_spec("retail", {"kafka": {"bootstrapServers": nowhere}})
     pipelines.wait_condition("retail", "TopicsReady", "False", "KafkaUnreachable")
     pipelines.delete("retail")
-    [blocked] = wait_for(
-        lambda: pipelines.events("KafkaCleanupBlocked"), 60, "a Warning Event saying why"
-    )
-    assert blocked.type == "Warning"
-    assert blocked.message.startswith("KafkaUnreachable: ")
-    assert nowhere in blocked.message
-    assert "prequal.dev/skip-kafka-cleanup=true" in blocked.message  # the way out
-    time.sleep(10)  # a few retries (backoff capped at 8 s here)
-    waiting = pipelines.get("retail")
-    assert waiting is not None, "deleted while its users could not be removed"
-    assert waiting["metadata"]["deletionTimestamp"]
-    assert len(pipelines.events("KafkaCleanupBlocked")) == 1  # per reason, not per retry
-    assert _scram_users(kafka_admin, users) == set(users)  # still there, still working
+    wait_for(lambda: pipelines.get("retail") is None, 5, "the LoanPipeline to be gone at once")
+    wait_for(lambda: "its Kafka users stay on" in operator.log(), 30, "the failed cleanup logged")
+    assert _scram_users(kafka_admin, users) == set(users)  # left behind, for now
 
-    # Kafka answers at the pipeline's address again: the next attempt completes the deletion.
-    pipelines.patch_spec("retail", {"kafka": {"bootstrapServers": kafka.bootstrap}})
-    wait_for(lambda: pipelines.get("retail") is None, 60, "the deletion to complete")
-    assert _scram_users(kafka_admin, users) == set()
-    assert _acls_naming(kafka_admin, users) == []
+    # The sweep reaches the real Kafka (through the keeper) and removes them within about two
+    # intervals (5 s here) of the pipeline last being seen.
+    wait_for(lambda: _scram_users(kafka_admin, users) == set(), 60, "the sweep to remove them")
+    wait_for(lambda: _acls_naming(kafka_admin, users) == [], 10, "their ACLs gone")
+    assert _scram_users(kafka_admin, sorted(kept)) == kept
+    assert _acls_naming(kafka_admin, sorted(kept))
+    assert f"removed SCRAM users {ns}.retail." in operator.log()
+
+
+def test_users_of_a_pipeline_deleted_while_the_operator_is_gone_are_swept_at_start_up(
+    operator: OperatorProcess, pipelines: Pipelines, kafka: Kafka, kafka_admin: AdminClient
+) -> None:
+    ns = pipelines.namespace
+    pipelines.create_db_secret("retail-db")
+    pipelines.create_db_secret("keeper-db")
+    pipelines.create(pipeline_body("retail", kafka.bootstrap, f"{ns}."))
+    pipelines.create(pipeline_body("keeper", kafka.bootstrap, f"{ns}.keeper."))
+    pipelines.wait_condition("retail", "KafkaAccessReady", "True")
+    pipelines.wait_condition("keeper", "KafkaAccessReady", "True")
+    users = [f"{ns}.retail.{role}" for role in SERVICE_PRINCIPALS]
+    kept = {f"{ns}.keeper.{role}" for role in SERVICE_PRINCIPALS}
+
+    operator.stop()
+    try:
+        pipelines.delete("retail")
+        wait_for(lambda: pipelines.get("retail") is None, 5, "deletion without the operator")
+        assert _scram_users(kafka_admin, users) == set(users)  # nobody removed them
+    finally:
+        operator.start()
+    # A new process never saw "retail": its start-up sweep removes the users.
+    wait_for(lambda: _scram_users(kafka_admin, users) == set(), 30, "the start-up sweep")
+    wait_for(lambda: _acls_naming(kafka_admin, users) == [], 10, "their ACLs gone")
+    assert _scram_users(kafka_admin, sorted(kept)) == kept
