@@ -1,10 +1,11 @@
-"""The one module that talks to Kafka (confluent_kafka's AdminClient).
+"""The operator's Kafka adapter (confluent_kafka's AdminClient): topics, offsets, and through
+kafka_access (a mixin) SCRAM users and ACLs.
 
 Every call is bounded by a timeout and turns the client's many failure shapes into two
-exceptions: `KafkaUnreachable` (retry later, with backoff) and `KafkaRequestFailed` (the broker
-answered no). librdkafka's own connection chatter goes to the `loan_operator.librdkafka` logger
-at DEBUG, so an unreachable broker is reported once per attempt by the caller, not every
-reconnect by the library.
+exceptions (kafka_errors): `KafkaUnreachable` (retry later, with backoff) and
+`KafkaRequestFailed` (the broker answered no). librdkafka's own connection chatter goes to the
+`loan_operator.librdkafka` logger at DEBUG, so an unreachable broker is reported once per
+attempt by the caller, not every reconnect by the library.
 """
 
 from __future__ import annotations
@@ -14,15 +15,10 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from concurrent.futures import Future
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import (
-    AclBinding,
-    AclBindingFilter,
-    AclOperation,
-    AclPermissionType,
     AdminClient,
     AlterConfigOpType,
     ConfigEntry,
@@ -30,54 +26,21 @@ from confluent_kafka.admin import (
     NewPartitions,
     NewTopic,
     OffsetSpec,
-    ResourcePatternType,
     ResourceType,
-    ScramCredentialInfo,
-    ScramMechanism,
-    UserScramCredentialUpsertion,
 )
 
+from loan_operator.kafka_access import KafkaAccessAdmin
+from loan_operator.kafka_errors import (
+    COORDINATOR_MOVING,
+    TopicExists,
+    TopicMissing,
+    error_code,
+    result,
+    translate,
+)
 from loan_operator.scaling import PartitionOffsets
 from loan_operator.topics import ObservedTopic, TopicSpec
-from prequal.kafka_acl import Grant
 from prequal.kafka_security import KafkaConnection
-
-_UNREACHABLE = {
-    KafkaError._TRANSPORT,
-    KafkaError._TIMED_OUT,
-    KafkaError._ALL_BROKERS_DOWN,
-    KafkaError._RESOLVE,
-    KafkaError.REQUEST_TIMED_OUT,
-    KafkaError.NETWORK_EXCEPTION,
-}
-
-
-_COORDINATOR_MOVING = {
-    KafkaError.NOT_COORDINATOR,
-    KafkaError.COORDINATOR_NOT_AVAILABLE,
-    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-}
-
-
-def _code(exc: KafkaException) -> int | None:
-    error = exc.args[0] if exc.args else None
-    return int(error.code()) if isinstance(error, KafkaError) else None
-
-
-class KafkaUnreachable(Exception):  # noqa: N818 - a state, not a bug
-    """No broker answered within the timeout."""
-
-
-class KafkaRequestFailed(Exception):  # noqa: N818 - a state, not a bug
-    """A broker answered and refused the request."""
-
-
-class TopicMissing(KafkaRequestFailed):
-    pass
-
-
-class TopicExists(KafkaRequestFailed):
-    pass
 
 
 class _LibrdkafkaLog(logging.LoggerAdapter[logging.Logger]):
@@ -87,29 +50,7 @@ class _LibrdkafkaLog(logging.LoggerAdapter[logging.Logger]):
         super().log(logging.DEBUG, msg, *args, **kwargs)
 
 
-def _translate(exc: BaseException) -> Exception:
-    if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
-        error: KafkaError = exc.args[0]
-        if error.code() in _UNREACHABLE:
-            return KafkaUnreachable(error.str())
-        if error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-            return TopicMissing(error.str())
-        if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
-            return TopicExists(error.str())
-        return KafkaRequestFailed(error.str())
-    if isinstance(exc, TimeoutError):
-        return KafkaUnreachable("timed out")
-    return KafkaRequestFailed(str(exc))
-
-
-def _result(future: Future[Any], timeout: float) -> Any:
-    try:
-        return future.result(timeout)
-    except Exception as exc:
-        raise _translate(exc) from exc
-
-
-class KafkaAdmin:
+class KafkaAdmin(KafkaAccessAdmin):
     """Admin operations against one cluster (one bootstrap list)."""
 
     def __init__(self, connection: KafkaConnection, timeout: float = 5.0) -> None:
@@ -133,7 +74,7 @@ class KafkaAdmin:
         try:
             metadata = self._client.list_topics(timeout=self.timeout)
         except Exception as exc:
-            raise _translate(exc) from exc
+            raise translate(exc) from exc
         present = [n for n in names if n in metadata.topics and metadata.topics[n].error is None]
         if not present:
             return {}
@@ -141,7 +82,7 @@ class KafkaAdmin:
         futures = self._client.describe_configs(resources, request_timeout=self.timeout)
         observed = {}
         for resource, future in futures.items():
-            entries = _result(future, self.timeout)
+            entries = result(future, self.timeout)
             topic = metadata.topics[resource.name]
             partitions = topic.partitions
             replication = len(next(iter(partitions.values())).replicas) if partitions else 0
@@ -163,13 +104,13 @@ class KafkaAdmin:
         futures = self._client.create_topics([new], request_timeout=self.timeout)
         # Created a moment ago and not yet in the metadata we read: adopt it.
         with contextlib.suppress(TopicExists):
-            _result(futures[topic.name], self.timeout)
+            result(futures[topic.name], self.timeout)
 
     def raise_partitions(self, name: str, total: int) -> None:
         futures = self._client.create_partitions(
             [NewPartitions(name, total)], request_timeout=self.timeout
         )
-        _result(futures[name], self.timeout)
+        result(futures[name], self.timeout)
 
     def alter_config(self, name: str, values: Mapping[str, str]) -> None:
         entries = [
@@ -179,111 +120,27 @@ class KafkaAdmin:
         resource = ConfigResource(ResourceType.TOPIC, name, incremental_configs=entries)
         futures = self._client.incremental_alter_configs([resource], request_timeout=self.timeout)
         for future in futures.values():
-            _result(future, self.timeout)
+            result(future, self.timeout)
 
     def delete_topics(self, names: Iterable[str]) -> list[str]:
         """Deletes the topics that exist; returns their names."""
         try:
             metadata = self._client.list_topics(timeout=self.timeout)
         except Exception as exc:
-            raise _translate(exc) from exc
+            raise translate(exc) from exc
         present = [n for n in names if n in metadata.topics]
         if present:
             futures = self._client.delete_topics(present, request_timeout=self.timeout)
             for future in futures.values():
-                _result(future, self.timeout)
+                result(future, self.timeout)
         return present
-
-    def scram_users(self, names: Iterable[str]) -> set[str]:
-        """Which of these users have a SCRAM-SHA-512 credential."""
-        wanted = list(names)
-        try:
-            futures = self._client.describe_user_scram_credentials(
-                wanted, request_timeout=self.timeout
-            )
-        except Exception as exc:
-            raise _translate(exc) from exc
-        assert isinstance(futures, dict)  # one future per user when users are named
-        present = set()
-        for name, future in futures.items():
-            try:
-                description = future.result(self.timeout)
-            except KafkaException as exc:
-                if _code(exc) == KafkaError.RESOURCE_NOT_FOUND:
-                    continue
-                raise _translate(exc) from exc
-            except Exception as exc:
-                raise _translate(exc) from exc
-            if any(
-                info.mechanism == ScramMechanism.SCRAM_SHA_512
-                for info in description.scram_credential_infos
-            ):
-                present.add(name)
-        return present
-
-    def set_scram_passwords(self, passwords: Mapping[str, str]) -> None:
-        """Creates or replaces each user's SCRAM-SHA-512 credential (random salt)."""
-        if not passwords:
-            return
-        info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192)
-        upserts = [
-            UserScramCredentialUpsertion(user, info, password.encode())
-            for user, password in passwords.items()
-        ]
-        futures = self._client.alter_user_scram_credentials(
-            upserts,  # type: ignore[arg-type]
-            request_timeout=self.timeout,
-        )
-        for future in futures.values():
-            _result(future, self.timeout)
-
-    def grant(self, grants: Iterable[Grant]) -> None:
-        """Creates these ALLOW ACLs; one that exists already is left as it is (no new record)."""
-        bindings = [
-            AclBinding(
-                ResourceType[g.resource],
-                g.name,
-                ResourcePatternType.LITERAL,
-                f"User:{g.principal}",
-                "*",
-                AclOperation[g.operation],
-                AclPermissionType.ALLOW,
-            )
-            for g in grants
-        ]
-        if not bindings:
-            return
-        futures = self._client.create_acls(bindings, request_timeout=self.timeout)
-        for future in futures.values():
-            _result(future, self.timeout)
-
-    def granted(self, grants: Iterable[Grant]) -> bool:
-        """Whether the broker answering enforces every one of these grants already (a created
-        ACL reaches the brokers' authorizers through the metadata log, a moment later)."""
-        wanted = {(g.principal, g.resource, g.name, g.operation) for g in grants}
-        # None: any name, principal and host (the stubs type them str).
-        query = AclBindingFilter(
-            ResourceType.ANY,
-            None,  # type: ignore[arg-type]
-            ResourcePatternType.ANY,
-            None,  # type: ignore[arg-type]
-            None,  # type: ignore[arg-type]
-            AclOperation.ANY,
-            AclPermissionType.ALLOW,
-        )
-        future = self._client.describe_acls(query, request_timeout=self.timeout)
-        have = {
-            (b.principal.removeprefix("User:"), b.restype.name, b.name, b.operation.name)
-            for b in _result(future, self.timeout)
-        }
-        return wanted <= have
 
     def partition_offsets(self, topic: str, group: str) -> list[PartitionOffsets]:
         """Low and high watermarks and the group's committed offset, per partition."""
         try:
             metadata = self._client.list_topics(topic, timeout=self.timeout)
         except Exception as exc:
-            raise _translate(exc) from exc
+            raise translate(exc) from exc
         described = metadata.topics.get(topic)
         if described is None or described.error is not None or not described.partitions:
             raise TopicMissing(f"topic {topic} does not exist")
@@ -321,16 +178,16 @@ class KafkaAdmin:
                     break
                 except KafkaException as exc:
                     # The group coordinator is still being found or loaded: a moment, not a fault.
-                    if _code(exc) not in _COORDINATOR_MOVING or time.monotonic() > deadline:
-                        raise _translate(exc) from exc
+                    if error_code(exc) not in COORDINATOR_MOVING or time.monotonic() > deadline:
+                        raise translate(exc) from exc
                     time.sleep(0.2)
                 except Exception as exc:
-                    raise _translate(exc) from exc
+                    raise translate(exc) from exc
         return {tp.partition: None if tp.offset < 0 else tp.offset for tp in answered}
 
     def _offsets(self, tps: list[TopicPartition], spec: OffsetSpec) -> dict[int, int]:
         futures = self._client.list_offsets(dict.fromkeys(tps, spec), request_timeout=self.timeout)
-        return {tp.partition: _result(f, self.timeout).offset for tp, f in futures.items()}
+        return {tp.partition: result(f, self.timeout).offset for tp, f in futures.items()}
 
 
 class KafkaAdmins:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import os
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -261,6 +261,32 @@ class Kube:
             )
             for item in found.get("items") or ()
         ]
+
+    def pipeline_exists(self, namespace: str, name: str) -> bool:
+        """Asked of the API server now, not of a cache (a list by name: RBAC has no `get`)."""
+        found: dict[str, Any] = self.custom.list_namespaced_custom_object(  # type: ignore[assignment]
+            GROUP, VERSION, namespace, PLURAL, field_selector=f"metadata.name={name}"
+        )
+        return bool(found.get("items"))
+
+    def pipeline_bootstraps(self, namespaces: Sequence[str]) -> dict[tuple[str, str], str]:
+        """(namespace, name) → spec.kafka.bootstrapServers of every LoanPipeline in these
+        namespaces, or in all of them when none is named."""
+        pages: list[dict[str, Any]] = (
+            [
+                self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)  # type: ignore[misc]
+                for namespace in namespaces
+            ]
+            if namespaces
+            else [self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)]  # type: ignore[list-item]
+        )
+        items = [item for page in pages for item in page.get("items") or ()]
+        return {
+            (item["metadata"]["namespace"], item["metadata"]["name"]): str(
+                ((item.get("spec") or {}).get("kafka") or {}).get("bootstrapServers") or ""
+            )
+            for item in items
+        }
 
     def patch_status(self, ref: PipelineRef, status: Mapping[str, Any]) -> bool:
         """Merge-patches the status subresource; False if the object is gone."""

@@ -10,10 +10,12 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
+from loan_operator.deletion import PipelineDeletion
 from loan_operator.handlers import register
 from loan_operator.kafka_admin import KafkaAdmins
 from loan_operator.kube import Kube, api_client_from_environment
 from loan_operator.metrics import Metrics
+from loan_operator.orphan_sweep import OrphanSweep
 from loan_operator.reconcile import Reconciler
 from loan_operator.settings import Settings
 from loan_operator.worker import PipelineWorker, Supervisor
@@ -64,18 +66,32 @@ def main(argv: Sequence[str] | None = None) -> None:
         manage_principals=settings.kafka_security_protocol.startswith("SASL_"),
     )
 
+    deletion = PipelineDeletion(
+        reconciler.kafka,
+        metrics,
+        reconciler.report,
+        reconciler.principals,
+    )
+    sweep = OrphanSweep(
+        kube,
+        reconciler.kafka,
+        namespaces=args.namespace,
+        interval=settings.orphan_sweep_seconds,
+    )
+
     def make_worker(body: Mapping[str, Any]) -> PipelineWorker:
         return PipelineWorker(
             body,
             reconciler,
+            deletion,
             kube,
             resync=settings.resync_seconds,
             max_backoff=settings.max_backoff_seconds,
         )
 
-    supervisor = Supervisor(make_worker)
+    supervisor = Supervisor(make_worker, sweep.saw)
     registry = kopf.OperatorRegistry()
-    register(registry, supervisor)
+    register(registry, supervisor, deletion, sweep)
     kopf.run(
         registry=registry,
         standalone=True,

@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     # HPKE KEM of the key pairs it generates (docs/data-protection.md): the post-quantum hybrid
     # by default; `x25519` for classic X25519. Existing pairs keep theirs.
     sealing_kem: KemName = Field(default=DEFAULT_KEM, validation_alias="OPERATOR_SEALING_KEM")
+    # How often the orphan sweep looks for Kafka users of deleted pipelines (orphan_sweep.py).
+    orphan_sweep_seconds: float = Field(
+        default=60.0, gt=0, validation_alias="OPERATOR_ORPHAN_SWEEP_SECONDS"
+    )
     max_backoff_seconds: float = Field(
         default=60.0, gt=0, validation_alias="OPERATOR_MAX_BACKOFF_SECONDS"
     )

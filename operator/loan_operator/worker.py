@@ -1,10 +1,12 @@
 """One thread per LoanPipeline: when to converge, when to poll lag, how long to back off.
 
 kopf's timers and daemons would do this, but kopf puts a finalizer on every object that has
-one (`requires_finalizer=True` in kopf.on.timer/daemon): with the operator gone, deleting a
-LoanPipeline — or its namespace — would hang forever. So kopf only watches (`on.event`, no
-finalizer) and this module keeps the clock: converge on a new generation, on every resync and,
-after a failure, with exponential backoff; poll each consumer at its `pollingIntervalSeconds`.
+one (`requires_finalizer=True` in kopf.on.timer/daemon), held for as long as the daemon runs.
+So kopf only watches (`on.event`) and this module keeps the clock: converge on a new
+generation, on every resync and, after a failure, with exponential backoff; poll each consumer
+at its `pollingIntervalSeconds`. No finalizer: once the watch reports the object gone, this
+thread removes its Kafka users (best effort; the orphan sweep catches what it cannot) and
+deletes the topics if the policy says so (deletion.py), then ends.
 """
 
 from __future__ import annotations
@@ -16,16 +18,14 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from loan_operator.backoff import backoff
+from loan_operator.deletion import PipelineDeletion
 from loan_operator.kube import Kube, PipelineRef
-from loan_operator.reconcile import PipelineState, Reconciler
+from loan_operator.pipeline_state import PipelineState
+from loan_operator.reconcile import Reconciler
 from loan_operator.spec import PipelineSpec, parse_spec
 
 log = logging.getLogger("loan_operator")
-
-
-def backoff(failures: int, cap: float) -> float:
-    """1, 2, 4, … seconds, capped: a broken Kafka is retried, never hammered."""
-    return float(min(2 ** max(failures - 1, 0), cap))
 
 
 class PipelineWorker:
@@ -33,6 +33,7 @@ class PipelineWorker:
         self,
         body: Mapping[str, Any],
         reconciler: Reconciler,
+        deletion: PipelineDeletion,
         kube: Kube,
         *,
         resync: float,
@@ -42,6 +43,7 @@ class PipelineWorker:
         meta = body["metadata"]
         self.ref = PipelineRef(meta["namespace"], meta["name"], meta["uid"])
         self.reconciler = reconciler
+        self.deletion = deletion
         self.kube = kube
         self.resync = resync
         self.max_backoff = max_backoff
@@ -91,7 +93,8 @@ class PipelineWorker:
                 spec = None
             if self._gone:
                 if spec is not None:
-                    self.reconciler.remove(self.ref, spec)
+                    self.deletion.remove_access(self.ref, spec)
+                    self.deletion.remove_topics(self.ref, spec)
                 return
             deleting = bool(body["metadata"].get("deletionTimestamp"))
             if spec is not None and not deleting:
@@ -131,8 +134,13 @@ class PipelineWorker:
 class Supervisor:
     """Starts a worker for each LoanPipeline kopf reports, and retires it when it is deleted."""
 
-    def __init__(self, make_worker: Callable[[Mapping[str, Any]], PipelineWorker]) -> None:
+    def __init__(
+        self,
+        make_worker: Callable[[Mapping[str, Any]], PipelineWorker],
+        saw: Callable[[Mapping[str, Any]], None] = lambda body: None,
+    ) -> None:
         self.make_worker = make_worker
+        self.saw = saw  # told of every pipeline the watch reports (the orphan sweep)
         self._workers: dict[str, PipelineWorker] = {}
         self._lock = threading.Lock()
         self._stopped = False
@@ -145,6 +153,7 @@ class Supervisor:
             # A finished worker (its pipeline deleted) is dropped on the next event.
             self._workers = {k: w for k, w in self._workers.items() if w.alive or k == uid}
             worker = self._workers.get(uid)
+            self.saw(body)
             if event_type == "DELETED":
                 if worker is None:
                     worker = self.make_worker(body)

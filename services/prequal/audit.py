@@ -21,6 +21,14 @@ INSERT_SQL = (
     "request_id, event_id, purpose, outcome) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 
+# Many rows in one statement: one array per column, unnested row by row (many_params).
+INSERT_MANY_SQL = (
+    "INSERT INTO audit_log (application_id, action, actor, key_id, detail, principal, "
+    "request_id, event_id, purpose, outcome) SELECT * FROM unnest(%s::uuid[], %s::text[], "
+    "%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::uuid[], %s::text[], "
+    "%s::text[])"
+)
+
 # A client may send any X-Request-ID; the audit keeps a bounded prefix of it.
 REQUEST_ID_MAX = 128
 
@@ -54,6 +62,12 @@ class AuditEntry:
             self.purpose or self.detail or self.action,
             self.outcome,
         )
+
+
+def many_params(entries: list[AuditEntry]) -> tuple[list[object], ...]:
+    """INSERT_MANY_SQL's parameters: the entries' params() transposed into one list per column."""
+    rows = [entry.params() for entry in entries]
+    return tuple(list(column) for column in zip(*rows, strict=True)) if rows else ([],) * 10
 
 
 def bounded_request_id(request_id: str | None) -> str | None:

@@ -10,8 +10,10 @@ Secret that credit-service mounts holds all three, so that Secret is all it need
 `DATABASE_URL`.
 
 Batches are transactions: rows taken `FOR UPDATE SKIP LOCKED` in application id order, each
-new seal checked by opening it, and one `reseal` audit row per batch (principal, purpose
-`key-rotation`, the new key id, how many rows left which key) in the same transaction.
+new seal checked by opening it, and one `reseal` audit row per moved application (its id, the
+principal, purpose `key-rotation`, the new key id, the run's request id, the batch and the old
+key id in `detail`) written by one multi-row INSERT in the same transaction: "who touched
+application X" has an answer for reseals too, at the cost of one statement per batch.
 Progress is the rows' state: a run killed mid-batch changed nothing in that batch, and the
 next run resumes. Concurrency: credit-service reads either seal (it holds both private keys);
 an erasure deletes the row in its own statement, so an erased application has no row to move,
@@ -24,7 +26,6 @@ from __future__ import annotations
 import argparse
 import sys
 import uuid
-from collections import Counter
 from typing import Any
 
 import psycopg
@@ -98,7 +99,15 @@ def register_verb(verbs: Any) -> None:
         default=ACTOR,
         help="who runs it, for the audit rows (default: %(default)s)",
     )
+    parser.add_argument(
+        "--request-id",
+        help="names this run in the audit rows, e.g. a change ticket (default: reseal-<uuid>)",
+    )
     parser.set_defaults(handler=_reseal)
+
+
+def run_id() -> str:
+    return f"reseal-{uuid.uuid4()}"
 
 
 def reseal_batch(
@@ -107,9 +116,13 @@ def reseal_batch(
     after: uuid.UUID,
     batch: int,
     principal: str = ACTOR,
+    *,
+    request_id: str | None = None,
+    number: int = 1,
 ) -> tuple[int, int, uuid.UUID | None]:
-    """One transaction: (moved, failed, last id seen, or None when nothing was left)."""
-    moved: Counter[str] = Counter()
+    """One transaction, the `number`th of run `request_id`: (moved, failed, last id seen, or
+    None when nothing was left), with an audit row per moved application."""
+    moved: list[tuple[uuid.UUID, str]] = []
     failed = 0
     last: uuid.UUID | None = None
     with conn.transaction():
@@ -126,33 +139,50 @@ def reseal_batch(
                 failed += 1
                 continue
             conn.execute(UPDATE_SQL, (resealer.key_id, resealed, application_id))
-            moved[old] += 1
+            moved.append((application_id, old))
         if moved:
-            detail = ", ".join(f"{n} from {kid}" for kid, n in sorted(moved.items()))
-            entry = audit.AuditEntry(
-                None,
-                "reseal",
-                ACTOR,
-                resealer.key_id,
-                detail=f"resealed {sum(moved.values())} data keys to {resealer.key_id}: {detail}",
-                principal=principal,
-                purpose=audit.PURPOSE_KEY_ROTATION,
-            )
-            conn.execute(audit.INSERT_SQL, entry.params())
-    return sum(moved.values()), failed, last
+            entries = [
+                audit.AuditEntry(
+                    application_id,
+                    "reseal",
+                    ACTOR,
+                    resealer.key_id,
+                    detail=f"batch {number}: data key moved from {old} to {resealer.key_id}",
+                    principal=principal,
+                    request_id=request_id,
+                    purpose=audit.PURPOSE_KEY_ROTATION,
+                )
+                for application_id, old in moved
+            ]
+            conn.execute(audit.INSERT_MANY_SQL, audit.many_params(entries))
+    return len(moved), failed, last
 
 
-def reseal(url: str, resealer: Resealer, batch: int, principal: str = ACTOR) -> tuple[int, int]:
+def reseal(
+    url: str,
+    resealer: Resealer,
+    batch: int,
+    principal: str = ACTOR,
+    request_id: str | None = None,
+) -> tuple[int, int]:
     """Every data key under an old key id, batch by batch; (moved, failed)."""
+    request_id = request_id or run_id()
     moved = failed = 0
     after = uuid.UUID(int=0)
     with psycopg.connect(url, autocommit=True) as conn:
         (remaining,) = conn.execute(
             "SELECT count(*) FROM application_data_keys WHERE key_id <> %s", (resealer.key_id,)
         ).fetchone() or (0,)
-        print(f"{remaining} data keys to reseal to key {resealer.key_id}", flush=True)
+        print(
+            f"{remaining} data keys to reseal to key {resealer.key_id} (request id {request_id})",
+            flush=True,
+        )
+        number = 0
         while True:
-            done, bad, last = reseal_batch(conn, resealer, after, batch, principal)
+            number += 1
+            done, bad, last = reseal_batch(
+                conn, resealer, after, batch, principal, request_id=request_id, number=number
+            )
             if last is None:
                 break
             moved, failed, after = moved + done, failed + bad, last
@@ -193,7 +223,7 @@ def _reseal(args: argparse.Namespace) -> int:
         return 2
     code = 0
     if not args.status:
-        moved, failed = reseal(url, resealer, args.batch, args.principal)
+        moved, failed = reseal(url, resealer, args.batch, args.principal, args.request_id)
         print(f"done: resealed {moved} data keys to key {resealer.key_id}")
         if failed:
             print(f"error: {failed} data keys could not be opened", file=sys.stderr)

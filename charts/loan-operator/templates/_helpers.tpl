@@ -94,11 +94,13 @@ them. Every rule is about namespaced objects: with watchNamespaces the operator 
 cluster-wide (kopf's CRD scanning is off, and it watches named namespaces, never Namespaces).
 */}}
 {{- define "loan-operator.rules" -}}
-# kopf watches LoanPipelines (no finalizers, no progress annotations: it never patches them);
-# the scaler lists them to see which pipeline named a Deployment first.
+# kopf watches LoanPipelines and adds no finalizer; it patches one only to strip the finalizer
+# prequal.dev/kafka-access an earlier version held (so its deletion does not hang). The scaler
+# lists them to see which pipeline named a Deployment first; the orphan sweep lists them to
+# learn which still exist (a list by name: no `get`).
 - apiGroups: [prequal.dev]
   resources: [loanpipelines]
-  verbs: [list, watch]
+  verbs: [list, watch, patch]
 # The worker writes the status subresource.
 - apiGroups: [prequal.dev]
   resources: [loanpipelines/status]
@@ -108,7 +110,9 @@ cluster-wide (kopf's CRD scanning is off, and it watches named namespaces, never
   resources: [events]
   verbs: [create]
 # Key Secrets: generated when absent, appended to on rotation, only those it labelled and
-# annotated for the pipeline; the database Secret: read. RBAC cannot name Secrets that do not
+# annotated for the pipeline; Kafka credentials Secrets: created, and given an ownerReference
+# so the garbage collector deletes them with the pipeline (the operator deletes nothing); the
+# database Secret: read. RBAC cannot name Secrets that do not
 # exist yet, so the operator's code keeps to its own (docs/operator.md).
 - apiGroups: [""]
   resources: [secrets]

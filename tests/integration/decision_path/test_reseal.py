@@ -1,11 +1,13 @@
 """`prequalctl keys reseal` moves every data key sealed to an old key pair to the active one:
 the same data key, bound to the same application, now opened by the new private key alone, so
 the old pair can be retired. It is resumable after a kill mid-batch, skips erased applications
-(and one being erased), audits every batch in its own transaction, and credit-service scores a
-resealed application holding only the new private key."""
+(and one being erased), audits every moved application in its batch's transaction (one
+multi-row INSERT), so `prequalctl audit --application` names who resealed it, and
+credit-service scores a resealed application holding only the new private key."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -76,13 +78,23 @@ def _erase(conn: psycopg.Connection[Any], application_id: uuid.UUID) -> None:
     assert conn.execute(erasure.ERASE_SQL, params).fetchone() is not None
 
 
-def _reseal_audit(database_url: str) -> list[tuple[str, str, str, str]]:
+@dataclass(frozen=True)
+class ResealRow:
+    application_id: uuid.UUID | None
+    principal: str
+    purpose: str
+    key_id: str
+    request_id: str | None
+    detail: str
+
+
+def _reseal_audit(database_url: str) -> list[ResealRow]:
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(
-            "SELECT principal, purpose, key_id, detail FROM audit_log WHERE action = 'reseal' "
-            "ORDER BY id"
+            "SELECT application_id, principal, purpose, key_id, request_id, detail "
+            "FROM audit_log WHERE action = 'reseal' ORDER BY id"
         ).fetchall()
-    return [(str(a), str(b), str(c), str(d)) for a, b, c, d in rows]
+    return [ResealRow(*row) for row in rows]
 
 
 def test_reseal_moves_every_data_key_skips_erased_ones_and_credit_opens_with_the_new_key(
@@ -124,20 +136,34 @@ def test_reseal_moves_every_data_key_skips_erased_ones_and_credit_opens_with_the
     assert "s1: 0 sealed data keys (retirable)" in out
     assert "s2: 5 sealed data keys (active)" in out
 
+    # One row per moved application, none for the erased ones, all of one run (request id),
+    # each naming its batch (three batches of at most 2) and the key it left.
     audited = _reseal_audit(world.database_url)
-    assert {(p, purpose, kid) for p, purpose, kid, _ in audited} == {
+    assert [row.application_id for row in audited] == sorted(app.id for app in kept)
+    assert {(r.principal, r.purpose, r.key_id) for r in audited} == {
         ("ops@lender", "key-rotation", "s2")
     }
-    assert [d.split(":")[0] for *_, d in audited] == [
-        "resealed 2 data keys to s2",
-        "resealed 2 data keys to s2",
-        "resealed 1 data keys to s2",
+    [request_id] = {row.request_id for row in audited}
+    assert request_id is not None
+    assert request_id.startswith("reseal-")
+    assert [row.detail for row in audited] == [
+        f"batch {n}: data key moved from s1 to s2" for n in (1, 1, 2, 2, 3)
     ]
 
+    # `prequalctl audit` answers "who touched application X" for a reseal too.
+    assert prequalctl(["audit", "--application", str(kept[0].id), "-o", "json"]) == 0
+    trail = json.loads(capsys.readouterr().out)
+    [resealed] = [row for row in trail if row["action"] == "reseal"]
+    assert (resealed["principal"], resealed["purpose"], resealed["request_id"]) == (
+        "ops@lender",
+        "key-rotation",
+        request_id,
+    )
+
     # Repeating it moves nothing and writes no audit row.
-    assert prequalctl(["keys", "reseal"]) == 0
+    assert prequalctl(["keys", "reseal", "--request-id", "CHG-1"]) == 0
     assert "0 data keys to reseal" in capsys.readouterr().out
-    assert len(_reseal_audit(world.database_url)) == 3
+    assert len(_reseal_audit(world.database_url)) == 5
 
     # credit-service with the new private key only (the old one retired) scores a moved row.
     app, pan_ciphertext = apps[3]
@@ -169,13 +195,16 @@ def test_a_reseal_killed_mid_batch_changes_nothing_in_that_batch_and_the_next_ru
     audits_before = len(_reseal_audit(world.database_url))
     resealer = Resealer(pairs.opener("s1", "s2"), sealing.Sealer({"s2": pairs.new.public}, "s2"))
     with psycopg.connect(world.database_url, autocommit=True) as conn:
-        moved, failed, _ = reseal_batch(conn, resealer, uuid.UUID(int=0), 2)
+        moved, failed, _ = reseal_batch(conn, resealer, uuid.UUID(int=0), 2, request_id="r-1")
     assert (moved, failed) == (2, 0)
+    audited = _reseal_audit(world.database_url)[audits_before:]
+    assert [r.application_id for r in audited] == sorted(apps)[:2]  # application id order
     first = _data_keys(world.database_url)
     command, env = _cli(pairs.env(world.database_url))
 
-    # The fault: the batch's audit row cannot be written (the table is locked), so the process
-    # is caught with its batch's updates made and not committed, and killed there.
+    # The fault: the batch's audit rows cannot be written (the table is locked), so the process
+    # is caught with its batch's updates made and not committed, and killed there. The rows
+    # are one statement (an INSERT … SELECT FROM unnest), not one per application.
     with (
         psycopg.connect(world.database_url) as locker,
         psycopg.connect(world.database_url, autocommit=True) as watcher,
@@ -188,7 +217,7 @@ def test_a_reseal_killed_mid_batch_changes_nothing_in_that_batch_and_the_next_ru
         def blocked_backend() -> int | None:
             row = watcher.execute(
                 "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND query LIKE 'INSERT INTO audit_log%%'"
+                "AND query LIKE 'INSERT INTO audit_log%%unnest%%'"
             ).fetchone()
             return int(row[0]) if row else None
 
@@ -206,7 +235,7 @@ def test_a_reseal_killed_mid_batch_changes_nothing_in_that_batch_and_the_next_ru
             what="the killed client's backend to end",
         )
     assert _data_keys(world.database_url) == first, "the killed batch changed nothing"
-    assert len(_reseal_audit(world.database_url)) == audits_before + 1
+    assert len(_reseal_audit(world.database_url)) == audits_before + 2
 
     finished = subprocess.run(
         command, env=env, capture_output=True, text=True, timeout=120, check=False
@@ -218,4 +247,6 @@ def test_a_reseal_killed_mid_batch_changes_nothing_in_that_batch_and_the_next_ru
         pairs.opener("s2").open_key(stored[app_id][1], app_id)
     assert "3 data keys to reseal" in finished.stdout
     assert "s1: 0 sealed data keys (retirable)" in finished.stdout
-    assert len(_reseal_audit(world.database_url)) == audits_before + 3
+    audited = _reseal_audit(world.database_url)[audits_before:]
+    # Each application once: the killed batch left no row.
+    assert [r.application_id for r in audited] == sorted(apps)

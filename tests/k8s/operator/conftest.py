@@ -136,6 +136,7 @@ class OperatorProcess:
             "OPERATOR_KAFKA_TIMEOUT_SECONDS": "2",
             "OPERATOR_MAX_BACKOFF_SECONDS": "8",
             "OPERATOR_KEY_DISTRIBUTION_SECONDS": "4",
+            "OPERATOR_ORPHAN_SWEEP_SECONDS": "5",
             "LOG_LEVEL": "INFO",
             **self.kafka_env,
         }
@@ -265,6 +266,17 @@ class Pipelines:
             PLURAL,
             name,
             {"spec": spec},
+            _content_type="application/merge-patch+json",
+        )
+
+    def patch_metadata(self, name: str, metadata: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            self.namespace,
+            PLURAL,
+            name,
+            {"metadata": metadata},
             _content_type="application/merge-patch+json",
         )
 

@@ -10,6 +10,7 @@ from confluent_kafka.admin import AdminClient
 
 from devstack.kafka import Kafka
 from devstack.net import free_port
+from loan_operator.kafka_principals import LEGACY_FINALIZER
 from tests.k8s.operator.conftest import OperatorProcess, Pipelines, pipeline_body, wait_for
 
 
@@ -147,3 +148,20 @@ def test_metrics_and_liveness_endpoints(
     assert "# TYPE loan_operator_errors_total counter" in text
     with urllib.request.urlopen(operator.liveness_url, timeout=5) as resp:  # noqa: S310
         assert resp.status == 200
+
+
+def test_the_finalizer_of_an_earlier_version_is_stripped_so_deletion_does_not_hang(
+    operator: OperatorProcess, pipelines: Pipelines, kafka: Kafka
+) -> None:
+    pipelines.create_db_secret("retail-db")
+    pipelines.create(pipeline_body("retail", kafka.bootstrap, f"{pipelines.namespace}."))
+    pipelines.wait_condition("retail", "TopicsReady", "True")
+    # What a pipeline made by the version that held deletion for the Kafka cleanup carries.
+    pipelines.patch_metadata("retail", {"finalizers": [LEGACY_FINALIZER]})
+    wait_for(
+        lambda: not (pipelines.get("retail") or {})["metadata"].get("finalizers"),
+        30,
+        "the operator to strip the old finalizer",
+    )
+    pipelines.delete("retail")
+    wait_for(lambda: pipelines.get("retail") is None, 5, "the LoanPipeline to be gone")
