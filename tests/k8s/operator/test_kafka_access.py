@@ -163,19 +163,25 @@ def test_deleting_a_pipeline_removes_its_users_acls_and_credentials_but_keeps_it
     assert publisher["password"] not in operator.log()
 
 
-def test_kafka_unreachable_at_deletion_the_pipeline_goes_at_once_the_sweep_removes_its_users(
-    operator: OperatorProcess, pipelines: Pipelines, kafka: Kafka, kafka_admin: AdminClient
-) -> None:
+def _retail_and_keeper(pipelines: Pipelines, kafka: Kafka) -> tuple[list[str], set[str]]:
+    """Two Ready pipelines on the same Kafka: `retail`, whose users a test expects swept, and
+    `keeper`, whose users the sweep must leave alone. Returns both sets of user names."""
     ns = pipelines.namespace
     pipelines.create_db_secret("retail-db")
     pipelines.create_db_secret("keeper-db")
     pipelines.create(pipeline_body("retail", kafka.bootstrap, f"{ns}."))
-    # Another pipeline on the same Kafka: the sweep must leave its users alone.
     pipelines.create(pipeline_body("keeper", kafka.bootstrap, f"{ns}.keeper."))
     pipelines.wait_condition("retail", "KafkaAccessReady", "True")
     pipelines.wait_condition("keeper", "KafkaAccessReady", "True")
     users = [f"{ns}.retail.{role}" for role in SERVICE_PRINCIPALS]
-    kept = {f"{ns}.keeper.{role}" for role in SERVICE_PRINCIPALS}
+    return users, {f"{ns}.keeper.{role}" for role in SERVICE_PRINCIPALS}
+
+
+def test_kafka_unreachable_at_deletion_the_pipeline_goes_at_once_the_sweep_removes_its_users(
+    operator: OperatorProcess, pipelines: Pipelines, kafka: Kafka, kafka_admin: AdminClient
+) -> None:
+    ns = pipelines.namespace
+    users, kept = _retail_and_keeper(pipelines, kafka)
 
     # The fault: the pipeline's Kafka address stops answering (it now names a closed port; the
     # session's broker is shared, and a stopped or frozen broker comes back too slowly here).
@@ -199,15 +205,7 @@ def test_kafka_unreachable_at_deletion_the_pipeline_goes_at_once_the_sweep_remov
 def test_users_of_a_pipeline_deleted_while_the_operator_is_gone_are_swept_at_start_up(
     operator: OperatorProcess, pipelines: Pipelines, kafka: Kafka, kafka_admin: AdminClient
 ) -> None:
-    ns = pipelines.namespace
-    pipelines.create_db_secret("retail-db")
-    pipelines.create_db_secret("keeper-db")
-    pipelines.create(pipeline_body("retail", kafka.bootstrap, f"{ns}."))
-    pipelines.create(pipeline_body("keeper", kafka.bootstrap, f"{ns}.keeper."))
-    pipelines.wait_condition("retail", "KafkaAccessReady", "True")
-    pipelines.wait_condition("keeper", "KafkaAccessReady", "True")
-    users = [f"{ns}.retail.{role}" for role in SERVICE_PRINCIPALS]
-    kept = {f"{ns}.keeper.{role}" for role in SERVICE_PRINCIPALS}
+    users, kept = _retail_and_keeper(pipelines, kafka)
 
     operator.stop()
     try:
