@@ -18,14 +18,13 @@ LIST_TOPICS = (
     " 'ssl.ca.location': '/etc/kafka-ca/ca.crt'});"
     "print('\\n'.join(sorted(admin.list_topics(timeout=20).topics)))"
 )
-# The broker shows a principal the topics it may use: prequalctl's (kept after the uninstall,
-# like every Kafka credentials Secret of the pipeline) may write the event topics.
-PRINCIPAL_SECRET = f"{RELEASE}-kafka-prequalctl"
+# The pipeline's own principals go with it (the operator removes their SCRAM users, and their
+# credentials Secrets are the pipeline's), so the topics are listed as the dev broker's admin.
+CREDENTIALS_SECRET = f"{RELEASE}-kafka-prequalctl"
 
 
 def _list_topics_pod(image: str) -> dict[str, Any]:
-    """The pod's spec (as `kubectl run --overrides`): prequalctl's login and the dev CA."""
-    secret = {"name": PRINCIPAL_SECRET}
+    """The pod's spec (as `kubectl run --overrides`): the broker admin's login and the dev CA."""
     return {
         "spec": {
             "restartPolicy": "Never",
@@ -36,13 +35,15 @@ def _list_topics_pod(image: str) -> dict[str, Any]:
                     "imagePullPolicy": "Never",
                     "command": ["python", "-c", LIST_TOPICS],
                     "env": [
-                        {
-                            "name": "USERNAME",
-                            "valueFrom": {"secretKeyRef": {**secret, "key": "username"}},
-                        },
+                        {"name": "USERNAME", "value": cluster_kafka.ADMIN},
                         {
                             "name": "PASSWORD",
-                            "valueFrom": {"secretKeyRef": {**secret, "key": "password"}},
+                            "valueFrom": {
+                                "secretKeyRef": {
+                                    "name": cluster_kafka.USERS_SECRET,
+                                    "key": cluster_kafka.ADMIN,
+                                }
+                            },
                         },
                     ],
                     "volumeMounts": [{"name": "ca", "mountPath": "/etc/kafka-ca"}],
@@ -67,9 +68,18 @@ def _left(cluster: RunningCluster) -> list[str]:
     return out.split()
 
 
+def _secret_exists(cluster: RunningCluster, name: str) -> bool:
+    out = cluster.kubectl(
+        "-n", NAMESPACE, "get", "secret", name, "--ignore-not-found", "-o", "name"
+    )
+    return bool(out.strip())
+
+
 def test_uninstall_leaves_only_the_retained_topics(cluster: RunningCluster) -> None:
     cluster.helm("uninstall", RELEASE, f"--namespace={NAMESPACE}", "--wait", "--timeout=180s")
     wait_until(lambda: not _left(cluster), timeout=120, interval=1)
+    # The pipeline's Kafka credentials go with it (garbage-collected through its ownerReference).
+    wait_until(lambda: not _secret_exists(cluster, CREDENTIALS_SECRET), timeout=60, interval=1)
 
     repository, tag = split_image(cluster.workloads.images["PREQUAL_IMAGE"])
     cluster.kubectl(
