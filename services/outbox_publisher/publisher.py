@@ -170,6 +170,7 @@ class Publisher:
                     if conn is None or conn.closed:
                         conn = self.connect()
                         conn.autocommit = True  # one explicit transaction per batch
+                    began = time.monotonic()
                     full = self._one_batch(conn, producer, index)
                 except Exception as exc:  # noqa: BLE001 - every failure of a batch is survived
                     if conn is not None:
@@ -178,17 +179,28 @@ class Publisher:
                     producer = self._survive(exc, producer, index)
                     self.stopping.wait(_RECONNECT_DELAY)
                     continue
-                self._idle(index, full=full)
+                self._idle(index, full=full, began=began)
         finally:
             if conn is not None:
                 conn.close()
         producer.flush(self.settings.outbox_delivery_timeout_seconds)
 
-    def _idle(self, index: int, *, full: bool) -> None:
+    def _idle(self, index: int, *, full: bool, began: float) -> None:
+        """Waits for the next batch's rows: a NOTIFY, the poll interval, or none when full.
+
+        Woken sooner than `OUTBOX_GATHER_SECONDS` after the last batch began, a worker waits out
+        the rest of it before it claims, so that under load one claim and one produce request
+        carry the submissions of that whole interval; the wake-up stays set meanwhile, and it is
+        cleared only just before the claim, which then takes every row those NOTIFYs announced.
+        An idle publisher's first event waits for nothing.
+        """
         if not self.settings.outbox_listen:
             self.stopping.wait(self.settings.outbox_poll_interval_seconds)
         elif not full:
             self._wake[index].wait(self.settings.outbox_poll_interval_seconds)
+            rest = self.settings.outbox_gather_seconds - (time.monotonic() - began)
+            if rest > 0:
+                self.stopping.wait(rest)
             self._wake[index].clear()
 
     def _survive(self, exc: Exception, producer: EventProducer, index: int) -> EventProducer:

@@ -16,6 +16,9 @@ class PublisherSettings(DatabaseSettings, SessionSettings, KafkaSettings):
     outbox_workers: int = Field(default=2, ge=1, le=16)
     # Fallback wake-up when no NOTIFY arrives (and the pace of pure polling without LISTEN).
     outbox_poll_interval_seconds: float = Field(default=1.0, gt=0)
+    # A worker claims at most once per this interval while rows keep arriving (publisher.py,
+    # `_idle`): fewer, larger batches under load for at most this much latency; 0 turns it off.
+    outbox_gather_seconds: float = Field(default=0.02, ge=0, le=1.0)
     # false: no LISTEN, one batch per poll interval (how the dev log's publisher behaved).
     outbox_listen: bool = True
     # true: wait for each record's confirmation before the next (the dev log's way; slow).
