@@ -20,11 +20,16 @@ import psycopg
 
 from decision_service.rules import Decision
 from prequal.events import APPLICATION_DECIDED, format_time
-from prequal.outbox import INSERT_SQL, OutboxRow
+from prequal.outbox import INSERT_ROWS_SQL, OutboxRow, rows_param
 
 DECIDED_CHANNEL = "application_decided"
-# One round trip for both: a data-modifying CTE runs whether or not the query reads it.
-WRITE_SQL = f"WITH event AS ({INSERT_SQL}) SELECT pg_notify(%s, %s)"
+# One statement for a whole batch: the rows go in as one JSON array, and a NOTIFY per
+# application id follows (a data-modifying CTE runs whether or not the query reads it). The
+# outbox trigger then fires once per batch, not once per decision.
+WRITE_SQL = (
+    f"WITH event AS ({INSERT_ROWS_SQL}) "  # noqa: S608 - constants only; values are parameters
+    "SELECT pg_notify(%s, application_id) FROM unnest(%s::text[]) AS application_id"
+)
 
 
 def decided_payload(
@@ -47,12 +52,18 @@ def write_decided_events(
     decided: Sequence[tuple[uuid.UUID, str, Decision, datetime]],
 ) -> None:
     """One outbox row and one wake-up per decision (application id, owning client, decision,
-    time), inside the caller's transaction; psycopg pipelines the statements in one round trip."""
-    params = []
-    for application_id, client_id, decision, decided_at in decided:
-        payload = json.dumps(decided_payload(application_id, client_id, decision, decided_at))
-        row = OutboxRow.new(topic, APPLICATION_DECIDED, application_id, payload)
-        params.append((*row.params(), DECIDED_CHANNEL, str(application_id)))
-    if params:
-        with conn.cursor() as cursor:
-            cursor.executemany(WRITE_SQL, params)
+    time), inside the caller's transaction, in one statement."""
+    if not decided:
+        return
+    rows = [
+        OutboxRow.new(
+            topic,
+            APPLICATION_DECIDED,
+            application_id,
+            json.dumps(decided_payload(application_id, client_id, decision, decided_at)),
+        )
+        for application_id, client_id, decision, decided_at in decided
+    ]
+    conn.execute(
+        WRITE_SQL, (rows_param(rows), DECIDED_CHANNEL, [str(row.aggregate_id) for row in rows])
+    )

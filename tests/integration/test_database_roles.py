@@ -196,7 +196,9 @@ def test_the_decision_service_updates_only_the_status_columns(
         (Decimal("1000.00"), application_id),
     )
     event = outbox.OutboxRow.new("decided", "loan.application.decided.v1", application_id, "{}")
-    decision.execute(DECIDED_WRITE_SQL, (*event.params(), DECIDED_CHANNEL, str(application_id)))
+    decision.execute(
+        DECIDED_WRITE_SQL, (outbox.rows_param([event]), DECIDED_CHANNEL, [str(application_id)])
+    )
     decision.rollback()
     assert refused(decision, "UPDATE applications SET client_id = 'someone-else'")
     assert refused(decision, "UPDATE applications SET monthly_income = 1")
