@@ -4,7 +4,7 @@ It keeps the pods' addresses in nftables sets (table `kube-network-policies`) an
 new connection from or to a pod to itself through an NFQUEUE, then accepts or drops it by the
 NetworkPolicies that select the pods. This machine's kernel lacks the nftables `queue`
 expression, so the image is built with the xtables NFQUEUE target in its place
-(images/build.py, network_policies_binary). It runs in the host's network namespace as root
+(images/sources.py, network_policies_binary). It runs in the host's network namespace as root
 with NET_ADMIN only, like upstream's DaemonSet; the node's stop removes its table.
 """
 
