@@ -72,6 +72,19 @@ def pod_specs(docs: list[Manifest]) -> list[tuple[str, Manifest]]:
     return found
 
 
+def env_of(container: Manifest) -> dict[str, Any]:
+    """A container's environment: each name to its value, or to its `valueFrom`."""
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+def policies_of(docs: list[Manifest]) -> dict[str, Manifest]:
+    """The NetworkPolicies' specs by name, without the release's prefix."""
+    return {
+        p["metadata"]["name"].removeprefix("rel-loan-prequal-"): p["spec"]
+        for p in by_kind(docs, "NetworkPolicy")
+    }
+
+
 def _strict(schema: Any) -> Any:
     """A CRD's structural schema as kubeconform's strict mode reads it: unknown fields refused
     wherever the CRD lists properties, unless it preserves unknown fields there."""

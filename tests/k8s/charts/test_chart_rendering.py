@@ -4,7 +4,6 @@ docs/configuration.md)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,6 @@ from typing import Any
 import pytest
 import yaml
 
-from devstack.tools import tool
 from loan_operator.keyring import API_KEYS, WEBHOOK_API_KEYS
 
 from .conftest import (
@@ -24,10 +22,11 @@ from .conftest import (
     by_kind,
     ci_values,
     documents,
+    env_of,
     helm,
     pod_specs,
+    policies_of,
     render,
-    run,
 )
 
 SCENARIOS = [(chart, values) for chart in CHART_NAMES for values in ci_values(chart)]
@@ -156,10 +155,6 @@ def test_consumers_leave_replicas_to_the_operator_when_it_scales_them() -> None:
     assert by_kind(fixed, "LoanPipeline")[0]["spec"]["consumers"] == []
 
 
-def _env(container: dict[str, Any]) -> dict[str, Any]:
-    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
-
-
 def test_processes_get_the_configuration_contract() -> None:
     """docs/configuration.md: commands, ports, DATABASE_URL from the Secret's `url`, the
     operator's `<pipeline>-pipeline` ConfigMap, the PAN key Secret as SECRETS_DIR."""
@@ -175,7 +170,7 @@ def test_processes_get_the_configuration_contract() -> None:
     for component, (command, metrics_port, has_keys) in expected.items():
         spec = deployments[f"rel-loan-prequal-{component}"]["spec"]["template"]["spec"]
         [container] = spec["containers"]
-        env = _env(container)
+        env = env_of(container)
         assert container["args"] == [command]
         assert "command" not in container  # the image entrypoint (dev: reloader) runs it
         assert env["DATABASE_URL"] == {"secretKeyRef": {"name": "retail-db", "key": "url"}}
@@ -213,14 +208,15 @@ def test_processes_get_the_configuration_contract() -> None:
         container = deployments[f"rel-loan-prequal-{component}"]["spec"]["template"]["spec"][
             "containers"
         ][0]
-        assert _env(container)["CONSUMER_GROUP"] == f"{component}-service"
+        assert env_of(container)["CONSUMER_GROUP"] == f"{component}-service"
     container = deployments["rel-loan-prequal-webhooks"]["spec"]["template"]["spec"]["containers"][
         0
     ]
-    assert _env(container)["CONSUMER_GROUP"] == "webhook-dispatcher"
+    assert env_of(container)["CONSUMER_GROUP"] == "webhook-dispatcher"
     # The SSRF guard's allow-list is empty unless set; the API and the dispatcher read it.
-    assert _env(container)["WEBHOOK_ALLOWED_NETWORKS"] == ""
-    api_env = _env(deployments["rel-loan-prequal-api"]["spec"]["template"]["spec"]["containers"][0])
+    assert env_of(container)["WEBHOOK_ALLOWED_NETWORKS"] == ""
+    api = deployments["rel-loan-prequal-api"]["spec"]["template"]["spec"]["containers"][0]
+    api_env = env_of(api)
     assert (api_env["API_HOST"], api_env["API_PORT"]) == (ANY_ADDRESS, "8000")
     assert api_env["OIDC_TOKEN_URL"] == ""  # derived from the issuer (Hydra's /oauth2/token)
     [pipeline] = by_kind(docs, "LoanPipeline")
@@ -277,12 +273,12 @@ def test_each_service_takes_its_database_role_secret_and_falls_back_to_the_singl
         container = deployments[f"rel-loan-prequal-{component}"]["spec"]["template"]["spec"][
             "containers"
         ][0]
-        assert _env(container)["DATABASE_URL"] == {
+        assert env_of(container)["DATABASE_URL"] == {
             "secretKeyRef": {"name": secret, "key": "url"}
         }, component
     [job] = by_kind(docs, "Job")
     [migrations] = job["spec"]["template"]["spec"]["containers"]
-    assert _env(migrations)["DATABASE_URL"]["secretKeyRef"]["name"] == "retail-owner"
+    assert env_of(migrations)["DATABASE_URL"]["secretKeyRef"]["name"] == "retail-owner"
     unknown = helm(
         "template", "rel", str(CHARTS / "loan-prequal"), "--set", "database.roleSecrets.x=y"
     )
@@ -290,109 +286,9 @@ def test_each_service_takes_its_database_role_secret_and_falls_back_to_the_singl
     assert "additional properties 'x' not allowed" in unknown.stderr
 
 
-def test_migrations_run_as_a_hook_before_install_and_upgrade() -> None:
-    [job] = by_kind(documents(render("loan-prequal")), "Job")
-    annotations = job["metadata"]["annotations"]
-    assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
-    assert "before-hook-creation" in annotations["helm.sh/hook-delete-policy"]
-    [container] = job["spec"]["template"]["spec"]["containers"]
-    assert container["command"] == ["prequalctl", "db", "upgrade"]
-    assert _env(container)["DATABASE_URL"]["secretKeyRef"]["key"] == "url"
-    disabled = documents(render("loan-prequal", "--set", "migrations.enabled=false"))
-    assert by_kind(disabled, "Job") == []
-
-
-def test_retention_is_a_cronjob_that_is_off_unless_asked_for() -> None:
-    assert by_kind(documents(render("loan-prequal")), "CronJob") == []
-    docs = documents(
-        render("loan-prequal", "--set", "retention.enabled=true", "--set", "retention.days=90")
-    )
-    [cron] = by_kind(docs, "CronJob")
-    spec = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    [container] = spec["containers"]
-    assert container["command"] == ["prequalctl", "erase"]
-    env = _env(container)
-    assert env["PERSONAL_DATA_RETENTION_DAYS"] == "90"
-    assert env["DATABASE_URL"]["secretKeyRef"]["key"] == "url"
-    assert not any(v.get("secret") for v in spec["volumes"])  # no key needed to erase
-    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
-    # Egress to PostgreSQL only, past the default-deny policy.
-    retention = _policies(docs)["retention"]
-    assert retention["policyTypes"] == ["Egress"]
-    assert len(retention["egress"]) == 1
-
-
-def test_reindex_is_a_cronjob_with_the_private_and_index_keys_off_unless_asked_for() -> None:
-    """docs/data-protection.md: reindexing needs each PAN, so the job holds the private keys
-    and the index keys together; nothing else does."""
-    docs = documents(render("loan-prequal", "--set", "reindex.enabled=true"))
-    [cron] = by_kind(docs, "CronJob")
-    assert cron["metadata"]["name"] == "rel-loan-prequal-reindex"
-    spec = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    [container] = spec["containers"]
-    assert container["command"] == ["prequalctl", "reindex", "--batch", "200"]
-    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
-    assert mounts["/var/run/secrets/prequal"] == "reindex-keys"
-    volume = next(v for v in spec["volumes"] if v["name"] == "reindex-keys")
-    files = {
-        item["path"]: source["secret"]["name"]
-        for source in volume["projected"]["sources"]
-        for item in source["secret"].get("items", [{"path": "*"}])
-    }
-    assert files == {
-        "sealing_private_keys": "rel-loan-prequal-pan-keys",
-        "pan_encryption_keys": "rel-loan-prequal-pan-keys",
-        "*": "rel-loan-prequal-pan-keys-index",
-    }
-    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
-    assert _policies(docs)["reindex"]["policyTypes"] == ["Egress"]
-
-
-def test_reseal_is_a_cronjob_with_the_key_secrets_pairs_only_off_unless_asked_for() -> None:
-    """docs/data-protection.md: resealing opens data keys, so the job mounts what credit-service
-    needs to open and the active public key to seal to; no index key, no legacy keyring."""
-    assert not by_kind(documents(render("loan-prequal")), "CronJob")
-    docs = documents(render("loan-prequal", "--set", "reseal.enabled=true"))
-    [cron] = by_kind(docs, "CronJob")
-    assert cron["metadata"]["name"] == "rel-loan-prequal-reseal"
-    spec = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    [container] = spec["containers"]
-    assert container["command"] == [
-        "prequalctl",
-        "keys",
-        "reseal",
-        "--batch",
-        "200",
-        "--principal",
-        "cronjob/rel-loan-prequal-reseal",
-    ]
-    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
-    assert mounts["/var/run/secrets/prequal"] == "reseal-keys"
-    volume = next(v for v in spec["volumes"] if v["name"] == "reseal-keys")
-    files = {
-        item["path"]: source["secret"]["name"]
-        for source in volume["projected"]["sources"]
-        for item in source["secret"]["items"]
-    }
-    assert files == {
-        "sealing_private_keys": "rel-loan-prequal-pan-keys",
-        "sealing_public_keys": "rel-loan-prequal-pan-keys",
-        "sealing_active_key_id": "rel-loan-prequal-pan-keys",
-    }
-    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
-    assert _policies(docs)["reseal"]["policyTypes"] == ["Egress"]
-
-
-def _policies(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {
-        p["metadata"]["name"].removeprefix("rel-loan-prequal-"): p["spec"]
-        for p in by_kind(docs, "NetworkPolicy")
-    }
-
-
 def test_network_policies_deny_by_default_and_allow_only_the_real_flows() -> None:
     docs = documents(render("loan-prequal"))
-    policies = _policies(docs)
+    policies = policies_of(docs)
     deny = policies["default-deny"]
     assert deny["podSelector"]["matchLabels"] == {
         "app.kubernetes.io/name": "loan-prequal",
@@ -429,7 +325,7 @@ def test_network_policies_deny_by_default_and_allow_only_the_real_flows() -> Non
     ]
     [jwks] = [r for r in policies["api"]["egress"] if r["ports"][0]["port"] == 443]
     assert "to" not in jwks
-    narrowed = _policies(
+    narrowed = policies_of(
         documents(
             render(
                 "loan-prequal",
@@ -448,53 +344,8 @@ def test_network_policies_deny_by_default_and_allow_only_the_real_flows() -> Non
         [rule] = policies[worker]["ingress"]
         assert rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]
     assert (
-        _policies(documents(render("loan-prequal", "--set", "networkPolicy.enabled=false"))) == {}
+        policies_of(documents(render("loan-prequal", "--set", "networkPolicy.enabled=false"))) == {}
     )
-
-
-ALERTS_FILE = CHARTS / "loan-prequal/files/alerts.rules.yaml"
-
-
-def test_alert_rules_pass_promtool_and_cover_the_required_alerts() -> None:
-    checked = run(tool("promtool"), "check", "rules", str(ALERTS_FILE))
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    rules = [r for g in yaml.safe_load(ALERTS_FILE.read_text())["groups"] for r in g["rules"]]
-    exprs = {r["alert"]: (r["expr"], r.get("for")) for r in rules}
-    assert "> 0.05" in exprs["PrequalApiHighErrorRate"][0]
-    assert exprs["PrequalApiHighErrorRate"][1] == "5m"
-    assert "0.95" in exprs["PrequalApiHighLatency"][0]
-    assert "> 0.5" in exprs["PrequalApiHighLatency"][0]
-    assert "> 1000" in exprs["PrequalConsumerLagHigh"][0]
-    assert exprs["PrequalConsumerLagHigh"][1] == "10m"
-    assert "dlq_records_total" in exprs["PrequalDeadLetterGrowth"][0]
-    assert "outbox_oldest_unpublished_age_seconds" in exprs["PrequalOutboxStale"][0]
-    assert "> 60" in exprs["PrequalOutboxStale"][0]
-    assert "up{" in exprs["PrequalServiceDown"][0]
-
-
-def test_prometheus_rule_wraps_the_alert_file_unchanged() -> None:
-    docs = documents(render("loan-prequal", "--set", "prometheusRule.enabled=true"))
-    [rule] = by_kind(docs, "PrometheusRule")
-    assert rule["spec"]["groups"] == yaml.safe_load(ALERTS_FILE.read_text())["groups"]
-    # Prometheus' own templates survive helm untouched.
-    assert "{{ $labels.group }}" in json.dumps(rule)
-
-
-def test_dashboards_ship_as_sidecar_configmaps_with_queries_on_every_panel() -> None:
-    files = sorted((CHARTS / "loan-prequal/files/dashboards").glob("*.json"))
-    assert [f.stem for f in files] == ["api", "business", "database", "kafka"]
-    maps = {
-        c["metadata"]["name"]: c for c in by_kind(documents(render("loan-prequal")), "ConfigMap")
-    }
-    for path in files:
-        configmap = maps[f"rel-loan-prequal-dashboard-{path.stem}"]
-        assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
-        dashboard = json.loads(configmap["data"][path.name])
-        assert dashboard == json.loads(path.read_text())
-        assert dashboard["panels"]
-        for panel in dashboard["panels"]:
-            assert panel["targets"], panel["title"]
-            assert all(t["expr"] for t in panel["targets"]), panel["title"]
 
 
 def test_the_ingress_routes_only_public_paths_and_production_turns_docs_off() -> None:
