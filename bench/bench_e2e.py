@@ -9,8 +9,10 @@ warm-up of 3,000 applications, three runs on one platform:
   is the CPU time (user + system) each process, PostgreSQL and Kafka spent per application in
   this run: on 2 cores, 1,000 applications/s leaves 2 ms of CPU per application in total;
 - latency: applications at a fixed 300/s (open loop) for 10 s; `e2e_p50/p95/p99_ms` are the
-  times from each `202` to its final status (the decision's `updated_at`). Per-stage medians
-  come from the rows' own timestamps (API commit, credit transaction, decision update);
+  times from each POST's scheduled send time (so a late load generator counts against the
+  platform, not for it) to its final status (the decision's `updated_at`: its transaction's
+  start, one clock with the load generator's). Per-stage medians come from the rows' own
+  timestamps (API commit, credit transaction, decision update);
 - profile: 3,000 more applications with py-spy sampling each service; the hottest frames are
   printed and the collapsed stacks written to `.bench/profile-<service>.txt`.
 
@@ -122,25 +124,28 @@ class Connection:
 async def _post_all(
     url: tuple[str, int], count: int, rate: float | None
 ) -> list[tuple[str, float]]:
-    """(application id, wall time of its 202) for `count` POSTs, paced at `rate` if given."""
+    """(application id, wall time it was sent) for each `202` of `count` POSTs, paced at
+    `rate` if given: then the time it was due, whether or not a connection was free."""
     bodies = [_body() for _ in range(count)]
     accepted: list[tuple[str, float]] = []
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(count):
         queue.put_nowait(i)
-    start = time.monotonic()
+    start, wall_start = time.monotonic(), time.time()
 
     async def worker() -> None:
         conn = Connection(*url)
         while not queue.empty():
             i = queue.get_nowait()
+            sent = time.time()
             if rate is not None:
+                sent = wall_start + i / rate
                 delay = start + i / rate - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
             status, answer = await conn.post(bodies[i])
             if status == 202:
-                accepted.append((answer["application_id"], time.time()))
+                accepted.append((answer["application_id"], sent))
 
     await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
     return accepted
