@@ -39,6 +39,13 @@ def go_env() -> dict[str, str]:
     }
 
 
+def go_build_static(name: str, out: Path, package: str, ldflags: str, env: dict[str, str]) -> None:
+    """`go build` of `package` in the current directory's module: static (netgo), stripped."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    command = ["go", "build", "-trimpath", "-tags", "netgo", "-ldflags", f"-s -w {ldflags}"]
+    run_logged(f"{name}-build", [*command, "-o", str(out), package], env=env)
+
+
 def pause_binary() -> Path:
     """Kubernetes' pause.c, from the k8s.io/kubernetes module `make tools` downloaded, static."""
     version = TAGS["PAUSE_IMAGE"].rsplit(":", 1)[1]
@@ -110,23 +117,7 @@ def go_wrapper_binary(
     os.chdir(src)
     try:
         run_logged(f"{name}-tidy", ["go", "mod", "tidy"], env=env)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        run_logged(
-            f"{name}-build",
-            [
-                "go",
-                "build",
-                "-trimpath",
-                "-tags",
-                "netgo",
-                "-ldflags",
-                f"-s -w {ldflags}",
-                "-o",
-                str(out),
-                ".",
-            ],
-            env=env,
-        )
+        go_build_static(name, out, ".", ldflags, env)
     finally:
         os.chdir(ROOT)
     stamp.write_text(main_hash)
@@ -244,23 +235,7 @@ def patched_module_binary(
     try:
         if mod_edits:
             run_logged(f"{name}-mod", ["go", "mod", "edit", *mod_edits], env=env)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        run_logged(
-            f"{name}-build",
-            [
-                "go",
-                "build",
-                "-trimpath",
-                "-tags",
-                "netgo",
-                "-ldflags",
-                f"-s -w {ldflags}",
-                "-o",
-                str(out),
-                package,
-            ],
-            env=env,
-        )
+        go_build_static(name, out, package, ldflags, env)
     finally:
         os.chdir(ROOT)
     stamp.write_text(source_hash)
