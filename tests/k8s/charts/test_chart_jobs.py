@@ -4,7 +4,20 @@ work needs (docs/data-protection.md)."""
 
 from __future__ import annotations
 
-from .conftest import by_kind, documents, env_of, policies_of, render
+from typing import Any
+
+from .conftest import Manifest, by_kind, documents, env_of, policies_of, render
+
+
+def _secrets_dir(spec: Manifest, container: Manifest) -> dict[str, Any]:
+    """What the job finds in /var/run/secrets/prequal: file → Secret (`*`: a whole Secret)."""
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volume = next(v for v in spec["volumes"] if v["name"] == mounts["/var/run/secrets/prequal"])
+    return {
+        item["path"]: source["secret"]["name"]
+        for source in volume["projected"]["sources"]
+        for item in source["secret"].get("items", [{"path": "*"}])
+    }
 
 
 def test_migrations_run_as_a_hook_before_install_and_upgrade() -> None:
@@ -48,15 +61,7 @@ def test_reindex_is_a_cronjob_with_the_private_and_index_keys_off_unless_asked_f
     spec = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     [container] = spec["containers"]
     assert container["command"] == ["prequalctl", "reindex", "--batch", "200"]
-    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
-    assert mounts["/var/run/secrets/prequal"] == "reindex-keys"
-    volume = next(v for v in spec["volumes"] if v["name"] == "reindex-keys")
-    files = {
-        item["path"]: source["secret"]["name"]
-        for source in volume["projected"]["sources"]
-        for item in source["secret"].get("items", [{"path": "*"}])
-    }
-    assert files == {
+    assert _secrets_dir(spec, container) == {
         "sealing_private_keys": "rel-loan-prequal-pan-keys",
         "pan_encryption_keys": "rel-loan-prequal-pan-keys",
         "*": "rel-loan-prequal-pan-keys-index",
@@ -83,15 +88,7 @@ def test_reseal_is_a_cronjob_with_the_key_secrets_pairs_only_off_unless_asked_fo
         "--principal",
         "cronjob/rel-loan-prequal-reseal",
     ]
-    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
-    assert mounts["/var/run/secrets/prequal"] == "reseal-keys"
-    volume = next(v for v in spec["volumes"] if v["name"] == "reseal-keys")
-    files = {
-        item["path"]: source["secret"]["name"]
-        for source in volume["projected"]["sources"]
-        for item in source["secret"]["items"]
-    }
-    assert files == {
+    assert _secrets_dir(spec, container) == {
         "sealing_private_keys": "rel-loan-prequal-pan-keys",
         "sealing_public_keys": "rel-loan-prequal-pan-keys",
         "sealing_active_key_id": "rel-loan-prequal-pan-keys",
