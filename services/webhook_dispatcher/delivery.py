@@ -176,6 +176,7 @@ class Deliverer:
             "per_endpoint": self.policy.endpoint_concurrency,
             "free": free,
             "lease": self.policy.lease,
+            "start": uuid.uuid4(),  # where this claim's walk over the endpoints begins
         }
         leased_at = time.monotonic()
         rows = self._execute(CLAIM_SQL, params)

@@ -223,7 +223,7 @@ def test_only_the_webhook_dispatcher_takes_and_gives_back_endpoint_slots(
     """The shared per-endpoint concurrency slots (migration 0015): the dispatcher's claim takes
     them, its renewal extends them, its outcome statements give them back; no other role."""
     dispatcher = connect("webhooks")
-    claim = {"per_endpoint": 2, "free": 4, "lease": 35.0}
+    claim = {"per_endpoint": 2, "free": 4, "lease": 35.0, "start": uuid.uuid4()}
     assert dispatcher.execute(slots.CLAIM_SQL, claim).fetchall() == []
     delivery = uuid.uuid4()
     endpoint = uuid.uuid4()
