@@ -39,6 +39,20 @@ def go_env() -> dict[str, str]:
     }
 
 
+def module_source(module: str, version: str) -> Path:
+    """The module's read-only source in the module cache (`go mod download`, once)."""
+    download = subprocess.run(
+        ["go", "mod", "download", "-json", f"{module}@{version}"],
+        capture_output=True,
+        text=True,
+        env=go_env(),
+        check=False,
+    )
+    if download.returncode != 0:
+        raise BuildError(f"go mod download {module}@{version} failed: {download.stdout}")
+    return Path(json.loads(download.stdout)["Dir"])
+
+
 def go_build_static(name: str, out: Path, package: str, ldflags: str, env: dict[str, str]) -> None:
     """`go build` of `package` in the current directory's module: static (netgo), stripped."""
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -147,16 +161,7 @@ def prometheus_binary() -> Path:
     version = TAGS["PROMETHEUS_VERSION"]
     module_version = "v0." + version.split(".", 1)[1]
     module = "github.com/prometheus/prometheus"
-    download = subprocess.run(
-        ["go", "mod", "download", "-json", f"{module}@{module_version}"],
-        capture_output=True,
-        text=True,
-        env=go_env(),
-        check=False,
-    )
-    if download.returncode != 0:
-        raise BuildError(f"go mod download {module}@{module_version} failed: {download.stdout}")
-    source = Path(json.loads(download.stdout)["Dir"])
+    source = module_source(module, module_version)
     main = (source / "cmd" / "prometheus" / "main.go").read_text()
     # Its own replaces too: main.go uses the klog-gokit API that stands in for k8s.io/klog.
     replaces = re.search(r"(?ms)^replace \(.*?^\)$", (source / "go.mod").read_text())
@@ -209,18 +214,9 @@ def patched_module_binary(
         return out
     print(f"==> {name} {version} from the Go module proxy (minutes the first time)", flush=True)
     env = go_env()
-    download = subprocess.run(
-        ["go", "mod", "download", "-json", f"{module}@{version}"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-    if download.returncode != 0:
-        raise BuildError(f"go mod download {module}@{version} failed: {download.stdout}")
     src = CACHE / "src" / f"{name}-{version}"
     shutil.rmtree(src, ignore_errors=True)
-    shutil.copytree(json.loads(download.stdout)["Dir"], src)
+    shutil.copytree(module_source(module, version), src)
     for path in (src, *src.rglob("*")):
         path.chmod(path.stat().st_mode | 0o200)
     for relative, text in files.items():
